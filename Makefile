@@ -1,0 +1,39 @@
+# One-command set-up: `make demo` runs the main job, `make test` the test suite.
+# Both create .venv with Python 3.12 when it is missing and install the pinned requirements.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/chair16.py:cpu
+DATA ?= data/chair16
+WORKDIR ?= runs/chair16_cpu
+
+# Python 3.12: on PATH, or in pyenv's versions folder (where `python3.12` is only a shim).
+PYTHON312 := $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	  $$c -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
+
+.PHONY: setup test demo bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found (install python3.12 or pyenv install 3.12)"; exit 1; }
+	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
+	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.sdf_sampling
+
+clean-venv:
+	rm -rf $(VENV)
