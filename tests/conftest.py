@@ -1,0 +1,28 @@
+"""Shared fixtures: small meshes and a tiny procedural dataset."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@pytest.fixture
+def smoke_config(tmp_path):
+    """The `smoke` config pointed at an empty dataset folder under tmp_path."""
+    from configs import chair16
+
+    config = chair16.get_config("smoke")
+    config.data.root = str(tmp_path / "chairs")
+    return config
+
+
+@pytest.fixture
+def tiny_dataset(smoke_config):
+    """Four procedural chairs (2 train, 1 val, 1 test) written in the dataset layout."""
+    from data_gen import synthetic
+
+    synthetic.write_dataset(smoke_config.data.root, "chair", num_train=2, num_val=1, num_test=1)
+    return smoke_config
