@@ -105,27 +105,25 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
     return shapes, failures
 
 
-_SRC = flags.DEFINE_string("src", None, "ShapeNetCore v2 synset folder or any folder of meshes.")
-_OUT = flags.DEFINE_string("out", None, "Dataset folder to create, e.g. data/my_meshes.")
-_LIMIT = flags.DEFINE_integer("limit", 0, "Import at most this many shapes (0: all).")
-_NUM_VAL = flags.DEFINE_integer("num_val", 0, "Validation shapes.")
-_NUM_TEST = flags.DEFINE_integer("num_test", 0, "Test shapes.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the selection and split.")
-
-
 def main(argv):
     del argv
+    f = flags.FLAGS
     try:
-        shapes, failures = import_meshes(_SRC.value, _OUT.value, _LIMIT.value, _NUM_VAL.value,
-                                         _NUM_TEST.value, _SEED.value)
+        shapes, failures = import_meshes(f.src, f.out, f.limit, f.num_val, f.num_test, f.seed)
     except layout.DataError as e:
         sys.exit(f"error: {e}")
     counts = {split: sum(s.split == split for s in shapes) for split in layout.SPLITS}
-    print(f"imported {len(shapes)} shapes into {_OUT.value} ({counts})")
-    for obj_id, path, reason in failures:
+    print(f"imported {len(shapes)} shapes into {f.out} ({counts})")
+    for obj_id, _, reason in failures:
         print(f"  skipped {obj_id}: {reason}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags live here so that importing this module defines none
+    flags.DEFINE_string("src", None, "ShapeNetCore v2 synset folder or any folder of meshes.")
+    flags.DEFINE_string("out", None, "Dataset folder to create, e.g. data/my_meshes.")
+    flags.DEFINE_integer("limit", 0, "Import at most this many shapes (0: all).")
+    flags.DEFINE_integer("num_val", 0, "Validation shapes.")
+    flags.DEFINE_integer("num_test", 0, "Test shapes.")
+    flags.DEFINE_integer("seed", 0, "Seed of the selection and split.")
     flags.mark_flags_as_required(["src", "out"])
     app.run(main)

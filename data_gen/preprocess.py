@@ -30,12 +30,12 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from sdfjax.data import layout
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
+from sdfjax.launch import common
 
 # Each stage and the files it writes, in the order they run.
 STAGE_OUTPUTS = {
@@ -188,21 +188,15 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
     return results
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/chair16.py", "Experiment config.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute stages whose outputs exist.")
-_SKIP = flags.DEFINE_list("skip", [], f"Stages to skip, of {list(ALL_STAGES)}.")
-_OBJ_IDS = flags.DEFINE_list("obj_ids", [], "Only these shapes (default: all in metainfo.csv).")
-
-
 def main(argv):
     del argv
-    config = _CONFIG.value
-    stages = [s for s in ALL_STAGES if s not in _SKIP.value]
-    bad_skip = [s for s in _SKIP.value if s not in ALL_STAGES]
+    config, skip = flags.FLAGS.config, flags.FLAGS.skip
+    stages = [s for s in ALL_STAGES if s not in skip]
+    bad_skip = [s for s in skip if s not in ALL_STAGES]
     if bad_skip:
         sys.exit(f"error: --skip: unknown stage(s) {bad_skip}; expected some of {list(ALL_STAGES)}")
     try:
-        results = preprocess_dataset(config, stages, _OVERWRITE.value, _OBJ_IDS.value)
+        results = preprocess_dataset(config, stages, flags.FLAGS.overwrite, flags.FLAGS.obj_ids)
     except layout.DataError as e:
         sys.exit(f"error: {e}")
     counts = {k: sum(r.status == k for r in results) for k in ("done", "skipped", "failed")}
@@ -218,5 +212,9 @@ def main(argv):
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    app.run(main)
+if __name__ == "__main__":  # flags live here so that importing this module defines none
+    common.define_config_flag()
+    flags.DEFINE_bool("overwrite", False, "Recompute stages whose outputs exist.")
+    flags.DEFINE_list("skip", [], f"Stages to skip, of {list(ALL_STAGES)}.")
+    flags.DEFINE_list("obj_ids", [], "Only these shapes (default: all in metainfo.csv).")
+    common.run(main)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 import trimesh
-from absl import app, flags, logging
+from absl import app, flags
 
 from sdfjax.data import layout
 
@@ -167,21 +167,18 @@ def write_dataset(out: str, category: str = "chair", num_train: int = 16, num_va
     return shapes
 
 
-_OUT = flags.DEFINE_string("out", "data/chair16", "Dataset folder to write.")
-_CATEGORY = flags.DEFINE_enum("category", "chair", list(CATEGORIES), "Shape category.")
-_NUM_TRAIN = flags.DEFINE_integer("num_train", 16, "Training shapes.")
-_NUM_VAL = flags.DEFINE_integer("num_val", 4, "Validation shapes.")
-_NUM_TEST = flags.DEFINE_integer("num_test", 4, "Test shapes.")
-_SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
-
-
 def main(argv):
     del argv
-    shapes = write_dataset(_OUT.value, _CATEGORY.value, _NUM_TRAIN.value, _NUM_VAL.value,
-                           _NUM_TEST.value, _SEED.value)
-    logging.info("wrote %d %ss to %s", len(shapes), _CATEGORY.value, _OUT.value)
-    print(f"wrote {len(shapes)} {_CATEGORY.value}s to {_OUT.value}")
+    f = flags.FLAGS
+    shapes = write_dataset(f.out, f.category, f.num_train, f.num_val, f.num_test, f.seed)
+    print(f"wrote {len(shapes)} {f.category}s to {f.out}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags live here so that importing this module defines none
+    flags.DEFINE_string("out", "data/chair16", "Dataset folder to write.")
+    flags.DEFINE_enum("category", "chair", list(CATEGORIES), "Shape category.")
+    flags.DEFINE_integer("num_train", 16, "Training shapes.")
+    flags.DEFINE_integer("num_val", 4, "Validation shapes.")
+    flags.DEFINE_integer("num_test", 4, "Test shapes.")
+    flags.DEFINE_integer("seed", 0, "Generator seed.")
     app.run(main)

@@ -1,0 +1,90 @@
+"""What every entry point shares: flag parsing with clear config errors."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import app, flags
+
+_OVERRIDE = re.compile(r"^--?(config(?:\.[A-Za-z0-9_]+)+)(?:=|$)")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, but an override of a config field that does not exist is one line.
+
+    ml_collections raises a bare AttributeError / KeyError for `--config.data.typo=1`;
+    name the flag and the fields that do exist instead.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        _exit_on_unknown_field(argv, e)
+        raise
+    except flags.Error as e:
+        sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
+
+
+def define_config_flag(default: str = "configs/chair16.py"):
+    """`config_flags.DEFINE_config_file("config", default)`, with clear errors.
+
+    ml_collections already applies `--config.a.b=...` overrides while defining the flag
+    when the default file is used, so a typo must be caught here as well as in `run`.
+    """
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file("config", default, "Experiment config: file[:variant].")
+    except (AttributeError, KeyError) as e:
+        _exit_on_unknown_field(sys.argv, e, default)
+        raise
+
+
+def _exit_on_unknown_field(argv: list[str], error: Exception, default: str | None = None) -> None:
+    """Exits with one line if an override in `argv` names a field the config lacks."""
+    config = _load_config(argv, default)
+    bad = next((m.group(1) for a in argv[1:] if (m := _OVERRIDE.match(a))
+                and not _field_exists(config, m.group(1))), None)
+    if bad is None:
+        return
+    parent, _, field = bad.rpartition(".")
+    node = _lookup(config, parent)
+    where = f"in {parent!r}; its fields are {sorted(node.keys())}" if hasattr(node, "keys") else \
+        f"because {parent!r} is not a section of the config"
+    sys.exit(f"error: --{bad}: the config has no field {field!r} {where} ({type(error).__name__})")
+
+
+def _load_config(argv: list[str], default: str | None = None):
+    """The config that `--config=<file>[:<arg>]` names, loaded as config_flags does."""
+    import importlib.util
+
+    if default is None and "config" in flags.FLAGS:
+        default = flags.FLAGS["config"].default_as_str
+    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith(("--config=", "-config="))), default)
+    if not spec:
+        return None
+    path, _, arg = spec.strip("'\"").partition(":")
+    module_spec = importlib.util.spec_from_file_location("_sdfjax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def _lookup(config, dotted: str):
+    node = config
+    for part in dotted.split(".")[1:]:
+        node = node[part] if hasattr(node, "keys") and part in node else None
+        if node is None:
+            return None
+    return node
+
+
+def _field_exists(config, dotted: str) -> bool:
+    parent, _, field = dotted.rpartition(".")
+    node = _lookup(config, parent)
+    return hasattr(node, "keys") and field in node
+
+
+def run(main) -> None:
+    """`app.run(main)` with `_parse_flags`."""
+    app.run(main, flags_parser=_parse_flags)

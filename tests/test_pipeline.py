@@ -1,0 +1,200 @@
+"""The data pipeline end to end: procedural shapes, import, preprocess, TFDS, bad input."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import trimesh
+
+from data_gen import import_meshes, preprocess, synthetic
+from sdfjax.data import layout, tfds_builder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _files(root, obj_id):
+    return {f: os.path.getmtime(os.path.join(layout.shape_dir(root, obj_id), f))
+            for f in os.listdir(layout.shape_dir(root, obj_id))}
+
+
+def test_synthetic_shapes_are_deterministic_and_varied(tmp_path):
+    for category in synthetic.CATEGORIES:
+        a, b = synthetic.make_shape(category, 0, 5), synthetic.make_shape(category, 0, 5)
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        assert len(synthetic.make_shape(category, 0, 6).vertices) != len(a.vertices) or \
+            not np.allclose(synthetic.make_shape(category, 0, 6).vertices, a.vertices)
+    shapes = synthetic.write_dataset(str(tmp_path / "c"), num_train=3, num_val=1, num_test=1)
+    assert [s.split for s in shapes] == ["train"] * 3 + ["val", "test"]
+    assert [s.label for s in shapes] == list(range(5))
+    assert layout.read_metainfo(str(tmp_path / "c")) == shapes
+
+
+def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    results = preprocess.preprocess_dataset(config, progress=False)
+    assert [r.status for r in results] == ["done"] * 4
+    obj_id = results[0].obj_id
+    shape = layout.shape_dir(root, obj_id)
+    sdf = np.load(os.path.join(shape, layout.SDF_SAMPLES))
+    surface = np.load(os.path.join(shape, layout.SURFACE_SAMPLES))
+    assert sdf.shape == (config.data.num_sdf_samples, 4) and sdf.dtype == np.float32
+    assert surface.shape == (config.data.num_surface_samples, 6)
+    normalized = trimesh.load(os.path.join(shape, layout.NORMALIZED_MESH), force="mesh")
+    assert np.linalg.norm(normalized.vertices, axis=1).max() == pytest.approx(1 / 1.03, rel=1e-5)
+    assert not [f for f in os.listdir(shape) if f.endswith(".tmp")]
+    before = _files(root, obj_id)
+    assert all(r.status == "skipped" for r in preprocess.preprocess_dataset(config, progress=False))
+    assert _files(root, obj_id) == before
+    again = preprocess.preprocess_dataset(config, stages=("sdf",), overwrite=True, progress=False)
+    assert all(r.stages == ("sdf",) for r in again)
+    np.testing.assert_array_equal(np.load(os.path.join(shape, layout.SDF_SAMPLES)), sdf)  # deterministic
+    after = _files(root, obj_id)
+    assert after[layout.SURFACE_SAMPLES] == before[layout.SURFACE_SAMPLES]
+
+
+def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
+    serial = tiny_dataset
+    preprocess.preprocess_dataset(serial, stages=("normalize", "sdf"), progress=False)
+    parallel = serial.copy_and_resolve_references()
+    parallel.data.root = str(tmp_path / "parallel")
+    synthetic.write_dataset(parallel.data.root, "chair", num_train=2, num_val=1, num_test=1)
+    parallel.data.num_workers = 2
+    preprocess.preprocess_dataset(parallel, stages=("normalize", "sdf"), progress=False)
+    for s in layout.read_metainfo(serial.data.root):
+        np.testing.assert_array_equal(
+            np.load(os.path.join(layout.shape_dir(serial.data.root, s.obj_id), layout.SDF_SAMPLES)),
+            np.load(os.path.join(layout.shape_dir(parallel.data.root, s.obj_id), layout.SDF_SAMPLES)))
+
+
+def test_bad_shape_is_listed_and_loses_nothing(tiny_dataset):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    preprocess.preprocess_dataset(config, stages=("normalize", "sdf"), progress=False)
+    victim, empty = [s.obj_id for s in layout.read_metainfo(root)][:2]
+    good_sdf = np.load(os.path.join(layout.shape_dir(root, victim), layout.SDF_SAMPLES))
+    with open(os.path.join(layout.shape_dir(root, victim), layout.MESH), "w") as f:
+        f.write("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    with open(os.path.join(layout.shape_dir(root, empty), layout.MESH), "w") as f:
+        f.write("# no faces\n")
+    results = preprocess.preprocess_dataset(config, overwrite=True, progress=False)
+    status = {r.obj_id: r.status for r in results}
+    assert status[victim] == status[empty] == "failed"
+    assert sorted(status.values()).count("done") == 2
+    with open(os.path.join(root, "failures.csv")) as f:
+        rows = {r["obj_id"]: r["reason"] for r in csv.DictReader(f)}
+    assert "NaN or infinite" in rows[victim] and "mesh.obj" in rows[victim]
+    assert "empty mesh" in rows[empty] or "no triangles" in rows[empty]
+    # The earlier, good samples of the now-broken shape are still there, unchanged.
+    np.testing.assert_array_equal(
+        np.load(os.path.join(layout.shape_dir(root, victim), layout.SDF_SAMPLES)), good_sdf)
+
+
+def test_cli_exits_nonzero_only_when_every_shape_fails(tiny_dataset):
+    root = tiny_dataset.data.root
+    args = ["--config=configs/chair16.py:smoke", f"--config.data.root={root}", "--skip=surface,tfds"]
+    ids = [s.obj_id for s in layout.read_metainfo(root)]
+    with open(os.path.join(layout.shape_dir(root, ids[0]), layout.MESH), "w") as f:
+        f.write("garbage")
+    some = _run("data_gen.preprocess", *args)
+    assert some.returncode == 0, some.stderr
+    assert "1 failed" in some.stdout and ids[0] in some.stderr
+    for obj_id in ids:
+        with open(os.path.join(layout.shape_dir(root, obj_id), layout.MESH), "w") as f:
+            f.write("garbage")
+    every = _run("data_gen.preprocess", *args, "--overwrite")
+    assert every.returncode != 0 and "4 failed" in every.stdout
+
+
+@pytest.mark.parametrize("rows,message", [
+    ("obj_id,label,split\na,0,train\na,1,val\n", r"metainfo.csv:3: duplicate obj_id 'a'"),
+    ("obj_id,label,split\na,0,train\nb,1,validation\n", r"metainfo.csv:3: unknown split 'validation'"),
+    ("obj_id,label\na,0\n", r"metainfo.csv: missing column"),
+    ("obj_id,label,split\na,3,train\n", r"train labels must be 0..0"),
+])
+def test_bad_metainfo_names_file_and_line(tmp_path, rows, message):
+    (tmp_path / "metainfo.csv").write_text(rows)
+    with pytest.raises(layout.DataError, match=message):
+        layout.read_metainfo(str(tmp_path))
+
+
+def test_unknown_config_field_is_one_clear_message(tiny_dataset):
+    result = _run("data_gen.preprocess", "--config=configs/chair16.py:smoke",
+                  f"--config.data.root={tiny_dataset.data.root}", "--config.data.num_sampels=10")
+    assert result.returncode != 0
+    assert "--config.data.num_sampels: the config has no field 'num_sampels'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_any_folder_and_shapenet(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    trimesh.creation.box().export(src / "box.obj")
+    trimesh.creation.icosphere(2).export(src / "sub" / "ball.ply")
+    trimesh.creation.cylinder(0.3, 1.0).export(src / "sub" / "can.stl")
+    trimesh.creation.box().export(src / "sub" / "box.off")  # same stem as box.obj
+    trimesh.Scene([trimesh.creation.box(), trimesh.creation.icosphere(1)]).export(src / "two_parts.glb")
+    (src / "broken.obj").write_text("v nan nan nan\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    out = str(tmp_path / "out")
+    shapes, failures = import_meshes.import_meshes(str(src), out, num_val=1, num_test=1, seed=3)
+    assert [f[0] for f in failures] == ["broken"] and os.path.isfile(os.path.join(out, "failures.csv"))
+    ids = {s.obj_id for s in shapes}
+    assert ids == {"box", "box_1", "ball", "can", "two_parts"} - {f[0] for f in failures} or len(ids) == 5
+    assert sum(s.split == "val" for s in shapes) + sum(s.split == "test" for s in shapes) <= 2
+    glb = trimesh.load(os.path.join(layout.shape_dir(out, "two_parts"), layout.MESH), force="mesh")
+    assert len(glb.faces) == 12 + 80
+    again, _ = import_meshes.import_meshes(str(src), str(tmp_path / "again"), num_val=1, num_test=1, seed=3)
+    assert again == shapes  # deterministic
+    with pytest.raises(layout.DataError, match="already exists"):
+        import_meshes.import_meshes(str(src), out)
+
+    shapenet = tmp_path / "03001627"
+    for i in range(4):
+        model = shapenet / f"model{i}" / "models"
+        model.mkdir(parents=True)
+        synthetic.make_shape("chair", 0, i).export(model / "model_normalized.obj")
+    shapes, _ = import_meshes.import_meshes(str(shapenet), str(tmp_path / "sn"), limit=3, num_val=1)
+    assert len(shapes) == 3 and {s.obj_id for s in shapes} <= {f"model{i}" for i in range(4)}
+
+
+TFDS_ROUND_TRIP = textwrap.dedent("""
+    import importlib.util, sys
+    assert importlib.util.find_spec("tensorflow") is None
+    try:
+        import tensorflow  # noqa: F401
+        raise SystemExit("tensorflow imported")
+    except ImportError:
+        pass
+    from configs import chair16
+    from sdfjax.data import tfds_builder
+    config = chair16.get_config("smoke")
+    config.data.root = sys.argv[1]
+    tfds_builder.pack_dataset(config)
+    source = tfds_builder.data_source(config, "train")
+    examples = sorted((source[i] for i in range(len(source))), key=lambda e: e["label"])
+    print(len(source), [e["obj_id"] for e in examples], examples[0]["sdf_samples"].shape)
+    assert "tensorflow" not in sys.modules
+""")
+
+
+def test_tfds_round_trip_without_tensorflow(tiny_dataset):
+    root = tiny_dataset.data.root
+    preprocess.preprocess_dataset(tiny_dataset, stages=preprocess.SHAPE_STAGES, progress=False)
+    result = subprocess.run([sys.executable, "-c", TFDS_ROUND_TRIP, root], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids = [s.obj_id for s in layout.read_metainfo(root) if s.split == "train"]
+    assert result.stdout.strip().endswith(f"2 {[i.encode() for i in ids]} (5000, 4)")
+    source = tfds_builder.data_source(tiny_dataset, "val")
+    expected = np.load(os.path.join(layout.shape_dir(root, source[0]["obj_id"].decode()), layout.SDF_SAMPLES))
+    np.testing.assert_array_equal(source[0]["sdf_samples"], expected)
+    with pytest.raises(layout.DataError, match="split 'nope'"):
+        tfds_builder.data_source(tiny_dataset, "nope")
