@@ -1,0 +1,127 @@
+"""The preprocessed shapes as a TFDS array_record dataset, built and read without TensorFlow.
+
+One example per shape, keyed by obj_id, in the split metainfo.csv gives it:
+
+    obj_id           str
+    label            int64    row of the shape's latent code (train shapes: 0..T-1)
+    sdf_samples      (N, 4)   float32 x, y, z, sdf in the normalised frame
+    surface_samples  (M, 6)   float32 points and normals in the normalised frame
+    offset, scale    (3,), () float32 normalisation (x_norm = (x + offset) * scale)
+
+Build with `pack_dataset(config)` (data_gen.preprocess's `tfds` stage); read with
+`data_source(config, split)`, a random-access sequence of dicts of numpy arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from sdfjax.data import layout
+
+DATASET_NAME = "sdf_shapes"
+VERSION = "1.0.0"
+
+
+def tfds_dir(config) -> str:
+    return config.data.tfds_dir or os.path.join(config.data.root, "tfds")
+
+
+def _ready_shapes(root: str) -> list[layout.ShapeInfo]:
+    """Shapes whose SDF, surface and normalisation files all exist."""
+    needed = (layout.SDF_SAMPLES, layout.SURFACE_SAMPLES, layout.NORMALIZATION)
+    return [s for s in layout.read_metainfo(root)
+            if all(os.path.isfile(os.path.join(layout.shape_dir(root, s.obj_id), f)) for f in needed)]
+
+
+class SdfShapes(tfds.core.GeneratorBasedBuilder):
+    """Preprocessed shapes of one dataset folder (`root`)."""
+
+    VERSION = tfds.core.Version(VERSION)
+    # The folder, not the registry, identifies the data: keep this builder out of tfds.load.
+    _abstract_ = False
+
+    def __init__(self, root: str, **kwargs):
+        self._root = root
+        super().__init__(**kwargs)
+
+    @classmethod
+    def _get_builder_name(cls) -> str:  # noqa: D102 (TFDS hook)
+        return DATASET_NAME
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"DeepSDF samples of the shapes in {self._root}",
+            features=tfds.features.FeaturesDict({
+                "obj_id": tfds.features.Text(),
+                "label": tfds.features.Scalar(dtype=np.int64),
+                "sdf_samples": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+                "surface_samples": tfds.features.Tensor(shape=(None, 6), dtype=np.float32),
+                "offset": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "scale": tfds.features.Scalar(dtype=np.float32),
+            }),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        shapes = _ready_shapes(self._root)
+        return {split: self._generate_examples([s for s in shapes if s.split == split])
+                for split in layout.SPLITS if any(s.split == split for s in shapes)}
+
+    def _generate_examples(self, shapes):
+        for s in shapes:
+            path = layout.shape_dir(self._root, s.obj_id)
+            with open(os.path.join(path, layout.NORMALIZATION)) as f:
+                norm = json.load(f)
+            yield s.obj_id, {
+                "obj_id": s.obj_id,
+                "label": s.label,
+                "sdf_samples": np.load(os.path.join(path, layout.SDF_SAMPLES)),
+                "surface_samples": np.load(os.path.join(path, layout.SURFACE_SAMPLES)),
+                "offset": np.asarray(norm["offset"], np.float32),
+                "scale": np.float32(norm["scale"]),
+            }
+
+
+def dataset_path(config) -> str:
+    return os.path.join(tfds_dir(config), DATASET_NAME, VERSION)
+
+
+def pack_dataset(config, overwrite: bool = False) -> str:
+    """Builds the array_record dataset of `config.data.root`; returns its folder."""
+    path = dataset_path(config)
+    if os.path.isdir(path) and not overwrite:
+        return path
+    if not _ready_shapes(config.data.root):
+        raise layout.DataError(f"{config.data.root}: no preprocessed shapes to pack")
+    # Build beside the old dataset, then swap, so a failed build keeps the old one.
+    staging = tfds_dir(config) + ".building"
+    shutil.rmtree(staging, ignore_errors=True)
+    tfds.disable_progress_bar()  # preprocess shows its own progress
+    builder = SdfShapes(config.data.root, data_dir=staging, file_format="array_record")
+    builder.download_and_prepare()
+    old = tfds_dir(config) + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(tfds_dir(config)):
+        os.replace(tfds_dir(config), old)
+    os.replace(staging, tfds_dir(config))
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def data_source(config, split: str):
+    """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays."""
+    path = dataset_path(config)
+    if not os.path.isdir(path):
+        raise layout.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
+                               f"--config.data.root={config.data.root}")
+    builder = tfds.builder_from_directory(path)
+    if split not in builder.info.splits:
+        raise layout.DataError(f"{path}: split {split!r} has no preprocessed shapes "
+                               f"(splits: {list(builder.info.splits)})")
+    return builder.as_data_source(split=split)
