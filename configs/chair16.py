@@ -44,7 +44,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.skip_layers = (4,)
     config.model.dropout_rate = 0.2
     config.model.weight_norm = True
-    config.model.compute_dtype = "float32"
+    config.model.compute_dtype = "float32"  # or "bfloat16": bf16 matmul inputs, f32 accumulation
+    config.model.fourier_frequencies = 0  # > 0: positional encoding of xyz (off in DeepSDF)
 
     # Train: DeepSDF's auto-decoder schedule.
     config.train = ml_collections.ConfigDict()
@@ -59,13 +60,42 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.code_reg_weight = 1e-4
     config.train.code_reg_warmup_epochs = 100
     config.train.code_bound = 1.0
+    config.train.grad_clip_norm = 0.0  # 0: off
+    config.train.checkpoint_every_epochs = 100
+    config.train.shard_latents = False  # True: split the latent table along shapes over devices
+    config.train.cache_shapes = 4096  # shapes' samples kept in host memory
+    # Curriculum DeepSDF (Duan et al. 2020): tolerance eps and hard-sample weight gamma per stage.
+    config.train.curriculum = ml_collections.ConfigDict()
+    config.train.curriculum.enabled = False
+    config.train.curriculum.epochs = (0, 200, 400, 600, 800)
+    config.train.curriculum.eps = (0.025, 0.01, 0.0025, 0.0, 0.0)
+    config.train.curriculum.gamma = (0.0, 0.1, 0.2, 0.5, 0.5)
 
     if variant == "cpu":
         config.data.num_sdf_samples = 100_000
-        config.data.num_surface_samples = 30_000
+        config.model.latent_dim = 64
+        config.model.hidden_dim = 128
+        config.train.num_epochs = 400
+        config.train.scenes_per_batch = 16
+        config.train.samples_per_scene = 2048
+        config.train.lr_decay_every_epochs = 200
+        config.train.code_reg_warmup_epochs = 50
+        config.train.checkpoint_every_epochs = 100
     elif variant == "smoke":
         config.data.root = "data/chair16_smoke"
         config.data.num_sdf_samples = 5_000
         config.data.num_surface_samples = 2_000
         config.data.num_workers = 1
+        config.model.latent_dim = 16
+        config.model.hidden_dim = 32
+        config.model.num_layers = 4
+        config.model.skip_layers = (2,)
+        config.train.num_epochs = 30
+        config.train.scenes_per_batch = 2
+        config.train.samples_per_scene = 256
+        config.train.decoder_lr = 2e-3
+        config.train.latent_lr = 4e-3
+        config.train.lr_decay_every_epochs = 1000
+        config.train.code_reg_warmup_epochs = 10
+        config.train.checkpoint_every_epochs = 10
     return config

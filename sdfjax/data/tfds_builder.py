@@ -42,8 +42,6 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
     """Preprocessed shapes of one dataset folder (`root`)."""
 
     VERSION = tfds.core.Version(VERSION)
-    # The folder, not the registry, identifies the data: keep this builder out of tfds.load.
-    _abstract_ = False
 
     def __init__(self, root: str, **kwargs):
         self._root = root
@@ -54,9 +52,14 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
         return DATASET_NAME
 
     def _info(self) -> tfds.core.DatasetInfo:
+        shapes = _ready_shapes(self._root) if self._root else []
+        index = {split: [[s.obj_id, s.label] for s in shapes if s.split == split] for split in layout.SPLITS}
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"DeepSDF samples of the shapes in {self._root}",
+            metadata=tfds.core.MetadataDict(index=index),
+            # Records keep metainfo order, so `split_index` names each record without reading it.
+            disable_shuffling=True,
             features=tfds.features.FeaturesDict({
                 "obj_id": tfds.features.Text(),
                 "label": tfds.features.Scalar(dtype=np.int64),
@@ -112,6 +115,14 @@ def pack_dataset(config, overwrite: bool = False) -> str:
     os.replace(staging, tfds_dir(config))
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def split_index(config, split: str) -> tuple[list[str], list[int]]:
+    """obj_ids and labels of the records of `split`, in record order (no record is read)."""
+    data_source(config, split)  # checks that the split exists
+    with open(os.path.join(dataset_path(config), "metadata.json")) as f:
+        pairs = json.load(f)["index"][split]
+    return [p[0] for p in pairs], [int(p[1]) for p in pairs]
 
 
 def data_source(config, split: str):

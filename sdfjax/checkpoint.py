@@ -1,0 +1,51 @@
+"""Orbax checkpoints of a train state: save, restore with shardings, resume.
+
+A checkpoint holds the state pytree (decoder, latents, optimiser state, step) and a
+JSON item `meta` with the obj_ids in latent-row order and the config, so a checkpoint
+is self-describing. Restoring uses an abstract state that carries the target
+shardings, so a run resumes on any device mesh.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "meta"),
+    )
+
+
+def save(mngr: ocp.CheckpointManager, state, meta: dict) -> int:
+    step = int(jax.device_get(state["step"]))
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+              force=True)
+    mngr.wait_until_finished()
+    return step
+
+
+def abstract_with_shardings(state_shape, shardings):
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state_shape, shardings)
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
+    """(state, meta) of `step` (default: the latest), placed by `abstract_state`'s shardings."""
+    step = mngr.latest_step() if step is None else step
+    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                                          meta=ocp.args.JsonRestore()))
+    return restored["state"], restored["meta"]
+
+
+def read_meta(workdir: str) -> dict | None:
+    """The `meta` item of the latest checkpoint, or None when there is none."""
+    mngr = manager(workdir)
+    step = mngr.latest_step()
+    if step is None:
+        return None
+    return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

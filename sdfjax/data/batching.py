@@ -1,0 +1,117 @@
+"""Host-side DeepSDF batches: scenes x samples, half positive and half negative SDF.
+
+Each process draws its own share of the scenes of a step from the TFDS data source
+(random access), so hosts never read each other's shapes. Batches are a pure function of
+(seed, step, process): a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class ShapeCache:
+    """Per-shape positive/negative SDF samples, read on demand, least recently used evicted."""
+
+    def __init__(self, source, max_shapes: int = 4096):
+        self._source = source
+        self._max = max_shapes
+        self._cache: collections.OrderedDict[int, tuple[np.ndarray, np.ndarray]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if index in self._cache:
+                self._cache.move_to_end(index)
+                return self._cache[index]
+        samples = np.asarray(self._source[index]["sdf_samples"], np.float32)
+        entry = (samples[samples[:, 3] >= 0], samples[samples[:, 3] < 0])
+        with self._lock:
+            self._cache[index] = entry
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return entry
+
+
+class SceneBatcher:
+    """Batches of `scenes_per_batch` scenes x `samples_per_scene` samples.
+
+    Step `s` belongs to epoch `s // steps_per_epoch`; each epoch visits the scenes in a
+    fresh permutation (cycled when there are fewer scenes than a batch holds). Process
+    `p` of `P` produces rows p, p + P, ... of the global batch.
+    """
+
+    def __init__(self, source, labels: np.ndarray, scenes_per_batch: int, samples_per_scene: int,
+                 seed: int, process_index: int = 0, process_count: int = 1, cache_shapes: int = 4096):
+        if scenes_per_batch % process_count:
+            raise ValueError(f"train.scenes_per_batch={scenes_per_batch} must divide by {process_count} processes")
+        if samples_per_scene % 2:
+            raise ValueError(f"train.samples_per_scene={samples_per_scene} must be even (half positive)")
+        self.shapes = ShapeCache(source, cache_shapes)
+        self.labels = np.asarray(labels, np.int32)  # latent row of each source index
+        self.scenes_per_batch = scenes_per_batch
+        self.samples_per_scene = samples_per_scene
+        self.seed, self.process_index, self.process_count = seed, process_index, process_count
+        self.steps_per_epoch = max(1, len(self.labels) // scenes_per_batch)
+
+    def scene_indices(self, step: int) -> np.ndarray:
+        """Source indices of the global batch of `step`."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
+        start = within * self.scenes_per_batch
+        return np.take(order, np.arange(start, start + self.scenes_per_batch), mode="wrap")
+
+    def local_batch(self, step: int) -> dict[str, np.ndarray]:
+        scenes = self.scene_indices(step)[self.process_index::self.process_count]
+        rng = np.random.default_rng([self.seed, step, self.process_index, 1])
+        half = self.samples_per_scene // 2
+        xyz = np.empty((len(scenes), self.samples_per_scene, 3), np.float32)
+        sdf = np.empty((len(scenes), self.samples_per_scene), np.float32)
+        for row, index in enumerate(scenes):
+            pos, neg = self.shapes[int(index)]
+            # DeepSDF draws with replacement; a shape with no negative (open) samples uses positives.
+            picked = np.concatenate([pos[rng.integers(len(pos), size=half)] if len(pos) else neg[:0],
+                                     neg[rng.integers(len(neg), size=half)] if len(neg) else pos[:0]])
+            if len(picked) < self.samples_per_scene:
+                pool = pos if len(pos) else neg
+                picked = pool[rng.integers(len(pool), size=self.samples_per_scene)]
+            xyz[row], sdf[row] = picked[:, :3], picked[:, 3]
+        return {"labels": self.labels[scenes], "xyz": xyz, "sdf": sdf}
+
+    def iterate(self, first_step: int, last_step: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+        """Local batches of steps [first_step, last_step), built in a background thread."""
+        out: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        stop = threading.Event()
+
+        def work():
+            try:
+                for step in range(first_step, last_step):
+                    if stop.is_set():
+                        return
+                    out.put(self.local_batch(step))
+            except BaseException as e:  # hand the error to the consumer  # noqa: BLE001
+                out.put(e)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        try:
+            for _ in range(first_step, last_step):
+                item = out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    out.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)

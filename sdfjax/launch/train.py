@@ -1,0 +1,44 @@
+r"""Trains DeepSDF: `python -m sdfjax.launch.train --config=configs/chair16.py --workdir=runs/chair16`.
+
+    python -m sdfjax.launch.train --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu
+    python -m sdfjax.launch.train --config=configs/chair16.py --workdir=runs/x --config.train.num_epochs=50
+
+Preprocesses the dataset first if needed; resumes when the workdir holds a checkpoint.
+Multi-host: pass --coordinator_address/--num_processes/--process_id, or run under a
+TPU pod / Slurm, whose environment `jax.distributed.initialize()` reads itself.
+"""
+
+import sys
+
+from absl import flags
+
+from sdfjax import parallel
+from sdfjax.launch import common
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
+    from sdfjax.data import layout
+    from sdfjax.train import loop
+
+    try:
+        summary = loop.train(f.config, f.workdir)
+    except (layout.DataError, ValueError, loop.TrainingDiverged) as e:
+        sys.exit(f"error: {e}")
+    if parallel.is_main_process() and summary.get("loss") is not None:
+        print(f"trained to epoch {summary['epoch']}: loss {summary['loss']:.5f}; "
+              f"checkpoint step {summary['checkpoint_step']} in {f.workdir}/checkpoints; "
+              f"metrics {f.workdir}/metrics.jsonl, curve {f.workdir}/loss.png")
+
+
+if __name__ == "__main__":
+    common.define_config_flag()
+    flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, pictures.")
+    flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
+    flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
+    flags.DEFINE_string("cpu_collectives", "", "CPU collectives for multi-process CPU runs ('gloo').")
+    flags.mark_flags_as_required(["workdir"])
+    common.run(main)

@@ -1,0 +1,126 @@
+"""The DeepSDF decoder f(z, x) -> sdf (Park et al. 2019, Sec. 4 and the chairs spec).
+
+    decoder = Decoder()                                     # 8 x 512, skip at layer 4
+    params = decoder.init(key, z, xyz)                      # z (..., 256), xyz (..., 3)
+    sdf = decoder.apply(params, z, xyz)                     # (...,) in (-1, 1)
+    sdf = decoder.apply(params, z, xyz, train=True, rngs={"dropout": key})
+
+`z` broadcasts against `xyz`'s leading axes, so one code per shape serves all of its
+points: z (B, 1, L) with xyz (B, S, 3). Coordinates are in the normalised frame.
+
+Layers follow DeepSDF's released `deep_sdf_decoder.py`: hidden layer i takes the output
+of layer i-1, and before each layer in `skip_layers` the network input [z, x] is
+concatenated again; the layer before a skip outputs `hidden_dim - input_dim` so the
+concatenation is `hidden_dim` wide. Weight normalisation (Salimans & Kingma 2016) on the
+hidden layers is w = g * v / ||v|| per output unit, with g initialised to ||v|| as
+PyTorch's `weight_norm` does, so at initialisation w = v. Initial v and biases follow
+PyTorch's `nn.Linear` (uniform in +-1/sqrt(fan_in)).
+
+`compute_dtype="bfloat16"` feeds the matmuls bf16 inputs with float32 accumulation;
+parameters, the network input and everything else stay float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _torch_linear_init(fan_in: int):
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def matmul(x: jax.Array, w: jax.Array, compute_dtype) -> jax.Array:
+    """x @ w with inputs cast to compute_dtype and float32 accumulation and result."""
+    return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
+
+
+class Dense(nn.Module):
+    """A dense layer, optionally weight-normalised (params `v`, `g`, `bias`)."""
+
+    features: int
+    weight_norm: bool = True
+    compute_dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        init = _torch_linear_init(fan_in)
+        v = self.param("v", init, (fan_in, self.features))
+        bias = self.param("bias", init, (self.features,))
+        w = v
+        if self.weight_norm:
+            g = self.param("g", lambda _: jnp.linalg.norm(v, axis=0))
+            w = v * (g / jnp.linalg.norm(v, axis=0))
+        return matmul(x, w, DTYPES[self.compute_dtype]) + bias
+
+
+def fourier_features(xyz: jax.Array, num_frequencies: int) -> jax.Array:
+    """[x, sin(2^k pi x), cos(2^k pi x)] for k < num_frequencies (NeRF's positional encoding)."""
+    if num_frequencies == 0:
+        return xyz
+    scaled = xyz[..., None, :] * (2.0 ** jnp.arange(num_frequencies) * jnp.pi)[:, None]
+    scaled = scaled.reshape(*xyz.shape[:-1], -1)
+    return jnp.concatenate([xyz, jnp.sin(scaled), jnp.cos(scaled)], axis=-1)
+
+
+class Decoder(nn.Module):
+    """DeepSDF's auto-decoder MLP; defaults are the chairs spec (1,843,195 parameters)."""
+
+    latent_dim: int = 256
+    hidden_dim: int = 512
+    num_layers: int = 8
+    skip_layers: Sequence[int] = (4,)
+    dropout_rate: float = 0.2
+    weight_norm: bool = True
+    compute_dtype: str = "float32"
+    fourier_frequencies: int = 0
+
+    @nn.compact
+    def __call__(self, z: jax.Array, xyz: jax.Array, train: bool = False) -> jax.Array:
+        xyz = fourier_features(xyz.astype(jnp.float32), self.fourier_frequencies)
+        z = jnp.broadcast_to(z, xyz.shape[:-1] + z.shape[-1:]).astype(jnp.float32)
+        inputs = jnp.concatenate([z, xyz], axis=-1)
+        h = inputs
+        for i in range(self.num_layers):
+            if i in self.skip_layers:
+                h = jnp.concatenate([h, inputs], axis=-1)
+            width = self.hidden_dim - inputs.shape[-1] if i + 1 in self.skip_layers else self.hidden_dim
+            h = Dense(width, self.weight_norm, self.compute_dtype, name=f"layer{i}")(h)
+            h = nn.relu(h)
+            if self.dropout_rate > 0:
+                h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+        out = Dense(1, weight_norm=False, compute_dtype="float32", name=f"layer{self.num_layers}")(h)
+        return jnp.tanh(out[..., 0])
+
+
+def from_config(model_config) -> Decoder:
+    return Decoder(
+        latent_dim=model_config.latent_dim,
+        hidden_dim=model_config.hidden_dim,
+        num_layers=model_config.num_layers,
+        skip_layers=tuple(model_config.skip_layers),
+        dropout_rate=model_config.dropout_rate,
+        weight_norm=model_config.weight_norm,
+        compute_dtype=model_config.compute_dtype,
+        fourier_frequencies=model_config.get("fourier_frequencies", 0),
+    )
+
+
+def init_params(decoder: Decoder, key: jax.Array):
+    return decoder.init(key, jnp.zeros((1, decoder.latent_dim)), jnp.zeros((1, 3)))
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

@@ -1,0 +1,130 @@
+"""DeepSDF's auto-decoder objective, optimiser and one sharded training step.
+
+The train state is a plain pytree:
+
+    {"step": int32 scalar,
+     "params": {"decoder": <Flax params>, "latents": (num_rows, latent_dim) float32},
+     "opt_state": <optax state of both>}
+
+Loss (Park et al. 2019, Eq. 9 with the released code's regulariser warm-up):
+
+    L = mean_i |clamp(f(z_s, x_i), +-delta) - clamp(s_i, +-delta)|
+        + lambda * min(1, epoch / warmup) * mean_s ||z_s||
+
+optionally with Curriculum DeepSDF's (Duan et al. 2020, Eq. 4-5) tolerance eps and
+hard-sample weight gamma: |.| becomes max(|.| - eps, 0) * (1 + gamma sgn(s) sgn(s - f)).
+Latents are kept inside the ball of radius `code_bound` (DeepSDF's CodeBound / the
+`max_norm` of its embedding) by projection after each update.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sdfjax import parallel
+from sdfjax.models import decoder as decoder_lib
+
+
+def lr_schedule(base_lr: float, train_config, steps_per_epoch: int) -> optax.Schedule:
+    """Step decay: x `lr_decay_factor` every `lr_decay_every_epochs` epochs (DeepSDF)."""
+    return optax.exponential_decay(base_lr, transition_steps=train_config.lr_decay_every_epochs * steps_per_epoch,
+                                   decay_rate=train_config.lr_decay_factor, staircase=True)
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam with separate step-decayed learning rates for the decoder and the latents."""
+    decoder_tx = optax.adam(lr_schedule(train_config.decoder_lr, train_config, steps_per_epoch))
+    if train_config.grad_clip_norm > 0:
+        decoder_tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), decoder_tx)
+    latent_tx = optax.adam(lr_schedule(train_config.latent_lr, train_config, steps_per_epoch))
+    return optax.multi_transform({"decoder": decoder_tx, "latents": latent_tx},
+                                 lambda params: {"decoder": "decoder", "latents": "latents"})
+
+
+def project_latents(latents: jax.Array, bound: float) -> jax.Array:
+    """Rows with norm > bound scaled back onto the ball (no-op for bound <= 0)."""
+    if bound <= 0:
+        return latents
+    norm = jnp.linalg.norm(latents, axis=-1, keepdims=True)
+    return latents * jnp.minimum(1.0, bound / jnp.maximum(norm, 1e-12))
+
+
+def init_state(decoder: decoder_lib.Decoder, optimizer, num_rows: int, key: jax.Array, code_bound: float):
+    """Decoder parameters, latents ~ N(0, 1/sqrt(L)) (DeepSDF), optimiser state, step 0."""
+    decoder_key, latent_key = jax.random.split(key)
+    params = {
+        "decoder": decoder_lib.init_params(decoder, decoder_key),
+        "latents": project_latents(
+            jax.random.normal(latent_key, (num_rows, decoder.latent_dim)) / np.sqrt(decoder.latent_dim),
+            code_bound),
+    }
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+
+
+def curriculum_at(train_config, epoch) -> tuple[jax.Array, jax.Array]:
+    """(eps, gamma) of Curriculum DeepSDF at `epoch`: the last stage started by then."""
+    c = train_config.curriculum
+    if not c.enabled:
+        return jnp.float32(0), jnp.float32(0)
+    stage = jnp.sum(epoch >= jnp.asarray(c.epochs)) - 1
+    stage = jnp.clip(stage, 0, len(c.epochs) - 1)
+    return jnp.asarray(c.eps, jnp.float32)[stage], jnp.asarray(c.gamma, jnp.float32)[stage]
+
+
+def sdf_loss(pred: jax.Array, sdf: jax.Array, delta: float, eps=0.0, gamma=0.0) -> jax.Array:
+    """Mean clamped L1 (DeepSDF), with Curriculum DeepSDF's eps and gamma when non-zero."""
+    pred_c, sdf_c = jnp.clip(pred, -delta, delta), jnp.clip(sdf, -delta, delta)
+    error = jnp.maximum(jnp.abs(pred_c - sdf_c) - eps, 0.0)
+    weight = 1.0 + gamma * jnp.sign(sdf) * jnp.sign(sdf - pred)
+    return jnp.mean(weight * error)
+
+
+def state_shardings(abstract_state, mesh, shard_latents: bool):
+    """Replicated everywhere, except the latent table (and its Adam moments) if sharded."""
+    def choose(path, leaf):
+        keys = {getattr(k, "key", getattr(k, "name", None)) for k in path}
+        if shard_latents and "latents" in keys and getattr(leaf, "ndim", 0) >= 1:
+            return parallel.data_sharded(mesh)
+        return parallel.replicated(mesh)
+    return jax.tree_util.tree_map_with_path(choose, abstract_state)
+
+
+def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps_per_epoch: int, seed: int):
+    """step(state, batch) -> (state, metrics); batch = {labels (B,), xyz (B,S,3), sdf (B,S)}."""
+    base_key = jax.random.key(seed)
+
+    def step(state, batch):
+        epoch = state["step"] // steps_per_epoch
+        key = jax.random.fold_in(base_key, state["step"])
+        eps, gamma = curriculum_at(train_config, epoch)
+        reg_weight = train_config.code_reg_weight * jnp.minimum(
+            1.0, epoch / max(train_config.code_reg_warmup_epochs, 1))
+
+        def loss_fn(params):
+            z = params["latents"][batch["labels"]]  # (B, L)
+            pred = decoder.apply(params["decoder"], z[:, None, :], batch["xyz"], train=True,
+                                 rngs={"dropout": key})
+            data = sdf_loss(pred, batch["sdf"], train_config.clamp_distance, eps, gamma)
+            reg = jnp.mean(jnp.linalg.norm(z, axis=-1))
+            return data + reg_weight * reg, (data, reg)
+
+        (loss, (data, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        params["latents"] = project_latents(params["latents"], train_config.code_bound)
+        metrics = {"loss": loss, "sdf_loss": data, "latent_reg": reg,
+                   "latent_norm": jnp.mean(jnp.linalg.norm(params["latents"], axis=-1))}
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+    return step
+
+
+def jit_train_step(step_fn, state_sharding, mesh):
+    """The step jitted once with explicit shardings and the state donated."""
+    batch_sharding = {"labels": parallel.data_sharded(mesh), "xyz": parallel.data_sharded(mesh),
+                      "sdf": parallel.data_sharded(mesh)}
+    return jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
+                   out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
