@@ -49,3 +49,10 @@ def read_meta(workdir: str) -> dict | None:
     if step is None:
         return None
     return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+
+def read_state(workdir: str, step: int | None = None):
+    """The state of `step` (default: latest) as saved, on the devices it was saved from (inspection)."""
+    mngr = manager(workdir)
+    step = mngr.latest_step() if step is None else step
+    return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]

@@ -46,7 +46,9 @@ class SceneBatcher:
 
     Step `s` belongs to epoch `s // steps_per_epoch`; each epoch visits the scenes in a
     fresh permutation (cycled when there are fewer scenes than a batch holds). Process
-    `p` of `P` produces rows p, p + P, ... of the global batch.
+    `p` of `P` produces the p-th contiguous block of rows of the global batch, the block
+    `jax.make_array_from_process_local_data` places there, so the global batch (and its
+    dropout masks) is the same whatever the number of processes.
     """
 
     def __init__(self, source, labels: np.ndarray, scenes_per_batch: int, samples_per_scene: int,
@@ -70,12 +72,15 @@ class SceneBatcher:
         return np.take(order, np.arange(start, start + self.scenes_per_batch), mode="wrap")
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
-        scenes = self.scene_indices(step)[self.process_index::self.process_count]
-        rng = np.random.default_rng([self.seed, step, self.process_index, 1])
+        per_process = self.scenes_per_batch // self.process_count
+        first = self.process_index * per_process
+        scenes = self.scene_indices(step)[first:first + per_process]
         half = self.samples_per_scene // 2
         xyz = np.empty((len(scenes), self.samples_per_scene, 3), np.float32)
         sdf = np.empty((len(scenes), self.samples_per_scene), np.float32)
         for row, index in enumerate(scenes):
+            # One generator per (step, row of the global batch): independent of the process count.
+            rng = np.random.default_rng([self.seed, step, first + row, 1])
             pos, neg = self.shapes[int(index)]
             # DeepSDF draws with replacement; a shape with no negative (open) samples uses positives.
             picked = np.concatenate([pos[rng.integers(len(pos), size=half)] if len(pos) else neg[:0],

@@ -138,6 +138,10 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     main = parallel.is_main_process()
     if main:
         _ensure_dataset(config)
+    if jax.process_count() > 1:  # the others wait for process 0's preprocessing
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sdfjax: dataset ready")
     obj_ids, labels = tfds_builder.split_index(config, "train")
     source = tfds_builder.data_source(config, "train")
     tc = config.train

@@ -1,0 +1,70 @@
+"""The DeepSDF decoder: size, output, weight-norm initialisation, precision modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sdfjax.models import decoder as decoder_lib
+
+
+def test_default_decoder_has_deepsdf_parameter_count():
+    params = decoder_lib.init_params(decoder_lib.Decoder(), jax.random.key(0))
+    assert decoder_lib.count_params(params) == 1_843_195
+    layers = params["params"]
+    assert layers["layer3"]["v"].shape == (512, 512 - 259)  # the layer before the skip
+    assert layers["layer4"]["v"].shape == (512, 512)  # its output + [z, x] again
+    assert "g" not in layers["layer8"]
+
+
+def test_output_shape_range_and_broadcast_of_codes():
+    decoder = decoder_lib.Decoder(latent_dim=8, hidden_dim=32, num_layers=4, skip_layers=(2,))
+    params = decoder_lib.init_params(decoder, jax.random.key(1))
+    z = jax.random.normal(jax.random.key(2), (3, 1, 8))
+    xyz = jax.random.uniform(jax.random.key(3), (3, 50, 3), minval=-1, maxval=1)
+    sdf = decoder.apply(params, z, xyz)
+    assert sdf.shape == (3, 50) and bool(jnp.all(jnp.abs(sdf) < 1))
+    explicit = decoder.apply(params, jnp.broadcast_to(z, (3, 50, 8)), xyz)
+    np.testing.assert_allclose(sdf, explicit, rtol=1e-6)
+
+
+def _plain_mlp(params, decoder, z, xyz):
+    """The same network written out with w = v (what weight norm equals at init)."""
+    inputs = jnp.concatenate([z, xyz], -1)
+    h = inputs
+    for i in range(decoder.num_layers):
+        if i in decoder.skip_layers:
+            h = jnp.concatenate([h, inputs], -1)
+        p = params["params"][f"layer{i}"]
+        h = jax.nn.relu(h @ p["v"] + p["bias"])
+    p = params["params"][f"layer{decoder.num_layers}"]
+    return jnp.tanh(h @ p["v"] + p["bias"])[..., 0]
+
+
+def test_weight_norm_at_init_equals_unnormalised_layer():
+    decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
+    params = decoder_lib.init_params(decoder, jax.random.key(4))
+    for i in range(decoder.num_layers):
+        p = params["params"][f"layer{i}"]
+        np.testing.assert_allclose(p["g"], np.linalg.norm(p["v"], axis=0), rtol=1e-6)
+    z = jax.random.normal(jax.random.key(5), (40, 16))
+    xyz = jax.random.uniform(jax.random.key(6), (40, 3), minval=-1, maxval=1)
+    np.testing.assert_allclose(decoder.apply(params, z, xyz), _plain_mlp(params, decoder, z, xyz), atol=1e-6)
+    # Doubling g doubles every hidden layer's weights: the plain MLP must then differ.
+    doubled = jax.tree_util.tree_map_with_path(
+        lambda path, x: 2 * x if path[-1].key == "g" else x, params)
+    assert not np.allclose(decoder.apply(doubled, z, xyz), _plain_mlp(params, decoder, z, xyz), atol=1e-4)
+
+
+def test_dropout_only_in_training_and_bfloat16_close_to_float32():
+    kwargs = dict(latent_dim=16, hidden_dim=64, num_layers=4, skip_layers=(2,))
+    f32 = decoder_lib.Decoder(**kwargs)
+    bf16 = decoder_lib.Decoder(**kwargs, compute_dtype="bfloat16")
+    params = decoder_lib.init_params(f32, jax.random.key(7))
+    z, xyz = jnp.ones((100, 16)) * 0.1, jax.random.uniform(jax.random.key(8), (100, 3))
+    a, b = f32.apply(params, z, xyz), f32.apply(params, z, xyz)
+    np.testing.assert_array_equal(a, b)
+    c = f32.apply(params, z, xyz, train=True, rngs={"dropout": jax.random.key(9)})
+    assert not np.allclose(a, c)
+    low = bf16.apply(params, z, xyz)
+    assert low.dtype == jnp.float32
+    np.testing.assert_allclose(low, a, atol=2e-2 * float(jnp.abs(a).max()) + 1e-3)
