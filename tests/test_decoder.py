@@ -68,3 +68,12 @@ def test_dropout_only_in_training_and_bfloat16_close_to_float32():
     low = bf16.apply(params, z, xyz)
     assert low.dtype == jnp.float32
     np.testing.assert_allclose(low, a, atol=2e-2 * float(jnp.abs(a).max()) + 1e-3)
+
+
+def test_dropout_keeps_units_with_probability_one_minus_rate():
+    x = jnp.ones((200, 1000))
+    out = decoder_lib.dropout(x, 0.2, jax.random.key(0))
+    kept = np.asarray(out > 0)
+    assert abs(kept.mean() - 0.8) < 3e-3
+    np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.8, rtol=1e-6)  # inverted scaling: mean kept
+    assert abs(kept[:, ::2].mean() - kept[:, 1::2].mean()) < 6e-3  # both halves of a word are used alike

@@ -1,0 +1,136 @@
+r"""DeepSDF training-step throughput, float32 and bfloat16; last line is one JSON object.
+
+    python -m benchmarks.train_step                                  # JAX only
+    python -m benchmarks.train_step --torch_python=/tmp/torchenv/bin/python   # + PyTorch reference
+
+The step is the paper-size one (8 x 512, weight norm, dropout 0.2, latent 256) on
+16,384 points (16 scenes x 1,024), Adam on decoder and latents, as
+`../shared/reference/torch_deepsdf.py train-step` does it. Reported in one run:
+points/s per compute dtype, the same step without dropout (its random bits are a real
+cost on CPU), the matmul FLOP/s this machine reaches for each dtype (a 2048^3 product,
+bf16 inputs with f32 accumulation for bfloat16), the step's efficiency against it, and,
+when `--torch_python` names an interpreter with torch, PyTorch's float32 step measured
+in a subprocess between ours, with the speed ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from configs import chair16
+from sdfjax import parallel
+from sdfjax.models import decoder as decoder_lib
+from sdfjax.train import step as step_lib
+
+_POINTS = flags.DEFINE_integer("points", 16_384, "Points per step.")
+_SCENES = flags.DEFINE_integer("scenes", 16, "Scenes per step (points split evenly).")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed steps per measurement.")
+_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference step.")
+REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # compile + warm-up
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def matmul_flops_per_s(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n)).astype(decoder_lib.DTYPES[dtype])
+    b = jax.random.normal(jax.random.key(1), (n, n)).astype(decoder_lib.DTYPES[dtype])
+    product = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+    seconds = _median_seconds(lambda: product(a, b).block_until_ready(), repeats)
+    return 2 * n**3 / seconds
+
+
+def step_matmul_flops(model, points: int) -> float:
+    """Forward + backward matmul FLOPs (3x the forward's 2 * points * weights)."""
+    params = decoder_lib.init_params(decoder_lib.from_config(model), jax.random.key(0))
+    weights = sum(int(np.prod(p["v"].shape)) for p in params["params"].values())
+    return 3 * 2 * points * weights
+
+
+def time_step(model, train: ml_collections.ConfigDict, points: int, scenes: int, repeats: int) -> float:
+    mesh = parallel.make_mesh()
+    decoder = decoder_lib.from_config(model)
+    optimizer = step_lib.make_optimizer(train, steps_per_epoch=1)
+    init = lambda k: step_lib.init_state(decoder, optimizer, scenes, k, train.code_bound)  # noqa: E731
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    shardings = step_lib.state_shardings(abstract, mesh, False)
+    state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
+    step = step_lib.jit_train_step(step_lib.make_train_step(decoder, optimizer, train, 1, 0), shardings, mesh)
+    rng = np.random.default_rng(0)
+    batch = parallel.global_batch({
+        "labels": np.arange(scenes, dtype=np.int32),
+        "xyz": rng.uniform(-1, 1, (scenes, points // scenes, 3)).astype(np.float32),
+        "sdf": (rng.normal(size=(scenes, points // scenes)) * 0.05).astype(np.float32)}, mesh)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batch)
+        metrics["loss"].block_until_ready()
+
+    return _median_seconds(run, repeats)
+
+
+def torch_reference(python: str, points: int) -> dict | None:
+    if not python:
+        return None
+    out = subprocess.run([python, os.path.abspath(REFERENCE), "train-step", "--points", str(points),
+                          "--repeats", "10"], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"torch reference failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+    del argv
+    config = chair16.get_config()
+    points, scenes = _POINTS.value, _SCENES.value
+    result = {"benchmark": "train_step", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+              "backend": jax.default_backend(), "points": points, "jax": jax.__version__}
+    flops = step_matmul_flops(config.model, points)
+    torch_runs = []
+    for dtype in ("float32", "bfloat16"):
+        model = config.model.copy_and_resolve_references()
+        model.compute_dtype = dtype
+        seconds = time_step(model, config.train, points, scenes, _REPEATS.value)
+        no_dropout = model.copy_and_resolve_references()
+        no_dropout.dropout_rate = 0.0
+        seconds_no_dropout = time_step(no_dropout, config.train, points, scenes, _REPEATS.value)
+        peak = matmul_flops_per_s(dtype)
+        result[dtype] = {
+            "seconds_per_step": seconds, "points_per_s": points / seconds,
+            "points_per_s_no_dropout": points / seconds_no_dropout,
+            "dropout_share": 1 - seconds_no_dropout / seconds,
+            "achieved_flops_per_s": flops / seconds, "matmul_flops_per_s": peak,
+            "efficiency": flops / seconds / peak,
+        }
+        if dtype == "float32":  # the reference runs between our two measurements
+            torch_runs.append(torch_reference(_TORCH.value, points))
+    torch = torch_runs[0]
+    if torch:
+        result["torch_float32"] = {"points_per_s": torch["points_per_s"], "torch": torch["torch"],
+                                   "threads": torch["threads"]}
+        for dtype in ("float32", "bfloat16"):
+            result[f"speedup_{dtype}_vs_torch_float32"] = result[dtype]["points_per_s"] / torch["points_per_s"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
