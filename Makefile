@@ -31,9 +31,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
+	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling
+	$(PY) -m benchmarks.train_step
 
 clean-venv:
 	rm -rf $(VENV)

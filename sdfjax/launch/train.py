@@ -10,7 +10,7 @@ TPU pod / Slurm, whose environment `jax.distributed.initialize()` reads itself.
 
 import sys
 
-from absl import flags
+from absl import flags, logging
 
 from sdfjax import parallel
 from sdfjax.launch import common
@@ -19,6 +19,8 @@ from sdfjax.launch import common
 def main(argv):
     del argv
     f = flags.FLAGS
+    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
     from sdfjax.data import layout
     from sdfjax.train import loop
