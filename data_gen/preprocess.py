@@ -21,6 +21,7 @@ only when every shape it tried failed.
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import dataclasses
 import io
 import multiprocessing
@@ -125,8 +126,6 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
 
 def write_failures(root: str, results: Sequence[ShapeResult]) -> str:
     """Writes `failures.csv` of this run (a header alone when nothing failed)."""
-    import csv
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["obj_id", "stages", "reason"])
