@@ -1,6 +1,6 @@
 r"""DeepSDF on the procedural `chair16` set (16 train, 4 val, 4 test chairs).
 
-One file holds the data, model, train and fit sections, so every stage reads the same
+One file holds the data, model, train, fit, mesh and traverse sections, so every stage reads the same
 settings. Variants (`--config=configs/chair16.py:<variant>`):
 
   (default)  DeepSDF's published chairs spec (Park et al. 2019; DESIGN.md).
@@ -71,6 +71,43 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.curriculum.eps = (0.025, 0.01, 0.0025, 0.0, 0.0)
     config.train.curriculum.gamma = (0.0, 0.1, 0.2, 0.5, 0.5)
 
+    # Fit: DeepSDF's reconstruction (DESIGN.md, "Reconstruction") of a split's shapes.
+    config.fit = ml_collections.ConfigDict()
+    config.fit.split = "val"  # train | val | test
+    config.fit.obj_ids = ""  # comma-separated subset of the split; empty: all of it
+    config.fit.init = "normal"  # normal (N(0, init_std^2)) | mean | random | prior | <latent row>
+    config.fit.init_std = 0.01
+    config.fit.restarts = 1  # best of K initialisations by fitting loss (the paper reports K = 2)
+    config.fit.num_iterations = 800
+    config.fit.lr = 5e-3
+    config.fit.lr_decay_at = 400
+    config.fit.lr_decay_factor = 0.1
+    config.fit.samples_per_step = 8000
+    config.fit.code_reg_weight = 1e-4
+    config.fit.shapes_per_batch = 16  # shapes optimised by one vmapped step
+    # Shape completion (DeepSDF Sec. 6.3): fit to what one depth camera sees.
+    config.fit.partial = False
+    config.fit.partial_azimuth = 30.0  # degrees, view direction of the observing camera
+    config.fit.partial_elevation = 20.0
+    config.fit.save_mesh = True
+    config.fit.metrics = True
+    config.fit.emd_points = 4096
+
+    # Meshes: marching cubes on [-1, 1]^3 (DESIGN.md), coarse to fine.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.resolution = 256
+    config.mesh.coarse_to_fine = True
+    config.mesh.lipschitz = 1.5  # > 1: margin for learned SDFs that are not exactly 1-Lipschitz
+    config.mesh.chunk = 65_536  # decoder points per call
+    config.mesh.original_frame = False  # also write meshes mapped back to the shape's own frame
+
+    # Traverse: meshes along a line between two latents (Sketch2Shape's traverse_latent.py).
+    config.traverse = ml_collections.ConfigDict()
+    config.traverse.start = "mean"  # mean | <train latent row> | <obj_id>
+    config.traverse.end = "0"
+    config.traverse.steps = 20
+    config.traverse.interpolation = "linear"  # linear | slerp
+
     if variant == "cpu":
         config.data.num_sdf_samples = 100_000
         config.model.latent_dim = 64
@@ -81,6 +118,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.lr_decay_every_epochs = 200
         config.train.code_reg_warmup_epochs = 50
         config.train.checkpoint_every_epochs = 100
+        config.mesh.resolution = 128
     elif variant == "smoke":
         config.data.root = "data/chair16_smoke"
         config.data.num_sdf_samples = 5_000
@@ -98,4 +136,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.lr_decay_every_epochs = 1000
         config.train.code_reg_warmup_epochs = 10
         config.train.checkpoint_every_epochs = 10
+        config.fit.num_iterations = 40
+        config.fit.lr_decay_at = 20
+        config.fit.samples_per_step = 512
+        config.fit.emd_points = 256
+        config.mesh.resolution = 32
+        config.mesh.chunk = 8192
+        config.traverse.steps = 3
     return config

@@ -1,0 +1,119 @@
+r"""Latent-fitting throughput (DeepSDF reconstruction); last line is one JSON object.
+
+    python -m benchmarks.fit                                             # JAX only
+    python -m benchmarks.fit --torch_python=/tmp/torchenv/bin/python     # + PyTorch reference
+    python -m benchmarks.fit --workdir=runs/chair16_cpu --config=configs/chair16.py:cpu  # + quality
+
+Speed: the paper-size decoder (8 x 512, latent 256) at DeepSDF's reconstruction settings
+(8,000 samples per step, Adam on the latent only), shortened to `--iters` steps, for 16
+shapes fitted at once by one vmapped step, and the same work one shape at a time by the
+same code, in float32 and bfloat16. When `--torch_python` names an interpreter with
+torch, `../shared/reference/torch_deepsdf.py reconstruct` (DeepSDF's one-shape loop in
+float32) runs in a subprocess between our measurements, and the ratios are reported.
+
+Quality: with `--workdir` (a trained run) the val shapes are fitted in full (800 steps)
+in both compute dtypes and the mean Chamfer distances are compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from configs import chair16
+from sdfjax.fit import latent
+from sdfjax.models import decoder as decoder_lib
+
+_SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
+_ITERS = flags.DEFINE_integer("iters", 20, "Adam steps per shape (DeepSDF: 800).")
+_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference loop.")
+_WORKDIR = flags.DEFINE_string("workdir", "", "A trained run: also compare float32 and bfloat16 Chamfer.")
+_CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --workdir's run.")
+REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
+
+
+def _fit_seconds(folded, samples: latent.ShapeSamples, settings: latent.FitSettings, latent_dim: int) -> float:
+    initial = np.random.default_rng(0).normal(0, 0.01, (len(samples.num_samples), 1, latent_dim))
+    key = jax.random.key(0)
+    warm_up = dataclasses.replace(settings, num_iterations=1)  # compiles the same step
+    latent.fit_latents(folded, samples, initial.astype(np.float32), warm_up, key)
+    start = time.perf_counter()
+    latent.fit_latents(folded, samples, initial.astype(np.float32), settings, key)
+    return time.perf_counter() - start
+
+
+def time_fit(dtype: str, shapes: int, iters: int) -> dict:
+    config = chair16.get_config()
+    config.model.compute_dtype = dtype
+    decoder = decoder_lib.from_config(config.model)
+    folded = latent.fold_decoder(decoder, decoder_lib.init_params(decoder, jax.random.key(0)))
+    settings = latent.FitSettings(num_iterations=iters, lr_decay_at=iters // 2)
+    rng = np.random.default_rng(0)
+    data = [np.concatenate([rng.uniform(-1, 1, (settings.samples_per_step, 3)),
+                            rng.normal(0, 0.05, (settings.samples_per_step, 1))], axis=1).astype(np.float32)
+            for _ in range(shapes)]
+    points = shapes * iters * settings.samples_per_step
+    batched = _fit_seconds(folded, latent.ShapeSamples.from_list(data), settings, decoder.latent_dim)
+    single = sum(_fit_seconds(folded, latent.ShapeSamples.from_list([d]), settings, decoder.latent_dim)
+                 for d in data[:2]) * shapes / 2
+    return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
+            "batched_seconds": batched}
+
+
+def torch_reference(python: str, shapes: int, iters: int) -> dict | None:
+    if not python:
+        return None
+    out = subprocess.run([python, os.path.abspath(REFERENCE), "reconstruct", "--shapes", str(shapes),
+                          "--iters", str(iters)], capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"torch reference failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def chamfer_by_dtype(config_spec: str, workdir: str) -> dict:
+    from sdfjax.fit import evaluate
+
+    path, _, variant = config_spec.partition(":")
+    result = {}
+    for dtype in ("float32", "bfloat16"):
+        config = chair16.get_config(variant or None) if path.endswith("chair16.py") else None
+        config.model.compute_dtype = dtype
+        config.fit.save_mesh = False
+        out = evaluate.fit_split(config, workdir, progress=False, out_dir=os.path.join(workdir, "fit", f"bench_{dtype}"))
+        result[dtype] = out["mean"]["chamfer"]
+    result["relative_difference"] = abs(result["bfloat16"] - result["float32"]) / result["float32"]
+    return result
+
+
+def main(argv):
+    del argv
+    shapes, iters = _SHAPES.value, _ITERS.value
+    result = {"benchmark": "fit", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+              "backend": jax.default_backend(), "shapes": shapes, "iters": iters, "samples_per_step": 8000,
+              "jax": jax.__version__}
+    result["float32"] = time_fit("float32", shapes, iters)
+    torch = torch_reference(_TORCH.value, shapes, iters)  # between our two measurements
+    result["bfloat16"] = time_fit("bfloat16", shapes, iters)
+    if torch:
+        result["torch_float32"] = {"decoder_points_per_s": torch["decoder_points_per_s"], "torch": torch["torch"],
+                                   "threads": torch["threads"]}
+        for dtype in ("float32", "bfloat16"):
+            result[f"speedup_{dtype}_vs_torch"] = (result[dtype]["batched_points_per_s"]
+                                                   / torch["decoder_points_per_s"])
+            result[f"speedup_{dtype}_one_at_a_time_vs_torch"] = (result[dtype]["one_at_a_time_points_per_s"]
+                                                                 / torch["decoder_points_per_s"])
+    if _WORKDIR.value:
+        result["chamfer_x1000"] = chamfer_by_dtype(_CONFIG.value, _WORKDIR.value)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
