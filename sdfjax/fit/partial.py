@@ -49,7 +49,7 @@ def partial_observation(sdf_samples: np.ndarray, surface_points: np.ndarray, dir
       band: how far behind the visible surface samples are still observed (normalised units).
     """
     d = np.asarray(direction, np.float64)
-    d /= np.linalg.norm(d)
+    d = d / np.linalg.norm(d)
     u, v = _image_basis(d)
 
     def pixels(points):
@@ -63,8 +63,9 @@ def partial_observation(sdf_samples: np.ndarray, surface_points: np.ndarray, dir
     seen = np.isfinite(depth)
     # Close pinholes between splatted points so they do not read as background.
     closed = scipy.ndimage.binary_closing(seen, iterations=2, border_value=0) | seen
-    filled = scipy.ndimage.grey_dilation(np.where(seen, depth, -np.inf), size=3)
-    depth = np.where(seen, depth, filled)
+    # A pixel may hold only points of a back surface (no front point fell in it): the
+    # nearest depth of its 3x3 neighbourhood stands for it, which errs towards observing less.
+    depth = scipy.ndimage.grey_dilation(depth, size=3)
     xyz = np.asarray(sdf_samples[:, :3], np.float64)
     ij = pixels(xyz)
     background = ~closed[ij[:, 0], ij[:, 1]]

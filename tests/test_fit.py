@@ -1,0 +1,265 @@
+"""Latent fitting: the folded decoder, sampling, restarts, inits, sharding, end to end."""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import chair16
+from data_gen import preprocess, synthetic
+from sdfjax.fit import evaluate, latent, partial, traverse
+from sdfjax.models import decoder as decoder_lib
+from sdfjax.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _decoder(compute_dtype="float32", **overrides):
+    config = chair16.get_config("smoke")
+    config.model.compute_dtype = compute_dtype
+    config.model.update(overrides)
+    decoder = decoder_lib.from_config(config.model)
+    params = decoder_lib.init_params(decoder, jax.random.key(0))
+    # g != ||v|| so that folding weight norm matters
+    params = jax.tree_util.tree_map_with_path(lambda p, x: x * 1.7 if p[-1].key == "g" else x, params)
+    return decoder, params
+
+
+@pytest.mark.parametrize("overrides", [{}, {"fourier_frequencies": 2}, {"skip_layers": (1, 3)}])
+def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(overrides):
+    decoder, params = _decoder(**overrides)
+    folded = latent.fold_decoder(decoder, params)
+    z = jax.random.normal(jax.random.key(1), (3, decoder.latent_dim))
+    xyz = jax.random.uniform(jax.random.key(2), (3, 50, 3), minval=-1, maxval=1)
+    f = decoder.fourier_frequencies
+
+    def reference(z):
+        return decoder.apply(params, z[:, None, :], xyz)
+
+    def folded_fn(z):
+        return latent.folded_sdf(folded, latent.latent_biases(folded, z), xyz, f)
+
+    np.testing.assert_allclose(folded_fn(z), reference(z), atol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda z: folded_fn(z).sum())(z), jax.grad(lambda z: reference(z).sum())(z),
+                               atol=1e-5)
+
+
+def test_bfloat16_folded_decoder_is_close_to_float32():
+    decoder, params = _decoder("bfloat16")
+    folded = latent.fold_decoder(decoder, params)
+    assert folded["layers"][1]["w_h"].dtype == jnp.bfloat16
+    z = jax.random.normal(jax.random.key(1), (2, decoder.latent_dim))
+    xyz = jax.random.uniform(jax.random.key(2), (2, 64, 3), minval=-1, maxval=1)
+    ref = decoder.clone(compute_dtype="float32").apply(params, z[:, None, :], xyz)
+    np.testing.assert_allclose(latent.folded_sdf(folded, latent.latent_biases(folded, z), xyz), ref, atol=2e-2)
+
+
+def test_draw_samples_takes_half_positive_half_negative_and_copes_with_one_sign():
+    samples = latent.ShapeSamples.from_list([np.array([[0, 0, 0, 0.1], [1, 1, 1, -0.2], [2, 2, 2, 0.3]], np.float32),
+                                             np.array([[0, 0, 0, 0.5], [1, 1, 1, 0.4]], np.float32)])
+    assert list(samples.num_positive) == [2, 2] and list(samples.num_samples) == [3, 2]
+    assert np.all(samples.xyz_sdf[0, :2, 3] > 0) and samples.xyz_sdf[0, 2, 3] < 0
+    drawn = latent.draw_samples(jax.random.key(0), samples.xyz_sdf[0], 2, 3, 100)
+    assert np.all(drawn[:50, 3] > 0) and np.all(drawn[50:, 3] < 0)
+    only_positive = latent.draw_samples(jax.random.key(0), samples.xyz_sdf[1], 2, 2, 100)
+    assert np.all(only_positive[:, 3] > 0)  # never the zero padding
+    with pytest.raises(ValueError, match="no SDF samples"):
+        latent.ShapeSamples.from_list([np.zeros((0, 4), np.float32)])
+
+
+def _target_samples(folded, z_true, rng, count=4000):
+    xyz = rng.uniform(-1, 1, (count, 3)).astype(np.float32)
+    sdf = np.asarray(latent.folded_sdf(folded, latent.latent_biases(folded, jnp.asarray(z_true)[None]),
+                                       xyz[None]))[0]
+    return np.concatenate([xyz, sdf[:, None]], axis=1)
+
+
+def test_fitting_recovers_a_shape_of_the_decoder_and_keeps_the_best_restart():
+    decoder, params = _decoder()
+    folded = latent.fold_decoder(decoder, params)
+    rng = np.random.default_rng(0)
+    truths = rng.normal(0, 0.5, (3, decoder.latent_dim)).astype(np.float32)
+    samples = latent.ShapeSamples.from_list([_target_samples(folded, z, rng) for z in truths])
+    settings = latent.FitSettings(num_iterations=150, lr_decay_at=120, lr=2e-2, samples_per_step=512,
+                                  code_reg_weight=0.0)
+    initial = latent.initial_latents("normal", 3, 2, decoder.latent_dim, truths, rng)
+    steps = []
+    result = latent.fit_latents(folded, samples, initial, settings, jax.random.key(0), progress=steps.append)
+    assert steps[-1] == 150 and result.latents.shape == (3, decoder.latent_dim)
+    assert result.loss_curve.shape == (150, 3)
+    assert np.all(result.loss_curve[-10:].mean(0) < 0.3 * result.loss_curve[:3].mean(0))
+    np.testing.assert_array_equal(result.losses, result.restart_losses.min(axis=1))
+    assert np.all(result.losses < 1e-2)
+
+
+def test_one_shape_alone_fits_like_in_a_batch_and_sharding_over_8_devices_agrees():
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {ROOT!r})
+        import jax
+        jax.config.update("jax_num_cpu_devices", 8)
+        import numpy as np
+        from sdfjax import parallel
+        from sdfjax.fit import latent
+        from tests.test_fit import _decoder, _target_samples
+        decoder, params = _decoder()
+        folded = latent.fold_decoder(decoder, params)
+        rng = np.random.default_rng(0)
+        samples = latent.ShapeSamples.from_list(
+            [_target_samples(folded, rng.normal(0, .5, decoder.latent_dim), rng) for _ in range(5)])
+        initial = latent.initial_latents("normal", 5, 2, decoder.latent_dim, None, rng)
+        settings = latent.FitSettings(num_iterations=20, lr_decay_at=10, samples_per_step=256)
+        one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
+                            axis_types=(jax.sharding.AxisType.Auto,))
+        a = latent.fit_latents(folded, samples, initial, settings, jax.random.key(3), mesh=one)
+        b = latent.fit_latents(folded, samples, initial, settings, jax.random.key(3))  # 8 devices, padded
+        assert jax.device_count() == 8
+        np.testing.assert_allclose(a.latents, b.latents, atol=1e-5)
+        np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
+        print("OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_initial_latents_follow_each_option():
+    rng = np.random.default_rng(0)
+    trained = rng.normal(2.0, 0.5, (40, 8))
+    mean = latent.initial_latents("mean", 3, 2, 8, trained, rng)
+    np.testing.assert_allclose(mean[:, 0], np.broadcast_to(trained.mean(0), (3, 8)), rtol=1e-6)
+    assert not np.allclose(mean[:, 1], mean[:, 0])  # restarts after the first are perturbed
+    prior = latent.initial_latents("prior", 2, 1, 8, trained, rng, prior_rows=[5, 7])
+    np.testing.assert_allclose(prior[:, 0], trained[[5, 7]], rtol=1e-6)
+    np.testing.assert_allclose(latent.initial_latents("3", 2, 1, 8, trained, rng)[:, 0], trained[[3, 3]], rtol=1e-6)
+    normal = latent.initial_latents("normal", 500, 1, 8, trained, rng, init_std=0.01)
+    assert abs(normal.std() - 0.01) < 1e-3 and abs(normal.mean()) < 1e-3
+    random = latent.initial_latents("random", 2000, 1, 8, trained, rng)
+    np.testing.assert_allclose(random[:, 0].mean(0), trained.mean(0), atol=0.05)
+    for bad, message in (("prior", "train split"), ("99", "rows 0..39"), ("median", "expected normal")):
+        with pytest.raises(ValueError, match=message):
+            latent.initial_latents(bad, 1, 1, 8, trained, rng)
+
+
+def test_partial_observation_sees_the_front_of_a_sphere_only():
+    rng = np.random.default_rng(0)
+    direction = partial.view_direction(0.0, 0.0)  # camera on +z
+    np.testing.assert_allclose(direction, [0, 0, 1], atol=1e-12)
+    surface = rng.normal(size=(30_000, 3))
+    surface = 0.5 * surface / np.linalg.norm(surface, axis=1, keepdims=True)
+    xyz = rng.uniform(-1, 1, (20_000, 3))
+    samples = np.concatenate([xyz, (np.linalg.norm(xyz, axis=1) - 0.5)[:, None]], axis=1)
+    observed = partial.partial_observation(samples, surface, direction)
+    inside_ray = np.linalg.norm(observed[:, :2], axis=1) < 0.45
+    front = np.sqrt(np.maximum(0.25 - (observed[:, :2] ** 2).sum(1), 0))  # visible surface's z
+    assert np.all(observed[inside_ray, 2] >= front[inside_ray] - 0.025 - 0.03)
+    assert np.all(observed[inside_ray, 3] > -0.03)  # never deep inside
+    hidden = (np.linalg.norm(xyz[:, :2], axis=1) < 0.45) & (xyz[:, 2] < 0)
+    assert hidden.sum() > 1000 and 0.3 < len(observed) / len(samples) < 0.95
+
+
+def test_interpolation_endpoints_and_slerp_keeps_norms():
+    a, b = np.array([1.0, 0, 0]), np.array([0, 2.0, 0])
+    lin = traverse.interpolate(a, b, 5)
+    np.testing.assert_allclose(lin[0], a) and np.testing.assert_allclose(lin[-1], b)
+    np.testing.assert_allclose(lin[2], (a + b) / 2)
+    s = traverse.interpolate(a, np.array([0, 1.0, 0]), 5, "slerp")
+    np.testing.assert_allclose(np.linalg.norm(s, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(s[2], [np.sqrt(0.5), np.sqrt(0.5), 0], atol=1e-6)
+    with pytest.raises(ValueError, match="interpolation"):
+        traverse.interpolate(a, b, 5, "cubic")
+
+
+@pytest.fixture(scope="module")
+def trained_smoke(tmp_path_factory):
+    """A smoke decoder trained on 2 procedural chairs, with 1 val and 1 test chair."""
+    root = tmp_path_factory.mktemp("fit")
+    config = chair16.get_config("smoke")
+    config.data.root = str(root / "chairs")
+    synthetic.write_dataset(config.data.root, "chair", num_train=2, num_val=1, num_test=1)
+    preprocess.preprocess_dataset(config, progress=False)
+    config.train.num_epochs = 20
+    workdir = str(root / "run")
+    loop.train(config, workdir, progress=False)
+    return config, workdir
+
+
+def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):
+    config, workdir = trained_smoke
+    config = config.copy_and_resolve_references()
+    config.fit.restarts = 2
+    summary = evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+    with open(tmp_path / "out" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["obj_id"] for r in rows] == ["chair_000_0002", "mean_metric"]
+    assert list(rows[0]) == list(evaluate.CSV_COLUMNS)
+    for name in ("chamfer", "emd", "fscore@0.01", "normal_consistency"):
+        assert np.isfinite(float(rows[0][name])) and rows[0][name] == rows[1][name]
+    assert os.path.isfile(tmp_path / "out" / "meshes" / "chair_000_0002.obj")
+    assert os.path.isfile(tmp_path / "out" / "fit_loss.png")
+    saved = np.load(tmp_path / "out" / "latents.npz")
+    assert saved["latents"].shape == (1, config.model.latent_dim) and saved["restart_losses"].shape == (1, 2)
+    assert summary["mean"]["chamfer"] == pytest.approx(float(rows[1]["chamfer"]), rel=1e-5)
+
+
+def test_partial_fit_and_prior_init_on_train_shapes(trained_smoke, tmp_path):
+    config, workdir = trained_smoke
+    config = config.copy_and_resolve_references()
+    config.fit.split, config.fit.init, config.fit.partial = "train", "prior", True
+    config.fit.save_mesh = False
+    summary = evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+    assert [r["obj_id"] for r in summary["rows"]] == ["chair_000_0000", "chair_000_0001"]
+    assert not os.path.exists(tmp_path / "out" / "meshes")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("fit.obj_ids", "chair_000_0000", "not in the preprocessed val split"),
+    ("fit.split", "holdout", "expected one of"),
+    ("fit.init", "prior", "has none"),
+    ("model.hidden_dim", 64, "does not match config.model"),
+])
+def test_bad_input_is_refused_before_fitting(trained_smoke, tmp_path, field, value, message):
+    config, workdir = trained_smoke
+    config = config.copy_and_resolve_references()
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=message):
+        evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_no_checkpoint_and_missing_split_are_clear(trained_smoke, tmp_path):
+    config, workdir = trained_smoke
+    with pytest.raises(ValueError, match="no checkpoint"):
+        evaluate.fit_split(config, str(tmp_path / "empty"), progress=False)
+    from sdfjax.data import layout, tfds_builder
+
+    empty = config.copy_and_resolve_references()
+    empty.data.root = str(tmp_path / "nothing")
+    with pytest.raises(layout.DataError, match="no TFDS dataset"):
+        tfds_builder.split_index(empty, "val")
+
+
+def test_fit_launcher_and_traverse_launcher(trained_smoke, tmp_path):
+    config, workdir = trained_smoke
+    overrides = [f"--config={ROOT}/configs/chair16.py:smoke", f"--config.data.root={config.data.root}",
+                 f"--workdir={workdir}", f"--config.train.num_epochs={config.train.num_epochs}"]
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.fit", *overrides, "--config.fit.split=test"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "chair_000_0003" in out.stdout and "mean_metric" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.fit", *overrides, "--config.fit.obj_ids=nope"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode != 0 and out.stderr.strip().splitlines()[-1].startswith("error: config.fit.obj_ids: nope")
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.traverse", *overrides,
+                          "--config.traverse.start=chair_000_0000", "--config.traverse.end=1",
+                          "--config.traverse.interpolation=slerp"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = os.listdir(os.path.join(workdir, "traverse"))
+    files = sorted(os.listdir(os.path.join(workdir, "traverse", runs[0])))
+    assert files == ["latents.npz", "step=000.obj", "step=001.obj", "step=002.obj"]
