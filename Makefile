@@ -32,10 +32,13 @@ demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
+	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling
 	$(PY) -m benchmarks.train_step
+	$(PY) -m benchmarks.fit
+	$(PY) -m benchmarks.mesh_extract
 
 clean-venv:
 	rm -rf $(VENV)

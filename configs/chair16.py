@@ -108,17 +108,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.traverse.steps = 20
     config.traverse.interpolation = "linear"  # linear | slerp
 
+    # Render: Sketch2Shape's views (DESIGN.md, "Views") and the sphere tracer's settings.
+    config.render = ml_collections.ConfigDict()
+    config.render.azimuths = tuple(range(0, 360, 20))
+    config.render.elevations = (-50, -30, -10, 10, 30)
+    config.render.resolution = 256
+    config.render.focal = 512.0  # pixels at `resolution`
+    config.render.distance = 4.0
+    config.render.stage_steps = (6, 6, 8, 16, 32)  # sphere-tracing steps per stage
+    config.render.stage_fractions = (1.0, 0.5, 0.25, 0.125, 0.0625)  # share of rays marched per stage
+    config.render.threshold = 2e-4
+    config.render.step_scale = 1.0
+    config.render.latents = "mean"  # render launcher: comma-separated mean | <row> | <obj_id> | <npz>:<obj_id>
+    config.render.preview_views = (0, 16, 47, 62)  # view indices shown in picture grids
+    config.render.preview_resolution = 128
+
     if variant == "cpu":
         config.data.num_sdf_samples = 100_000
         config.model.latent_dim = 64
         config.model.hidden_dim = 128
-        config.train.num_epochs = 400
-        config.train.scenes_per_batch = 16
-        config.train.samples_per_scene = 2048
-        config.train.lr_decay_every_epochs = 200
-        config.train.code_reg_warmup_epochs = 50
-        config.train.checkpoint_every_epochs = 100
+        # 16 shapes at 4 per batch: 4 steps per epoch, 1,200 steps in all. With 64 shapes
+        # per batch (DeepSDF) this set would get one step per epoch, too few to learn.
+        config.train.num_epochs = 300
+        config.train.scenes_per_batch = 4
+        config.train.samples_per_scene = 4096
+        config.train.decoder_lr = 2e-3
+        config.train.latent_lr = 4e-3
+        config.train.lr_decay_every_epochs = 150
+        config.train.code_reg_warmup_epochs = 25
+        config.train.checkpoint_every_epochs = 50
         config.mesh.resolution = 128
+        config.render.resolution = 64
+        config.render.focal = 128.0
+        config.render.preview_resolution = 96
     elif variant == "smoke":
         config.data.root = "data/chair16_smoke"
         config.data.num_sdf_samples = 5_000
@@ -143,4 +165,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.mesh.resolution = 32
         config.mesh.chunk = 8192
         config.traverse.steps = 3
+        config.render.azimuths = (0, 90)
+        config.render.elevations = (10,)
+        config.render.resolution = 32
+        config.render.focal = 64.0
+        config.render.preview_views = (0, 1)
+        config.render.preview_resolution = 32
     return config

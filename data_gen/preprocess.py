@@ -5,6 +5,8 @@ Per shape (`data/<name>/shapes/<obj_id>/`, see sdfjax.data.layout):
   normalize  normalized_mesh.obj, normalization.json   (DeepSDF's unit-sphere frame)
   sdf        sdf_samples.npy      (N, 4) float32       (DeepSDF's sampling, DESIGN.md)
   surface    surface_samples.npy  (M, 6) float32       (points + normals, for metrics)
+  render     normals/00000.png ..., sketches/00000.png ..., views.json (one per view of
+             config.render: ground-truth normal maps by ray casting, and their sketches)
 
 then packs every finished shape into a TFDS array_record dataset (stage `tfds`).
 
@@ -43,6 +45,7 @@ STAGE_OUTPUTS = {
     "normalize": (layout.NORMALIZED_MESH, layout.NORMALIZATION),
     "sdf": (layout.SDF_SAMPLES,),
     "surface": (layout.SURFACE_SAMPLES,),
+    "render": (layout.VIEWS,),  # written after normals/*.png and sketches/*.png
 }
 SHAPE_STAGES = tuple(STAGE_OUTPUTS)
 ALL_STAGES = SHAPE_STAGES + ("tfds",)
@@ -55,6 +58,7 @@ class Settings:
     sampling: sdf_lib.SamplingSpec
     num_surface_samples: int
     seed: int
+    views: tuple = ()  # sdfjax.render.camera.Camera per view of the `render` stage
 
     @classmethod
     def from_config(cls, config) -> "Settings":
@@ -64,7 +68,10 @@ class Settings:
             near_fraction=float(data.near_surface_fraction),
             variances=tuple(float(v) for v in data.near_surface_variances),
         )
-        return cls(spec, int(data.num_surface_samples), int(config.seed))
+        from sdfjax.render import camera
+
+        views = tuple(camera.views_from_config(config.render)) if "render" in config else ()
+        return cls(spec, int(data.num_surface_samples), int(config.seed), views)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,18 +117,41 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
             points, normals = sdf_lib.sample_surface(
                 normalized, settings.num_surface_samples, _rng(settings, obj_id, "surface"), faces=field.faces)
             outputs[layout.SURFACE_SAMPLES] = np.concatenate([points, normals], 1).astype(np.float32)
+        if "render" in todo:
+            outputs.update(render_views(normalized, settings.views))
     except Exception as e:  # one bad shape must not stop the others: report it instead.
         reason = str(e) if isinstance(e, (mesh_lib.MeshError, layout.DataError)) else f"{type(e).__name__}: {e}"
         return ShapeResult(obj_id, "failed", tuple(todo), reason)
     for name, content in outputs.items():
         path = os.path.join(shape_path, name)
-        if isinstance(content, np.ndarray):
+        if isinstance(content, bytes):
+            with layout.atomic_write(path, "wb") as f:
+                f.write(content)
+        elif isinstance(content, np.ndarray):
             layout.atomic_save_npy(path, content)
         elif isinstance(content, dict):
             layout.atomic_write_json(path, content)
         else:
             layout.atomic_export_mesh(path, content)
     return ShapeResult(obj_id, "done", tuple(todo))
+
+
+def render_views(normalized, views) -> dict[str, object]:
+    """normals/<i>.png, sketches/<i>.png for every view, then views.json (file name -> content)."""
+    from sdfjax.render import mesh_caster, sketch
+
+    if not views:
+        raise layout.DataError("the render stage needs config.render views")
+    outputs: dict[str, object] = {}
+    for i, view in enumerate(views):
+        cast = mesh_caster.cast_mesh(normalized.vertices, normalized.faces, view)
+        normal_map = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], view)
+        shape = (view.height, view.width)
+        lines = sketch.sketch_from_render(normal_map, cast["depth"].reshape(shape), cast["hit"].reshape(shape))
+        outputs[layout.normal_map_path(i)] = layout.png_bytes(normal_map)
+        outputs[layout.sketch_path(i)] = layout.png_bytes(lines)
+    outputs[layout.VIEWS] = {"views": [v.to_json() for v in views]}
+    return outputs
 
 
 def write_failures(root: str, results: Sequence[ShapeResult]) -> str:

@@ -39,6 +39,33 @@ NORMALIZED_MESH = "normalized_mesh.obj"
 NORMALIZATION = "normalization.json"
 SDF_SAMPLES = "sdf_samples.npy"
 SURFACE_SAMPLES = "surface_samples.npy"
+VIEWS = "views.json"
+NORMALS_DIR = "normals"
+SKETCHES_DIR = "sketches"
+
+
+def normal_map_path(view: int) -> str:
+    return os.path.join(NORMALS_DIR, f"{view:05d}.png")
+
+
+def sketch_path(view: int) -> str:
+    return os.path.join(SKETCHES_DIR, f"{view:05d}.png")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 (H, W) or (H, W, 3) array as PNG file content."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def read_png(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
 
 
 class DataError(ValueError):

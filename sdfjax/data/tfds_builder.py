@@ -8,6 +8,12 @@ One example per shape, keyed by obj_id, in the split metainfo.csv gives it:
     surface_samples  (M, 6)   float32 points and normals in the normalised frame
     offset, scale    (3,), () float32 normalisation (x_norm = (x + offset) * scale)
 
+and, when every shape has its `render` stage done:
+
+    normal_maps      (V, H, W, 3) uint8  ground-truth normal maps, (n + 1) / 2 on white
+    sketches         (V, H, W)    uint8  black lines on white
+    views            (V, 4)       float32 azimuth, elevation (degrees), distance, focal (pixels)
+
 Build with `pack_dataset(config)` (data_gen.preprocess's `tfds` stage); read with
 `data_source(config, split)`, a random-access sequence of dicts of numpy arrays.
 """
@@ -38,6 +44,33 @@ def _ready_shapes(root: str) -> list[layout.ShapeInfo]:
             if all(os.path.isfile(os.path.join(layout.shape_dir(root, s.obj_id), f)) for f in needed)]
 
 
+def _render_shape(root: str, shapes: list[layout.ShapeInfo]) -> tuple[int, int, int] | None:
+    """(V, H, W) when every shape has renders of one view set, else None (no image features)."""
+    sizes = set()
+    for s in shapes:
+        path = os.path.join(layout.shape_dir(root, s.obj_id), layout.VIEWS)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            views = json.load(f)["views"]
+        sizes.add((len(views), views[0]["height"], views[0]["width"]))
+    if len(sizes) != 1:
+        raise layout.DataError(f"{root}: shapes were rendered with different view sets {sorted(sizes)}; "
+                               "rerun python -m data_gen.preprocess with --overwrite")
+    return sizes.pop()
+
+
+def _read_renders(path: str) -> dict[str, np.ndarray]:
+    with open(os.path.join(path, layout.VIEWS)) as f:
+        views = json.load(f)["views"]
+    return {
+        "normal_maps": np.stack([layout.read_png(os.path.join(path, layout.normal_map_path(i)))
+                                 for i in range(len(views))]),
+        "sketches": np.stack([layout.read_png(os.path.join(path, layout.sketch_path(i))) for i in range(len(views))]),
+        "views": np.asarray([[v["azimuth"], v["elevation"], v["distance"], v["focal"]] for v in views], np.float32),
+    }
+
+
 class SdfShapes(tfds.core.GeneratorBasedBuilder):
     """Preprocessed shapes of one dataset folder (`root`)."""
 
@@ -54,20 +87,27 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         shapes = _ready_shapes(self._root) if self._root else []
         index = {split: [[s.obj_id, s.label] for s in shapes if s.split == split] for split in layout.SPLITS}
+        features = {
+            "obj_id": tfds.features.Text(),
+            "label": tfds.features.Scalar(dtype=np.int64),
+            "sdf_samples": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+            "surface_samples": tfds.features.Tensor(shape=(None, 6), dtype=np.float32),
+            "offset": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+            "scale": tfds.features.Scalar(dtype=np.float32),
+        }
+        render_shape = _render_shape(self._root, shapes) if shapes else None
+        if render_shape:
+            v, h, w = render_shape
+            features.update(normal_maps=tfds.features.Tensor(shape=(v, h, w, 3), dtype=np.uint8),
+                            sketches=tfds.features.Tensor(shape=(v, h, w), dtype=np.uint8),
+                            views=tfds.features.Tensor(shape=(v, 4), dtype=np.float32))
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"DeepSDF samples of the shapes in {self._root}",
             metadata=tfds.core.MetadataDict(index=index),
             # Records keep metainfo order, so `split_index` names each record without reading it.
             disable_shuffling=True,
-            features=tfds.features.FeaturesDict({
-                "obj_id": tfds.features.Text(),
-                "label": tfds.features.Scalar(dtype=np.int64),
-                "sdf_samples": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
-                "surface_samples": tfds.features.Tensor(shape=(None, 6), dtype=np.float32),
-                "offset": tfds.features.Tensor(shape=(3,), dtype=np.float32),
-                "scale": tfds.features.Scalar(dtype=np.float32),
-            }),
+            features=tfds.features.FeaturesDict(features),
         )
 
     def _split_generators(self, dl_manager):
@@ -77,11 +117,14 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
                 for split in layout.SPLITS if any(s.split == split for s in shapes)}
 
     def _generate_examples(self, shapes):
+        with_renders = "normal_maps" in self.info.features
         for s in shapes:
             path = layout.shape_dir(self._root, s.obj_id)
             with open(os.path.join(path, layout.NORMALIZATION)) as f:
                 norm = json.load(f)
+            renders = _read_renders(path) if with_renders else {}
             yield s.obj_id, {
+                **renders,
                 "obj_id": s.obj_id,
                 "label": s.label,
                 "sdf_samples": np.load(os.path.join(path, layout.SDF_SAMPLES)),

@@ -19,15 +19,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+from sdfjax.render import camera
+
 
 def view_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
-    """Unit vector from the object towards a camera at (azimuth, elevation) in degrees.
-
-    Azimuth turns about +y from +z towards +x; elevation raises towards +y (the frame of
-    sdfjax.render.camera).
-    """
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    return np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+    """Unit vector from the object towards a camera at (azimuth, elevation) in degrees."""
+    return camera.direction_from_angles(azimuth_deg, elevation_deg)
 
 
 def _image_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,10 +52,15 @@ def sdf_grid_dense(sdf_fn: SdfFn, resolution: int, chunk: int = 1 << 18) -> np.n
 
 
 def default_block_sizes(resolution: int) -> tuple[int, ...]:
-    """Powers of 4 from about N/16 down to 1, e.g. (16, 4, 1) for N = 256."""
+    """Powers of 2 from about N/16 down to 1, e.g. (16, 8, 4, 2, 1) for N = 256.
+
+    Halving at each level matters for learned SDFs: trained with distances clamped at
+    0.1, they are small everywhere, so blocks are only ruled out once they are a few
+    voxels wide.
+    """
     sizes = [1]
-    while sizes[-1] * 4 <= max((resolution - 1) // 12, 1):
-        sizes.append(sizes[-1] * 4)
+    while sizes[-1] * 2 <= max((resolution - 1) // 12, 1):
+        sizes.append(sizes[-1] * 2)
     return tuple(reversed(sizes))
 
 

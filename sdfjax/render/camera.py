@@ -1,0 +1,100 @@
+"""Pinhole cameras on a sphere around the object, and their rays.
+
+Frame: the normalised object frame (DeepSDF's unit sphere), y up. A camera at azimuth
+`a` and elevation `e` (degrees) and distance `r` sits at
+
+    position = r * (cos e sin a, sin e, cos e cos a)
+
+(azimuth 0 looks at the object from +z, azimuth 90 from +x, positive elevation from
+above) and looks at the origin. Its image has H x W pixels, row i from the top and
+column j from the left; the ray of pixel (i, j) goes through the pixel's centre:
+
+    d = normalize(forward + (j + 0.5 - W/2) / f * right - (i + 0.5 - H/2) / f * up)
+
+with `forward` towards the origin, `right = normalize(forward x y)`, `up = right x forward`,
+and focal length f in pixels. Sketch2Shape's views (DESIGN.md): 18 azimuths 0..340 step
+20 x 5 elevations -50..30 step 20, 256 x 256, f = 512, r = 4; view index =
+azimuth index * 5 + elevation index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+
+SKETCH2SHAPE_AZIMUTHS = tuple(range(0, 360, 20))
+SKETCH2SHAPE_ELEVATIONS = tuple(range(-50, 31, 20))
+
+
+def direction_from_angles(azimuth_deg, elevation_deg) -> np.ndarray:
+    """Unit vector from the origin towards a camera at (azimuth, elevation), in degrees."""
+    a, e = np.radians(azimuth_deg), np.radians(elevation_deg)
+    return np.stack([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """One pinhole camera looking at the origin (see the module docstring)."""
+
+    azimuth: float = 0.0  # degrees
+    elevation: float = 0.0  # degrees
+    distance: float = 4.0
+    focal: float = 512.0  # pixels
+    width: int = 256
+    height: int = 256
+
+    @property
+    def position(self) -> np.ndarray:
+        return self.distance * direction_from_angles(self.azimuth, self.elevation)
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(forward, right, up) unit vectors in the object frame."""
+        forward = -direction_from_angles(self.azimuth, self.elevation)
+        right = np.cross(forward, [0.0, 1.0, 0.0])
+        norm = np.linalg.norm(right)
+        if norm < 1e-8:  # looking straight up or down: any right vector orthogonal to forward
+            right = np.array([1.0, 0.0, 0.0])
+        else:
+            right = right / norm
+        return forward, right, np.cross(right, forward)
+
+    def rays(self) -> tuple[np.ndarray, np.ndarray]:
+        """origins (H*W, 3) and unit directions (H*W, 3), float32, row-major over pixels."""
+        forward, right, up = self.axes()
+        j, i = np.meshgrid(np.arange(self.width), np.arange(self.height))
+        x = (j.reshape(-1) + 0.5 - self.width / 2) / self.focal
+        y = (i.reshape(-1) + 0.5 - self.height / 2) / self.focal
+        d = forward + x[:, None] * right - y[:, None] * up
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        origins = np.broadcast_to(self.position, d.shape)
+        return origins.astype(np.float32), d.astype(np.float32)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def scaled(self, resolution: int) -> "Camera":
+        """The same view at another square resolution (focal scaled with it)."""
+        return dataclasses.replace(self, focal=self.focal * resolution / self.width, width=resolution,
+                                   height=resolution)
+
+
+def view_set(azimuths=SKETCH2SHAPE_AZIMUTHS, elevations=SKETCH2SHAPE_ELEVATIONS, resolution: int = 256,
+             focal: float = 512.0, distance: float = 4.0) -> list[Camera]:
+    """Cameras for every (azimuth, elevation) pair, azimuth-major (Sketch2Shape's 90 views)."""
+    return [Camera(float(a), float(e), distance, focal, resolution, resolution)
+            for a, e in itertools.product(azimuths, elevations)]
+
+
+def views_from_config(render_config) -> list[Camera]:
+    """The dataset's view set of `config.render` (resolution and focal scaled together)."""
+    return view_set(tuple(render_config.azimuths), tuple(render_config.elevations), render_config.resolution,
+                    render_config.focal, render_config.distance)
+
+
+def stack_rays(cameras) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """origins and directions (V, H*W, 3) of several cameras of one resolution."""
+    rays = [c.rays() for c in cameras]
+    return jnp.asarray(np.stack([r[0] for r in rays])), jnp.asarray(np.stack([r[1] for r in rays]))

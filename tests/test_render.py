@@ -1,0 +1,171 @@
+"""Cameras, the sphere tracer, mesh ray casting, sketches and the render dataset stage."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import trimesh
+
+from data_gen import preprocess
+from sdfjax.data import tfds_builder
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import mesh_caster, sketch, tracer
+
+
+def sphere_sdf(p, x):
+    return jnp.linalg.norm(x - p["c"], axis=-1) - p["r"]
+
+
+def _safe_norm(v):  # the norm with a finite gradient at 0
+    sq = jnp.sum(v * v, axis=-1)
+    return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+
+
+def box_sdf(p, x):
+    q = jnp.abs(x - p["c"]) - p["half"]
+    return _safe_norm(jnp.maximum(q, 0)) + jnp.minimum(q.max(-1), 0)
+
+
+def torus_sdf(p, x):
+    q = jnp.stack([jnp.linalg.norm(x[:, :2], axis=-1) - p["big"], x[:, 2]], -1)  # axis z, as trimesh
+    return jnp.linalg.norm(q, axis=-1) - p["small"]
+
+
+SPHERE = {"c": jnp.array([0.1, 0.0, -0.05]), "r": jnp.float32(0.5)}
+CAMERA = camera_lib.Camera(30.0, 20.0, 4.0, 128.0, 64, 64)
+
+
+def _sphere_truth(origins, directions, centre, radius):
+    oc = origins - np.asarray(centre)
+    b = (oc * directions).sum(1)
+    disc = b * b - ((oc * oc).sum(1) - radius**2)
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    normals = (origins + t[:, None] * directions - np.asarray(centre)) / radius
+    return disc, t, normals
+
+
+def test_camera_conventions():
+    cam = camera_lib.Camera(90.0, 0.0, 4.0, 100.0, 5, 5)
+    np.testing.assert_allclose(cam.position, [4, 0, 0], atol=1e-12)  # azimuth 90 looks from +x
+    origins, d = cam.rays()
+    np.testing.assert_allclose(d[12], [-1, 0, 0], atol=1e-6)  # the centre pixel looks at the origin
+    assert d[0, 1] > 0 and d[20, 1] < 0  # row 0 is the top of the image
+    forward, right, up = camera_lib.Camera(0.0, 30.0).axes()
+    np.testing.assert_allclose([forward @ right, forward @ up, right @ up], 0, atol=1e-12)
+    assert up[1] > 0 and right[0] > 0  # from +z, +x is to the right
+    views = camera_lib.view_set()
+    assert len(views) == 90 and (views[1].azimuth, views[1].elevation) == (0.0, -30.0)
+    assert views[5].azimuth == 20.0 and views[0].focal == 512 and views[0].distance == 4
+
+
+@pytest.mark.parametrize("name", ["sphere", "box", "torus"])
+def test_tracer_depth_and_normals_match_closed_forms(name):
+    origins, directions = CAMERA.rays()
+    if name == "sphere":
+        params, fn = SPHERE, sphere_sdf
+        disc, t, normals = _sphere_truth(origins, directions, SPHERE["c"], 0.5)
+        truth_hit, inner = disc > 0, disc > 0.02
+    else:
+        params = {"c": jnp.zeros(3), "half": jnp.array([0.5, 0.3, 0.4])} if name == "box" else \
+            {"big": jnp.float32(0.5), "small": jnp.float32(0.2)}
+        fn = box_sdf if name == "box" else torus_sdf
+        mesh = trimesh.creation.box(extents=[1.0, 0.6, 0.8]) if name == "box" else \
+            trimesh.creation.torus(0.5, 0.2, major_sections=512, minor_sections=256)
+        cast = mesh_caster.cast_mesh(mesh.vertices, mesh.faces, CAMERA)
+        truth_hit, t, normals = cast["hit"], cast["depth"], cast["normals"]
+        # away from silhouettes: all 8 neighbours agree
+        image = truth_hit.reshape(64, 64)
+        padded = np.pad(image, 1, mode="edge")
+        same = np.all([padded[1 + dy:65 + dy, 1 + dx:65 + dx] == image for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 0)
+        inner = (same & image).reshape(-1)
+    out = jax.jit(lambda p: tracer.render(fn, p, jnp.asarray(origins), jnp.asarray(directions)))(params)
+    hit = np.asarray(out["hit"])
+    away = np.abs(np.asarray(out["min_sdf"])) > 0.01  # not grazing a silhouette
+    np.testing.assert_array_equal(hit[away], truth_hit[away])
+    depth_tol = 1e-4 if name != "torus" else 2e-3  # the torus mesh is itself an approximation
+    assert np.abs(np.asarray(out["depth"])[inner] - t[inner]).max() < depth_tol
+    cos = np.clip(np.sum(np.asarray(out["normals"])[inner] * normals[inner], axis=1), -1, 1)
+    assert np.degrees(np.arccos(cos)).max() < (0.5 if name != "torus" else 2.0)
+    assert float(out["decoder_evals"]) / len(origins) < 25
+
+
+def test_mesh_and_sdf_of_the_same_sphere_render_alike():
+    mesh = trimesh.creation.icosphere(subdivisions=6, radius=0.5)
+    params = {"c": jnp.zeros(3), "r": jnp.float32(0.5)}
+    cam = camera_lib.Camera(40.0, -30.0, 4.0, 256.0, 128, 128)
+    origins, directions = cam.rays()
+    traced = tracer.render(sphere_sdf, params, jnp.asarray(origins), jnp.asarray(directions))
+    cast = mesh_caster.cast_mesh(mesh.vertices, mesh.faces, cam)
+    assert np.mean(np.asarray(traced["hit"]) == cast["hit"]) > 0.99
+    both = np.asarray(traced["hit"]) & cast["hit"]
+    cos = np.clip(np.sum(np.asarray(traced["normals"])[both] * cast["normals"][both], axis=1), -1, 1)
+    assert np.degrees(np.arccos(cos)).mean() < 2.0
+    image = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], cam)
+    assert image.shape == (128, 128, 3) and np.all(image[0, 0] == 255)
+
+
+def test_gradients_of_depth_and_normals_match_finite_differences():
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+    disc, _, _ = _sphere_truth(np.asarray(origins), np.asarray(directions), SPHERE["c"], 0.5)
+    inner = jnp.asarray(disc > 0.05)  # a fixed set of pixels: the loss is smooth there
+
+    def loss(p):
+        out = tracer.render(sphere_sdf, p, origins, directions)
+        n = out["normals"]
+        return jnp.sum(jnp.where(inner, out["depth"] + n[:, 0] + 0.5 * n[:, 1], 0.0))
+
+    grads = jax.grad(loss)(SPHERE)
+    eps = 1e-3
+    for key, index in (("r", None), ("c", 0), ("c", 1), ("c", 2)):
+        plus, minus = dict(SPHERE), dict(SPHERE)
+        if index is None:
+            plus["r"], minus["r"] = SPHERE["r"] + eps, SPHERE["r"] - eps
+            analytic = grads["r"]
+        else:
+            plus["c"], minus["c"] = SPHERE["c"].at[index].add(eps), SPHERE["c"].at[index].add(-eps)
+            analytic = grads["c"][index]
+        numeric = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(float(analytic) - float(numeric)) < 1e-2 * max(abs(float(numeric)), 1.0), (key, index)
+
+
+def test_silhouette_gradient_flows_through_min_sdf():
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+    grad = jax.grad(lambda p: jnp.sum(tracer.render(sphere_sdf, p, origins, directions)["min_sdf"]))(SPHERE)
+    assert float(grad["r"]) < 0  # a bigger sphere lowers every ray's minimum
+
+
+def test_gradient_memory_does_not_grow_with_the_step_count():
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+
+    def memory(steps):
+        settings = tracer.TraceSettings(stage_steps=(steps,), stage_fractions=(1.0,))
+        fn = jax.jit(jax.grad(lambda p: jnp.sum(tracer.render(sphere_sdf, p, origins, directions, settings)["depth"])))
+        stats = fn.lower(SPHERE).compile().memory_analysis()
+        return stats.temp_size_in_bytes + stats.output_size_in_bytes
+
+    assert memory(128) <= memory(32) * 1.05 + 1024
+
+
+def test_sketch_lines_are_black_on_white_and_follow_the_silhouette():
+    mesh = trimesh.creation.box(extents=[1.0, 0.6, 0.8])
+    cast = mesh_caster.cast_mesh(mesh.vertices, mesh.faces, CAMERA)
+    normal_map = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], CAMERA)
+    lines = sketch.sketch_from_render(normal_map, cast["depth"].reshape(64, 64), cast["hit"].reshape(64, 64))
+    assert lines.dtype == np.uint8 and set(np.unique(lines)) == {0, 255}
+    hit = cast["hit"].reshape(64, 64)
+    import scipy.ndimage
+
+    assert np.all(lines[~scipy.ndimage.binary_dilation(hit)] == 255)  # nothing drawn off the object's outline
+    assert 0.02 < np.mean(lines == 0) < 0.3
+
+
+def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
+    config = tiny_dataset
+    preprocess.preprocess_dataset(config, progress=False)
+    src = tfds_builder.data_source(config, "train")
+    example = src[0]
+    views = len(config.render.azimuths) * len(config.render.elevations)
+    assert example["normal_maps"].shape == (views, 32, 32, 3) and example["normal_maps"].dtype == np.uint8
+    assert example["sketches"].shape == (views, 32, 32)
+    np.testing.assert_allclose(example["views"][1], [90, 10, 4, 64])
+    assert np.mean(example["normal_maps"][0] < 255) > 0.05  # the chair is in the picture
