@@ -92,6 +92,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.fit.save_mesh = True
     config.fit.metrics = True
     config.fit.emd_points = 4096
+    # Fitting to normal maps (sdfjax.launch.optimize_normals).
+    config.fit.normal_views = (0, 16, 47, 62)  # view indices of the dataset's view set
+    config.fit.normal_iterations = 200
+    config.fit.normal_lr = 1e-2
+    config.fit.silhouette_weight = 1.0
 
     # Meshes: marching cubes on [-1, 1]^3 (DESIGN.md), coarse to fine.
     config.mesh = ml_collections.ConfigDict()
@@ -165,6 +170,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.mesh.resolution = 32
         config.mesh.chunk = 8192
         config.traverse.steps = 3
+        config.fit.normal_views = (0, 1)
+        config.fit.normal_iterations = 5
         config.render.azimuths = (0, 90)
         config.render.elevations = (10,)
         config.render.resolution = 32

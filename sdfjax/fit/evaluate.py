@@ -136,6 +136,30 @@ def plot_loss_curves(path: str, curves: np.ndarray, obj_ids: list[str]) -> None:
     plt.close(fig)
 
 
+def mesh_and_score(config, folded: dict, z: np.ndarray, example: dict, obj_id: str, out_dir: str) -> dict:
+    """Extracts the mesh of latent z, writes it (config.fit.save_mesh) and scores it (config.fit.metrics).
+
+    `example` is the shape's dataset record (surface samples and normalisation).
+    """
+    fc = config.fit
+    row = metrics.nan_metrics()
+    if not (fc.save_mesh or fc.metrics):
+        return row
+    sdf_fn = decoder_sdf_fn(folded, z, config.mesh.chunk, config.model.get("fourier_frequencies", 0))
+    mesh, _ = extract_mesh(sdf_fn, config.mesh)
+    normalization = mesh_lib.Normalization(np.asarray(example["offset"], np.float64), float(example["scale"]))
+    if fc.save_mesh and mesh is not None:
+        layout.atomic_export_mesh(os.path.join(out_dir, "meshes", f"{obj_id}.obj"), mesh)
+        if config.mesh.original_frame:
+            layout.atomic_export_mesh(os.path.join(out_dir, "meshes_original", f"{obj_id}.obj"),
+                                      isosurface.to_original_frame(mesh, normalization))
+    if fc.metrics:
+        surface = example["surface_samples"]
+        row.update(metrics.evaluate_mesh(mesh, surface[:, :3], surface[:, 3:], normalization, name=obj_id,
+                                         seed=config.seed, emd_points=fc.emd_points))
+    return row
+
+
 def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None = None) -> dict:
     """Fits, meshes and scores the shapes `config.fit` selects; returns a summary.
 
@@ -199,21 +223,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
     shape_bar = tqdm(records, desc="mesh+metrics", unit="shape", disable=not progress, file=sys.stderr,
                      dynamic_ncols=True)
     for i, (obj_id, example) in enumerate(shape_bar):
-        row = {"obj_id": obj_id, "fit_loss": float(losses[i]), **metrics.nan_metrics()}
-        if fc.save_mesh or fc.metrics:
-            sdf_fn = decoder_sdf_fn(folded, latents[i], config.mesh.chunk, settings.fourier_frequencies)
-            mesh, _ = extract_mesh(sdf_fn, config.mesh)
-            normalization = mesh_lib.Normalization(np.asarray(example["offset"], np.float64),
-                                                   float(example["scale"]))
-            if fc.save_mesh and mesh is not None:
-                layout.atomic_export_mesh(os.path.join(out_dir, "meshes", f"{obj_id}.obj"), mesh)
-                if config.mesh.original_frame:
-                    layout.atomic_export_mesh(os.path.join(out_dir, "meshes_original", f"{obj_id}.obj"),
-                                              isosurface.to_original_frame(mesh, normalization))
-            if fc.metrics:
-                surface = example["surface_samples"]
-                row.update(metrics.evaluate_mesh(mesh, surface[:, :3], surface[:, 3:], normalization, name=obj_id,
-                                                 seed=config.seed, emd_points=fc.emd_points))
-        rows.append(row)
+        rows.append({"obj_id": obj_id, "fit_loss": float(losses[i]),
+                     **mesh_and_score(config, folded, latents[i], example, obj_id, out_dir)})
     mean = write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
     return {"out_dir": out_dir, "rows": rows, "mean": mean}
