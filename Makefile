@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.train_step
 	$(PY) -m benchmarks.fit
 	$(PY) -m benchmarks.mesh_extract
+	$(PY) -m benchmarks.render
 
 clean-venv:
 	rm -rf $(VENV)
