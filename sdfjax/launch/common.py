@@ -88,3 +88,19 @@ def _field_exists(config, dotted: str) -> bool:
 def run(main) -> None:
     """`app.run(main)` with `_parse_flags`."""
     app.run(main, flags_parser=_parse_flags)
+
+
+def quiet_logging(level=None) -> None:
+    """Absl logging at `level` (default ERROR: Orbax logs every restore) unless --verbosity is given."""
+    from absl import logging
+
+    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+        logging.set_verbosity(logging.ERROR if level is None else level)
+
+
+def run_on_trained(main, workdir_help: str = "Training run folder (its latest checkpoint is used).") -> None:
+    """Defines --config and a required --workdir, then `run(main)`: the launchers that read a checkpoint."""
+    define_config_flag()
+    flags.DEFINE_string("workdir", None, workdir_help)
+    flags.mark_flags_as_required(["workdir"])
+    run(main)

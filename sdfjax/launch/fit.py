@@ -11,7 +11,7 @@ Writes <workdir>/fit/<timestamp>/: metrics.csv, latents.npz, meshes/<obj_id>.obj
 
 import sys
 
-from absl import flags, logging
+from absl import flags
 
 from sdfjax.launch import common
 
@@ -19,8 +19,7 @@ from sdfjax.launch import common
 def main(argv):
     del argv
     f = flags.FLAGS
-    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-        logging.set_verbosity(logging.ERROR)
+    common.quiet_logging()
     from sdfjax.data import layout
     from sdfjax.fit import evaluate
 
@@ -33,7 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.define_config_flag()
-    flags.DEFINE_string("workdir", None, "Training run folder (its latest checkpoint is used).")
-    flags.mark_flags_as_required(["workdir"])
-    common.run(main)
+    common.run_on_trained(main)

@@ -19,8 +19,7 @@ from sdfjax.launch import common
 def main(argv):
     del argv
     f = flags.FLAGS
-    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    common.quiet_logging(logging.WARNING)  # Orbax logs every save at INFO
     parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
     from sdfjax.data import layout
     from sdfjax.train import loop

@@ -10,7 +10,7 @@ Writes <workdir>/traverse/<timestamp>/step=000.obj ... and latents.npz (sdfjax.f
 
 import sys
 
-from absl import flags, logging
+from absl import flags
 
 from sdfjax.launch import common
 
@@ -18,8 +18,7 @@ from sdfjax.launch import common
 def main(argv):
     del argv
     f = flags.FLAGS
-    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-        logging.set_verbosity(logging.ERROR)
+    common.quiet_logging()
     from sdfjax.fit import traverse
 
     try:
@@ -30,7 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.define_config_flag()
-    flags.DEFINE_string("workdir", None, "Training run folder (its latest checkpoint is used).")
-    flags.mark_flags_as_required(["workdir"])
-    common.run(main)
+    common.run_on_trained(main)
