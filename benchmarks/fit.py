@@ -80,11 +80,11 @@ def torch_reference(python: str, shapes: int, iters: int) -> dict | None:
 
 def chamfer_by_dtype(config_spec: str, workdir: str) -> dict:
     from sdfjax.fit import evaluate
+    from sdfjax.launch import common
 
-    path, _, variant = config_spec.partition(":")
     result = {}
     for dtype in ("float32", "bfloat16"):
-        config = chair16.get_config(variant or None) if path.endswith("chair16.py") else None
+        config = common.load_config_file(config_spec)
         config.model.compute_dtype = dtype
         config.fit.save_mesh = False
         out = evaluate.fit_split(config, workdir, progress=False, out_dir=os.path.join(workdir, "fit", f"bench_{dtype}"))

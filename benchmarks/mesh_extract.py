@@ -45,15 +45,7 @@ def _chair_sdf(points):
 
 
 def procedural_chair_sdf(chunk: int = 1 << 18):
-    def sdf(points):
-        out = np.empty(len(points), np.float32)
-        for s in range(0, len(points), chunk):
-            part = points[s:s + chunk]
-            padded = np.zeros((chunk, 3), np.float32)
-            padded[:len(part)] = part
-            out[s:s + len(part)] = np.asarray(_chair_sdf(padded))[:len(part)]
-        return out
-    return sdf
+    return isosurface.chunked(_chair_sdf, chunk)
 
 
 def compare(sdf_fn, resolution: int, lipschitz: float) -> dict:
@@ -80,14 +72,11 @@ def main(argv):
               "backend": jax.default_backend(), "resolution": n, "lipschitz": _LIPSCHITZ.value}
     result["procedural_chair"] = compare(procedural_chair_sdf(), n, _LIPSCHITZ.value)
     if _WORKDIR.value:
-        from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
-
-        from configs import chair16
         from sdfjax import checkpoint
         from sdfjax.fit import evaluate, latent
+        from sdfjax.launch import common
 
-        variant = _CONFIG.value.partition(":")[2] or None
-        config = chair16.get_config(variant)
+        config = common.load_config_file(_CONFIG.value)
         trained = checkpoint.load_trained(config, _WORKDIR.value)
         folded = latent.fold_decoder(trained.decoder, trained.params)
         sdf_fn = evaluate.decoder_sdf_fn(folded, trained.latents[0], config.mesh.chunk)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ from sdfjax.data import layout, tfds_builder
 from sdfjax.fit import latent, partial
 from sdfjax.geometry import isosurface, metrics
 from sdfjax.geometry import mesh as mesh_lib
+from sdfjax.render import camera as camera_lib
 
 CSV_COLUMNS = ("obj_id",) + metrics.METRIC_NAMES + ("fit_loss",)
 
@@ -55,30 +57,16 @@ def select_shapes(config, split: str, obj_ids: str = "") -> tuple[list[int], lis
 
 def decoder_sdf_fn(folded: dict, z: np.ndarray, chunk: int, fourier_frequencies: int = 0):
     """(n, 3) numpy points -> (n,) numpy SDF of latent z under the folded decoder, in fixed-size chunks."""
-    fn = _chunk_fn(chunk, fourier_frequencies)
+    fn = _folded_sdf_jit(fourier_frequencies)
     z = jnp.asarray(z, jnp.float32)
-
-    def sdf(points: np.ndarray) -> np.ndarray:
-        out = np.empty(len(points), np.float32)
-        for start in range(0, len(points), chunk):
-            part = points[start:start + chunk]
-            padded = np.zeros((chunk, 3), np.float32)
-            padded[:len(part)] = part
-            out[start:start + len(part)] = np.asarray(fn(folded, z, padded))[:len(part)]
-        return out
-
-    return sdf
+    return isosurface.chunked(lambda points: fn(folded, z, points), chunk)
 
 
-_CHUNK_FNS = {}
-
-
-def _chunk_fn(chunk: int, fourier_frequencies: int):
-    key = (chunk, fourier_frequencies)
-    if key not in _CHUNK_FNS:
-        _CHUNK_FNS[key] = jax.jit(lambda f, z, x: latent.folded_sdf(
-            f, latent.latent_biases(f, z[None]), x[None], fourier_frequencies)[0])
-    return _CHUNK_FNS[key]
+@functools.lru_cache(maxsize=None)
+def _folded_sdf_jit(fourier_frequencies: int):
+    """One jitted f(folded, z, points) per feature setting, shared by every shape and mesh."""
+    return jax.jit(lambda f, z, x: latent.folded_sdf(f, latent.latent_biases(f, z[None]), x[None],
+                                                     fourier_frequencies)[0])
 
 
 def extract_mesh(sdf_fn, mesh_config):
@@ -187,7 +175,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
 
     out_dir = out_dir or os.path.join(workdir, "fit", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out_dir, exist_ok=True)
-    direction = partial.view_direction(fc.partial_azimuth, fc.partial_elevation)
+    direction = camera_lib.direction_from_angles(fc.partial_azimuth, fc.partial_elevation)
     batch = max(1, fc.shapes_per_batch)
     num_batches = math.ceil(len(obj_ids) / batch)
     bar = tqdm(total=num_batches * settings.num_iterations, desc="fit", unit="step", disable=not progress,

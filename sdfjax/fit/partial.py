@@ -5,7 +5,7 @@ along the rays of a depth camera only, i.e. free space in front of the visible s
 and a thin band around it, never the back of the shape. The released code has no such
 step; this module makes that observation from a shape's preprocessed samples:
 
-    observed = partial_observation(sdf_samples, surface_points, view_direction(30, 20))
+    observed = partial_observation(sdf_samples, surface_points, camera.direction_from_angles(30, 20))
 
 The camera is orthographic, looking along -d (d points from the object to the camera).
 The visible surface is a z-buffer of the surface samples on a grid over the image
@@ -20,11 +20,6 @@ import numpy as np
 import scipy.ndimage
 
 from sdfjax.render import camera
-
-
-def view_direction(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
-    """Unit vector from the object towards a camera at (azimuth, elevation) in degrees."""
-    return camera.direction_from_angles(azimuth_deg, elevation_deg)
 
 
 def _image_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

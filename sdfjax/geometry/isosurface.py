@@ -40,6 +40,20 @@ def grid_points(indices: np.ndarray, resolution: int) -> np.ndarray:
     return (-1.0 + indices * (2.0 / (resolution - 1))).astype(np.float32)
 
 
+def chunked(fn, chunk: int) -> SdfFn:
+    """A numpy SdfFn from a jitted fn of (chunk, 3) points: inputs padded to `chunk`, so it compiles once."""
+    def sdf(points: np.ndarray) -> np.ndarray:
+        out = np.empty(len(points), np.float32)
+        for start in range(0, len(points), chunk):
+            part = points[start:start + chunk]
+            padded = np.zeros((chunk, 3), np.float32)
+            padded[:len(part)] = part
+            out[start:start + len(part)] = np.asarray(fn(padded))[:len(part)]
+        return out
+
+    return sdf
+
+
 def sdf_grid_dense(sdf_fn: SdfFn, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
     """The SDF at all N^3 vertices, (N, N, N) float32 indexed [x, y, z]."""
     axis = grid_coordinates(resolution).astype(np.float32)

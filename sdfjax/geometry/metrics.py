@@ -1,6 +1,6 @@
 """Surface reconstruction metrics: Chamfer, EMD, F-score and normal consistency.
 
-    points, normals = surface_points(mesh, 30_000, rng)
+    points, normals = sdf_lib.sample_surface(mesh, 30_000, rng)
     report = evaluate_mesh(mesh, gt_points, gt_normals, normalization)
 
 Definitions (DESIGN.md, "Chamfer distance"):
@@ -80,11 +80,6 @@ def is_degenerate(mesh: trimesh.Trimesh | None) -> bool:
     return mesh is None or len(mesh.faces) == 0 or not np.isfinite(mesh.area) or mesh.area <= 0
 
 
-def surface_points(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Area-weighted points and unit normals on `mesh` (the sampler of preprocessing)."""
-    return sdf_lib.sample_surface(mesh, count, rng)
-
-
 def nan_metrics() -> dict[str, float]:
     return {name: float("nan") for name in METRIC_NAMES}
 
@@ -110,7 +105,7 @@ def evaluate_mesh(mesh: trimesh.Trimesh | None, gt_points: np.ndarray, gt_normal
                       stacklevel=2)
         return nan_metrics()
     rng = np.random.default_rng(seed)
-    points, normals = surface_points(mesh, chamfer_points, rng)
+    points, normals = sdf_lib.sample_surface(mesh, chamfer_points, rng)
     result = {"chamfer": 1000.0 * chamfer_distance(normalization.to_original(points),
                                                    normalization.to_original(gt_points))}
     gen_idx = rng.choice(len(points), size=min(emd_points, len(points)), replace=False)

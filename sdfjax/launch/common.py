@@ -56,13 +56,16 @@ def _exit_on_unknown_field(argv: list[str], error: Exception, default: str | Non
 
 def _load_config(argv: list[str], default: str | None = None):
     """The config that `--config=<file>[:<arg>]` names, loaded as config_flags does."""
-    import importlib.util
-
     if default is None and "config" in flags.FLAGS:
         default = flags.FLAGS["config"].default_as_str
     spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith(("--config=", "-config="))), default)
-    if not spec:
-        return None
+    return load_config_file(spec) if spec else None
+
+
+def load_config_file(spec: str):
+    """`get_config(arg)` of the config file `path[:arg]`, as `--config=path[:arg]` loads it."""
+    import importlib.util
+
     path, _, arg = spec.strip("'\"").partition(":")
     module_spec = importlib.util.spec_from_file_location("_sdfjax_config", path)
     module = importlib.util.module_from_spec(module_spec)
