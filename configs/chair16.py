@@ -1,6 +1,6 @@
 r"""DeepSDF on the procedural `chair16` set (16 train, 4 val, 4 test chairs).
 
-One file holds the data, model, train, fit, mesh and traverse sections, so every stage reads the same
+One file holds the data, model, train, fit, mesh, traverse, render, siamese and sketch sections, so every stage reads the same
 settings. Variants (`--config=configs/chair16.py:<variant>`):
 
   (default)  DeepSDF's published chairs spec (Park et al. 2019; DESIGN.md).
@@ -128,6 +128,48 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.render.preview_views = (0, 16, 47, 62)  # view indices shown in picture grids
     config.render.preview_resolution = 128
 
+    # Siamese encoder (Sketch2Shape): sketches and normal maps in one embedding space.
+    config.siamese = ml_collections.ConfigDict()
+    config.siamese.width = 64  # first-stage channels; 64 is ResNet-18's (64, 128, 256, 512)
+    config.siamese.stage_blocks = (2, 2, 2, 2)
+    config.siamese.embedding_dim = 128
+    config.siamese.normalize = True  # unit-length embeddings: distances in [0, 2]
+    config.siamese.shared_tower = True  # one tower for both modalities (Sketch2Shape); False: two
+    config.siamese.compute_dtype = "float32"  # or "bfloat16"
+    config.siamese.triplet = "batch_hard"  # batch_hard | batch_all (Hermans et al. 2017)
+    config.siamese.margin = 0.2
+    config.siamese.shapes_per_batch = 16  # P shapes x K views, each view a sketch and its normal map
+    config.siamese.views_per_shape = 4
+    config.siamese.num_steps = 20_000
+    config.siamese.lr = 1e-3
+    config.siamese.warmup_steps = 500
+    config.siamese.weight_decay = 1e-4
+    config.siamese.steps_per_log = 100  # one metrics.jsonl line per this many steps
+    config.siamese.checkpoint_every_steps = 2_000
+    config.siamese.cache_shapes = 2048  # shapes' images kept in host memory
+    config.siamese.rotation_degrees = 10.0  # sketch augmentation: rotation in +-this
+    config.siamese.max_dilation = 2  # sketch augmentation: lines thickened by 0..this pixels
+    config.siamese.flip = True  # horizontal flip of a sketch and its normal map together
+    config.siamese.index_split = "val"  # eval_siamese: normal maps of this split form the index
+    config.siamese.query_split = "val"  # eval_siamese: sketches of this split are the queries
+    config.siamese.picture_queries = 6  # eval_siamese: queries shown with their top-5
+
+    # Sketch to shape: latent optimisation through the tracer against the Siamese embedding.
+    config.sketch = ml_collections.ConfigDict()
+    config.sketch.azimuth = 40.0  # --sketch=<png>: the view the sketch was drawn from (degrees)
+    config.sketch.elevation = -30.0
+    config.sketch.views = (11,)  # --config.fit.split mode: dataset view indices of each shape's sketches
+    config.sketch.init = "retrieval"  # retrieval (mean of the top-k retrieved train latents) | mean
+    config.sketch.retrieval_k = 5
+    config.sketch.iterations = 100
+    config.sketch.lr = 1e-2
+    config.sketch.embedding_weight = 1.0
+    config.sketch.silhouette_weight = 1.0
+    config.sketch.code_reg_weight = 1e-4
+    config.sketch.batch = 8  # sketches optimised by one vmapped step
+    config.sketch.fill = 0.85  # user sketches: the drawing's longer side is scaled to this share of the image
+    config.sketch.references = True  # split mode: also score retrieval alone and SDF fitting (upper bound)
+
     if variant == "cpu":
         config.data.num_sdf_samples = 100_000
         config.model.latent_dim = 64
@@ -146,6 +188,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.render.resolution = 64
         config.render.focal = 128.0
         config.render.preview_resolution = 96
+        config.siamese.width = 16
+        config.siamese.shapes_per_batch = 8
+        config.siamese.views_per_shape = 4
+        config.siamese.num_steps = 1500
+        config.siamese.warmup_steps = 100
+        config.siamese.steps_per_log = 50
+        config.siamese.checkpoint_every_steps = 500
+        config.sketch.iterations = 60
     elif variant == "smoke":
         config.data.root = "data/chair16_smoke"
         config.data.num_sdf_samples = 5_000
@@ -178,4 +228,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.render.focal = 64.0
         config.render.preview_views = (0, 1)
         config.render.preview_resolution = 32
+        config.siamese.width = 4
+        config.siamese.stage_blocks = (1, 1, 1, 1)
+        config.siamese.embedding_dim = 16
+        config.siamese.shapes_per_batch = 4
+        config.siamese.views_per_shape = 2
+        config.siamese.num_steps = 12
+        config.siamese.warmup_steps = 2
+        config.siamese.steps_per_log = 4
+        config.siamese.checkpoint_every_steps = 4
+        config.siamese.picture_queries = 2
+        config.sketch.views = (0,)
+        config.sketch.azimuth = 0.0
+        config.sketch.elevation = 10.0
+        config.sketch.retrieval_k = 2
+        config.sketch.iterations = 4
+        config.sketch.batch = 2
     return config

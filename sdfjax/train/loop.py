@@ -101,13 +101,14 @@ def read_metrics(workdir: str) -> list[dict]:
         return []
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
-    latest = {}  # a resumed run rewrites epochs after its checkpoint: keep the last of each
+    latest = {}  # a resumed run rewrites steps after its checkpoint: keep the last of each
     for r in records:
-        latest[r["epoch"]] = r
+        latest[r["step"]] = r
     return [latest[e] for e in sorted(latest)]
 
 
-def plot_loss(workdir: str) -> str:
+def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoch") -> str:
+    """workdir/loss.png: the metrics.jsonl columns of `series` ({key: label}) against `x`, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,10 +117,10 @@ def plot_loss(workdir: str) -> str:
     records = read_metrics(workdir)
     path = os.path.join(workdir, "loss.png")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["epoch"] for r in records], [r["loss"] for r in records], label="loss")
-    ax.plot([r["epoch"] for r in records], [r["sdf_loss"] for r in records], label="clamped L1")
+    for key, label in (series or {"loss": "loss", "sdf_loss": "clamped L1"}).items():
+        ax.plot([r[x] for r in records], [r[key] for r in records], label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(x)
     ax.set_title(os.path.basename(os.path.normpath(workdir)))
     ax.legend()
     fig.tight_layout()
@@ -133,8 +134,6 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
 
     `stop_after_steps` ends the run early (after a checkpoint), for tests and benchmarks.
     """
-    from tqdm import tqdm
-
     main = parallel.is_main_process()
     if main:
         _ensure_dataset(config)
@@ -179,41 +178,64 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     schedules = {"decoder_lr": step_lib.lr_schedule(tc.decoder_lr, tc, steps_per_epoch),
                  "latent_lr": step_lib.lr_schedule(tc.latent_lr, tc, steps_per_epoch)}
 
+    state, record, last_good = run_steps(
+        train_step, state, (parallel.global_batch(local, mesh) for local in batcher.iterate(start, end)),
+        start=start, end=end, total_steps=total_steps, steps_per_period=steps_per_epoch,
+        checkpoint_every_periods=tc.checkpoint_every_epochs, schedules=schedules,
+        items_per_step=tc.scenes_per_batch * tc.samples_per_scene, items_name="points_per_s",
+        mngr=mngr, meta=meta, workdir=workdir, desc="train", progress=progress)
+    if main and record:
+        plot_loss(workdir)
+    return {**record, "workdir": workdir, "obj_ids": meta["obj_ids"], "checkpoint_step": last_good}
+
+
+def run_steps(train_step, state, batches, *, start: int, end: int, total_steps: int, steps_per_period: int,
+              checkpoint_every_periods: int, schedules: dict, items_per_step: int, items_name: str, mngr,
+              meta: dict, workdir: str, desc: str, progress: bool = True):
+    """Runs steps start..end-1 of a training run; returns (state, last record, last checkpointed step).
+
+    Shared by every trainer here. Steps are grouped in periods of `steps_per_period`
+    (DeepSDF: an epoch): after each period the metrics are fetched once, checked for
+    NaN, averaged into one record of metrics.jsonl / TensorBoard (with the learning
+    rates of `schedules` and the throughput `items_name`), and every
+    `checkpoint_every_periods` periods, and at `end`, the state is saved. Records and
+    files come from process 0 only.
+    """
+    from tqdm import tqdm
+
+    main = parallel.is_main_process()
     logs = _Logs(workdir, main)
-    bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", disable=not (progress and main),
+    bar = tqdm(total=total_steps, initial=start, desc=desc, unit="step", disable=not (progress and main),
                file=sys.stderr, dynamic_ncols=True)
-    epoch_metrics, epoch_start, last_good = [], time.perf_counter(), mngr.latest_step()
+    period_metrics, period_start, last_good = [], time.perf_counter(), mngr.latest_step()
     record = {}
     try:
-        for local in batcher.iterate(start, end):
-            state, metrics = train_step(state, parallel.global_batch(local, mesh))
-            epoch_metrics.append(metrics)
+        for batch in batches:
+            state, metrics = train_step(state, batch)
+            period_metrics.append(metrics)
             bar.update()
-            step = start + len(epoch_metrics)
-            if step % steps_per_epoch and step != end:
+            step = start + len(period_metrics)
+            if step % steps_per_period and step != end:
                 continue
-            fetched = jax.device_get(epoch_metrics)
+            fetched = jax.device_get(period_metrics)
             for i, m in enumerate(fetched):
                 if not np.isfinite(m["loss"]):
                     bad = step - len(fetched) + i
                     raise TrainingDiverged(
-                        f"loss is {m['loss']} at step {bad} (epoch {bad // steps_per_epoch}); training stopped; "
+                        f"loss is {m['loss']} at step {bad} (epoch {bad // steps_per_period}); training stopped; "
                         f"the last good checkpoint is step {last_good} in {os.path.join(workdir, 'checkpoints')}")
-            epoch = (step - 1) // steps_per_epoch
-            seconds = time.perf_counter() - epoch_start
-            record = {"epoch": epoch, "step": step,
+            period = (step - 1) // steps_per_period
+            seconds = time.perf_counter() - period_start
+            record = {"epoch": period, "step": step,
                       **{k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]},
                       **{k: float(s(step - 1)) for k, s in schedules.items()},
-                      "seconds": seconds,
-                      "points_per_s": len(fetched) * tc.scenes_per_batch * tc.samples_per_scene / seconds}
+                      "seconds": seconds, items_name: len(fetched) * items_per_step / seconds}
             logs.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4g}", epoch=epoch)
-            if (epoch + 1) % tc.checkpoint_every_epochs == 0 or step == end:
+            bar.set_postfix(loss=f"{record['loss']:.4g}", epoch=period)
+            if (period + 1) % checkpoint_every_periods == 0 or step == end:
                 last_good = checkpoint.save(mngr, state, meta)
-            start, epoch_metrics, epoch_start = step, [], time.perf_counter()
+            start, period_metrics, period_start = step, [], time.perf_counter()
     finally:
         bar.close()
         logs.close()
-    if main and record:
-        plot_loss(workdir)
-    return {**record, "workdir": workdir, "obj_ids": meta["obj_ids"], "checkpoint_step": last_good}
+    return state, record, last_good
