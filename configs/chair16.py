@@ -136,7 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.siamese.normalize = True  # unit-length embeddings: distances in [0, 2]
     config.siamese.shared_tower = True  # one tower for both modalities (Sketch2Shape); False: two
     config.siamese.compute_dtype = "float32"  # or "bfloat16"
-    config.siamese.triplet = "batch_hard"  # batch_hard | batch_all (Hermans et al. 2017)
+    config.siamese.triplet = "batch_all"  # batch_all | batch_hard (Hermans et al. 2017); see sdfjax.train.siamese
     config.siamese.margin = 0.2
     config.siamese.shapes_per_batch = 16  # P shapes x K views, each view a sketch and its normal map
     config.siamese.views_per_shape = 4
@@ -167,7 +167,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.silhouette_weight = 1.0
     config.sketch.code_reg_weight = 1e-4
     config.sketch.batch = 8  # sketches optimised by one vmapped step
-    config.sketch.fill = 0.85  # user sketches: the drawing's longer side is scaled to this share of the image
+    config.sketch.fill = 0.8  # user sketches: the drawing's longer side takes this share of the image (dataset median)
     config.sketch.references = True  # split mode: also score retrieval alone and SDF fitting (upper bound)
 
     if variant == "cpu":

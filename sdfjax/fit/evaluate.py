@@ -80,20 +80,34 @@ def extract_mesh(sdf_fn, mesh_config):
     return isosurface.marching_cubes(values), queries
 
 
-def write_metrics_csv(path: str, rows: list[dict]) -> dict:
-    """Writes rows plus the `mean_metric` row (NaN-aware mean); returns that row."""
-    mean = {"obj_id": "mean_metric"}
-    for name in CSV_COLUMNS[1:]:
-        values = np.asarray([r.get(name, np.nan) for r in rows], np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN mean
-            mean[name] = float(np.nanmean(values)) if len(values) else float("nan")
+def write_metrics_csv(path: str, rows: list[dict], group_by: str | None = None):
+    """Writes rows plus `mean_metric` rows (NaN-aware means); returns the mean row.
+
+    With `group_by` (a column such as "method"), there is one mean row per value of that
+    column and the return value is {value: mean row}. Columns beyond the metrics that the
+    rows carry (e.g. "method", "retrieved") are written after obj_id.
+    """
+    groups = {None: rows} if group_by is None else {}
+    if group_by is not None:
+        for r in rows:
+            groups.setdefault(r[group_by], []).append(r)
+    means = {}
+    for key, members in groups.items():
+        mean = {"obj_id": "mean_metric", **({group_by: key} if group_by else {})}
+        for name in CSV_COLUMNS[1:]:
+            values = np.asarray([r.get(name, np.nan) for r in members], np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: NaN mean
+                mean[name] = float(np.nanmean(values)) if len(values) else float("nan")
+        means[key] = mean
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in CSV_COLUMNS]
+    columns = CSV_COLUMNS[:1] + tuple(extra) + CSV_COLUMNS[1:]
     with layout.atomic_write(path, "w") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        for row in rows + [mean]:
+        for row in rows + list(means.values()):
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return mean
+    return means[None] if group_by is None else means
 
 
 def format_table(rows: list[dict]) -> str:

@@ -44,6 +44,11 @@ def gt_normals(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n.reshape(*lead, -1, 3), mask.reshape(*lead, -1)
 
 
+def silhouette_loss(min_sdf: jax.Array, mask: jax.Array) -> jax.Array:
+    """mean over rays of relu(min_sdf) inside the target mask and relu(-min_sdf) outside it."""
+    return jnp.mean(jnp.where(mask, jax.nn.relu(min_sdf), jax.nn.relu(-min_sdf)))
+
+
 def normal_loss(sdf_fn, params, origins, directions, normals, mask, settings, silhouette_weight: float,
                 code_reg_weight: float):
     """The loss of the module docstring for one shape: views flattened into rays (R, ...)."""
@@ -51,7 +56,7 @@ def normal_loss(sdf_fn, params, origins, directions, normals, mask, settings, si
     both = out["hit"] & mask
     normal_l1 = jnp.sum(jnp.where(both[:, None], jnp.abs(out["normals"] - normals), 0.0)) / jnp.maximum(
         jnp.sum(both), 1)
-    silhouette = jnp.mean(jnp.where(mask, jax.nn.relu(out["min_sdf"]), jax.nn.relu(-out["min_sdf"])))
+    silhouette = silhouette_loss(out["min_sdf"], mask)
     reg = jnp.mean(params["z"] ** 2)
     return normal_l1 + silhouette_weight * silhouette + code_reg_weight * reg, (normal_l1, silhouette)
 

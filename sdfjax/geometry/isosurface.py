@@ -40,18 +40,26 @@ def grid_points(indices: np.ndarray, resolution: int) -> np.ndarray:
     return (-1.0 + indices * (2.0 / (resolution - 1))).astype(np.float32)
 
 
-def chunked(fn, chunk: int) -> SdfFn:
-    """A numpy SdfFn from a jitted fn of (chunk, 3) points: inputs padded to `chunk`, so it compiles once."""
-    def sdf(points: np.ndarray) -> np.ndarray:
-        out = np.empty(len(points), np.float32)
-        for start in range(0, len(points), chunk):
-            part = points[start:start + chunk]
-            padded = np.zeros((chunk, 3), np.float32)
-            padded[:len(part)] = part
-            out[start:start + len(part)] = np.asarray(fn(padded))[:len(part)]
-        return out
+def chunked(fn, chunk: int):
+    """A numpy function of (n, ...) arrays from a jitted fn of (chunk, ...) arrays.
 
-    return sdf
+    Inputs are cut into `chunk` rows and the last piece zero-padded, so `fn` compiles
+    once; float inputs are fed as float32. Used for SDF queries (points (n, 3) -> (n,))
+    and image embeddings alike.
+    """
+    def apply(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float32, copy=False)
+        outs = []
+        for start in range(0, max(len(x), 1), chunk):
+            part = x[start:start + chunk]
+            padded = np.zeros((chunk,) + x.shape[1:], x.dtype)
+            padded[:len(part)] = part
+            outs.append(np.asarray(fn(padded))[:len(part)])
+        return np.concatenate(outs)
+
+    return apply
 
 
 def sdf_grid_dense(sdf_fn: SdfFn, resolution: int, chunk: int = 1 << 18) -> np.ndarray:

@@ -36,7 +36,7 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the message names the step."""
 
 
-def _ensure_dataset(config) -> None:
+def ensure_dataset(config) -> None:
     if os.path.isdir(tfds_builder.dataset_path(config)):
         return
     from data_gen import preprocess
@@ -59,13 +59,13 @@ def check_decoder_matches(meta: dict, config) -> None:
     saved = meta.get("config", {}).get("model", {})
     keys = ("latent_dim", "hidden_dim", "num_layers", "skip_layers", "weight_norm", "fourier_frequencies")
     diff = {k: (saved.get(k), config.model.get(k)) for k in keys
-            if k in saved and _plain(saved.get(k)) != _plain(config.model.get(k))}
+            if k in saved and as_plain(saved.get(k)) != as_plain(config.model.get(k))}
     if diff:
         raise ValueError("the checkpoint's decoder does not match config.model: "
                          + ", ".join(f"{k} saved {a} vs config {b}" for k, (a, b) in diff.items()))
 
 
-def _plain(v):
+def as_plain(v):
     return list(v) if isinstance(v, (list, tuple)) else v
 
 
@@ -136,7 +136,7 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     """
     main = parallel.is_main_process()
     if main:
-        _ensure_dataset(config)
+        ensure_dataset(config)
     if jax.process_count() > 1:  # the others wait for process 0's preprocessing
         from jax.experimental import multihost_utils
 

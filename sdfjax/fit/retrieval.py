@@ -1,0 +1,169 @@
+"""Sketch-based shape retrieval with the Siamese encoder, and its evaluation.
+
+    index = build_index(model, params, config, splits=("val",))     # every view's normal map
+    order = rank(query_embeddings, index.embeddings)                  # (Q, I) nearest first
+    recall = recall_at_objects(index.shape_ids[order], query_shape_ids, index.views_per_shape, 1)
+
+Recall at object level (Sketch2Shape's retrieval test): with V views per shape in the
+index, Recall@n is the share of the query shape's V normal maps among the n x V
+nearest index entries. Recall@1 is thus the R-precision of the query's shape: 1 when
+the V nearest entries are all views of the right shape, 1/#shapes by chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import sys
+
+import jax
+import numpy as np
+
+from sdfjax.data import batching, layout, tfds_builder
+from sdfjax.geometry import isosurface
+from sdfjax.models import siamese as siamese_lib
+
+
+@dataclasses.dataclass
+class Index:
+    """Embeddings of every view of a set of shapes, row = shape-major (shape, view)."""
+
+    embeddings: np.ndarray  # (S * V, D)
+    shape_ids: np.ndarray  # (S * V,) int: position of the shape in `obj_ids`
+    view_ids: np.ndarray  # (S * V,) int: view index in the dataset's view set
+    obj_ids: list[str]
+    views_per_shape: int
+
+
+def embedder(model, params, modality: str, batch: int = 64):
+    """numpy (N, H, W[, 3]) uint8 or [0, 1] images -> (N, D) embeddings, compiled once per image size."""
+    fn = jax.jit(lambda images: siamese_lib.embed(model, params, images, modality))
+    return isosurface.chunked(fn, batch)
+
+
+def read_images(config, splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(obj_ids, sketches (S, V, H, W), normal maps (S, V, H, W, 3), views (S, V, 4)) of the splits' shapes."""
+    obj_ids, sketches, normal_maps, views = [], [], [], []
+    for split in splits:
+        if split not in layout.SPLITS:
+            raise ValueError(f"split {split!r}: expected one of {layout.SPLITS}")
+        source = tfds_builder.data_source(config, split)
+        ids, _ = tfds_builder.split_index(config, split)
+        for i, obj_id in enumerate(ids):
+            s, n, v = batching.images_and_views(source[i])
+            obj_ids.append(obj_id)
+            sketches.append(s)
+            normal_maps.append(n)
+            views.append(v)
+    return obj_ids, np.stack(sketches), np.stack(normal_maps), np.stack(views)
+
+
+def make_index(embed_normals, obj_ids: list[str], normal_maps: np.ndarray) -> Index:
+    """The index of normal maps (S, V, H, W, 3) under `embed_normals` (see `embedder`)."""
+    s, v = normal_maps.shape[:2]
+    embeddings = embed_normals(normal_maps.reshape(s * v, *normal_maps.shape[2:]))
+    return Index(embeddings=embeddings, shape_ids=np.repeat(np.arange(s), v), view_ids=np.tile(np.arange(v), s),
+                 obj_ids=list(obj_ids), views_per_shape=v)
+
+
+def rank(queries: np.ndarray, index_embeddings: np.ndarray) -> np.ndarray:
+    """(Q, I) index rows sorted by Euclidean distance to each query, nearest first (stable)."""
+    d2 = (np.sum(queries**2, 1)[:, None] + np.sum(index_embeddings**2, 1)[None] - 2.0 * queries @ index_embeddings.T)
+    return np.argsort(d2, axis=1, kind="stable")
+
+
+def recall_at_objects(ranked_shape_ids: np.ndarray, query_shape_ids: np.ndarray, views_per_shape: int,
+                      objects: int) -> np.ndarray:
+    """(Q,) Sketch2Shape's Recall@objects: share of the query shape's views in the top objects x V entries."""
+    k = objects * views_per_shape
+    hits = ranked_shape_ids[:, :k] == np.asarray(query_shape_ids)[:, None]
+    return hits.sum(axis=1) / views_per_shape
+
+
+def top_shapes(ranked_shape_ids: np.ndarray, k: int) -> np.ndarray:
+    """(Q, k) the first k distinct shapes of each ranking (fewer shapes than k: the last one repeated)."""
+    out = np.empty((len(ranked_shape_ids), k), np.int64)
+    for q, row in enumerate(ranked_shape_ids):
+        _, first = np.unique(row, return_index=True)
+        distinct = row[np.sort(first)][:k]
+        out[q] = np.concatenate([distinct, np.repeat(distinct[-1:], k - len(distinct))])
+    return out
+
+
+def _mark_wrong(normal_map: np.ndarray) -> np.ndarray:
+    """A retrieved normal map of the wrong shape, its background tinted red."""
+    image = normal_map.copy()
+    background = np.all(image == 255, axis=-1)
+    image[background] = (255, 190, 190)
+    return image
+
+
+def retrieval_picture(query_sketches: np.ndarray, correct: np.ndarray, retrieved: np.ndarray) -> np.ndarray:
+    """Rows of: query sketch | its top-k retrieved normal maps (wrong shape: red background)."""
+    from sdfjax.render import latent_render
+
+    rows = []
+    for sketch, ok, images in zip(query_sketches, correct, retrieved):
+        rows.append([sketch] + [im if good else _mark_wrong(im) for im, good in zip(images, ok)])
+    return latent_render.picture_grid(rows)
+
+
+def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str | None = None) -> dict:
+    """Recall@1/@5 of the val sketches against the index of `config.siamese.index_split` normal maps.
+
+    Writes `<workdir>/siamese/eval/<timestamp>/`: retrieval.json (the recalls, chance
+    levels, per-view Recall@1) and retrieval.png (queries with their top 5).
+    """
+    from sdfjax.train import siamese as siamese_train
+
+    sc = config.siamese
+    model, params, meta = siamese_train.load_siamese(workdir)
+    index_splits = [s.strip() for s in sc.index_split.split(",") if s.strip()]
+    query_splits = [s.strip() for s in sc.query_split.split(",") if s.strip()]
+    index_ids, _, index_normals, _ = read_images(config, index_splits)
+    query_ids, query_sketches, _, _ = read_images(config, query_splits)
+    if index_normals.shape[2] != meta["resolution"]:
+        raise ValueError(f"the Siamese encoder was trained on {meta['resolution']} px images; "
+                         f"{config.data.root} has {index_normals.shape[2]} px")
+    missing = [o for o in query_ids if o not in index_ids]
+    if missing:
+        raise ValueError(f"config.siamese.index_split={sc.index_split!r} lacks the query shapes {missing[:3]}")
+    if progress:
+        print(f"embedding {index_normals.shape[0] * index_normals.shape[1]} normal maps and "
+              f"{query_sketches.shape[0] * query_sketches.shape[1]} sketches", file=sys.stderr)
+    index = make_index(embedder(model, params, "normal"), index_ids, index_normals)
+    s, v = query_sketches.shape[:2]
+    queries = embedder(model, params, "sketch")(query_sketches.reshape(s * v, *query_sketches.shape[2:]))
+    query_shape = np.repeat([index_ids.index(o) for o in query_ids], v)
+    query_view = np.tile(np.arange(v), s)
+    order = rank(queries, index.embeddings)
+    ranked = index.shape_ids[order]
+    r1, r5 = recall_at_objects(ranked, query_shape, v, 1), recall_at_objects(ranked, query_shape, v, 5)
+    result = {"recall_at_1_object": float(r1.mean()), "recall_at_5_object": float(r5.mean()),
+              "top1_shape_accuracy": float(np.mean(ranked[:, 0] == query_shape)),
+              "chance_recall_at_1": 1.0 / len(index_ids), "chance_recall_at_5": min(1.0, 5.0 / len(index_ids)),
+              "index_shapes": len(index_ids), "views_per_shape": v, "queries": int(s * v),
+              "index_split": sc.index_split, "query_split": sc.query_split,
+              "recall_at_1_by_view": [float(r1[query_view == i].mean()) for i in range(v)]}
+
+    out_dir = out_dir or os.path.join(siamese_train.siamese_dir(workdir), "eval",
+                                      datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out_dir, exist_ok=True)
+    layout.atomic_write_json(os.path.join(out_dir, "retrieval.json"), result)
+    shown = np.linspace(0, s * v - 1, max(1, min(sc.picture_queries, s * v))).round().astype(int)
+    top = order[shown, :5]
+    flat_normals = index_normals.reshape(-1, *index_normals.shape[2:])
+    picture = retrieval_picture(query_sketches.reshape(s * v, *query_sketches.shape[2:])[shown],
+                                index.shape_ids[top] == query_shape[shown, None], flat_normals[top])
+    with layout.atomic_write(os.path.join(out_dir, "retrieval.png")) as f:
+        f.write(layout.png_bytes(picture))
+    return {**result, "out_dir": out_dir}
+
+
+def format_recall(result: dict) -> str:
+    return (f"Recall@1 {result['recall_at_1_object']:.3f} (chance {result['chance_recall_at_1']:.3f}), "
+            f"Recall@5 {result['recall_at_5_object']:.3f} (chance {result['chance_recall_at_5']:.3f}), "
+            f"nearest view of the right shape {result['top1_shape_accuracy']:.3f}; "
+            f"{result['queries']} sketches against {result['index_shapes']} shapes x {result['views_per_shape']} views")
+

@@ -1,0 +1,46 @@
+r"""Trains the Siamese sketch / normal-map encoder (Sketch2Shape) on the train split.
+
+    python -m sdfjax.launch.train_siamese --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu
+    python -m sdfjax.launch.train_siamese --config=configs/chair16.py --workdir=runs/chair16 \
+        --config.siamese.triplet=batch_hard --config.siamese.shared_tower=False
+
+Writes <workdir>/siamese/ (checkpoints, metrics.jsonl, loss.png); resumes when it holds a
+checkpoint. The workdir is the DeepSDF run's, so sketch2shape finds both models there.
+Multi-host flags as for sdfjax.launch.train.
+"""
+
+import sys
+
+from absl import flags, logging
+
+from sdfjax import parallel
+from sdfjax.launch import common
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    common.quiet_logging(logging.WARNING)
+    parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
+    from sdfjax.data import layout
+    from sdfjax.train import loop, siamese
+
+    try:
+        summary = siamese.train_siamese(f.config, f.workdir)
+    except (layout.DataError, ValueError, loop.TrainingDiverged) as e:
+        sys.exit(f"error: {e}")
+    if parallel.is_main_process() and summary.get("loss") is not None:
+        print(f"trained to step {summary['step']}: triplet loss {summary['loss']:.4f}, in-batch sketch->normal "
+              f"recall@1 {summary['batch_recall_at_1']:.3f}; checkpoint step {summary['checkpoint_step']} in "
+              f"{summary['workdir']}/checkpoints; metrics {summary['workdir']}/metrics.jsonl")
+
+
+if __name__ == "__main__":
+    common.define_config_flag()
+    flags.DEFINE_string("workdir", None, "Run folder (the DeepSDF run's): the encoder goes to <workdir>/siamese.")
+    flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
+    flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
+    flags.DEFINE_string("cpu_collectives", "", "CPU collectives for multi-process CPU runs ('gloo').")
+    flags.mark_flags_as_required(["workdir"])
+    common.run(main)

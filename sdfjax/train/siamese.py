@@ -1,0 +1,289 @@
+"""Training the Siamese sketch / normal-map encoder with a triplet loss.
+
+    summary = train_siamese(config, workdir)
+
+A batch holds P shapes x K views; each view gives a sketch and its normal map, so 2PK
+embeddings whose label is their shape. The triplet loss (Hermans et al. 2017) pulls
+together embeddings of one shape, whatever the modality or view, and pushes other
+shapes at least `margin` further away:
+
+    batch_hard: mean_a relu(max_{p: y_p = y_a} d(a, p) - min_{n: y_n != y_a} d(a, n) + m)   (Eq. 5)
+    batch_all:  sum_{a,p,n valid} relu(d(a, p) - d(a, n) + m) / #{terms > 0}             ("BA != 0")
+
+with Euclidean distances d. Augmentation, on the device inside the step: the sketch
+is rotated by a small random angle and its lines thickened by 0..`max_dilation` pixels;
+half the pairs are flipped left-right together, the normal map's normals reflected
+across the camera's vertical plane so that it stays the normal map of the mirrored shape.
+
+Writes to `<workdir>/siamese/`: checkpoints/ (Orbax; resumed automatically),
+metrics.jsonl (loss, active triplet share, distances, in-batch sketch->normal
+recall@1, learning rate, images/s), TensorBoard events and loss.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sdfjax import checkpoint, parallel
+from sdfjax.data import tfds_builder
+from sdfjax.data.batching import ViewBatcher
+from sdfjax.models import siamese as siamese_lib
+from sdfjax.train import loop
+
+SUBDIR = "siamese"
+TRIPLET_KINDS = ("batch_hard", "batch_all")
+MODEL_KEYS = ("width", "stage_blocks", "embedding_dim", "normalize", "shared_tower")
+
+
+def siamese_dir(workdir: str) -> str:
+    return os.path.join(workdir, SUBDIR)
+
+
+def pairwise_distances(embeddings: jax.Array) -> jax.Array:
+    """(N, N) Euclidean distances, with a finite gradient where two embeddings coincide."""
+    sq = jnp.sum(embeddings**2, axis=-1)
+    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * embeddings @ embeddings.T, 0.0)
+    safe = jnp.where(d2 > 1e-12, d2, 1.0)
+    return jnp.where(d2 > 1e-12, jnp.sqrt(safe), 0.0)
+
+
+def triplet_loss(embeddings: jax.Array, labels: jax.Array, margin: float, kind: str = "batch_hard"):
+    """(loss, stats) of the module docstring; stats: active triplet share, mean positive/negative distance."""
+    if kind not in TRIPLET_KINDS:
+        raise ValueError(f"siamese.triplet={kind!r}: expected one of {TRIPLET_KINDS}")
+    d = pairwise_distances(embeddings)
+    same = labels[:, None] == labels[None, :]
+    eye = jnp.eye(len(labels), dtype=bool)
+    positive, negative = same & ~eye, ~same
+    stats = {"positive_distance": jnp.sum(jnp.where(positive, d, 0)) / jnp.maximum(jnp.sum(positive), 1),
+             "negative_distance": jnp.sum(jnp.where(negative, d, 0)) / jnp.maximum(jnp.sum(negative), 1)}
+    if kind == "batch_hard":
+        hardest_positive = jnp.max(jnp.where(positive, d, -jnp.inf), axis=1)
+        hardest_negative = jnp.min(jnp.where(negative, d, jnp.inf), axis=1)
+        valid = jnp.any(positive, axis=1) & jnp.any(negative, axis=1)
+        terms = jnp.where(valid, jax.nn.relu(hardest_positive - hardest_negative + margin), 0.0)
+        loss = jnp.sum(terms) / jnp.maximum(jnp.sum(valid), 1)
+        active = jnp.sum(terms > 0) / jnp.maximum(jnp.sum(valid), 1)
+    else:
+        valid = positive[:, :, None] & negative[:, None, :]  # (anchor, positive, negative)
+        terms = jnp.where(valid, jax.nn.relu(d[:, :, None] - d[:, None, :] + margin), 0.0)
+        num_active = jnp.sum(terms > 1e-16)
+        loss = jnp.sum(terms) / jnp.maximum(num_active, 1)
+        active = num_active / jnp.maximum(jnp.sum(valid), 1)
+    return loss, {**stats, "active_triplets": active}
+
+
+# --- augmentation -------------------------------------------------------------------------
+
+def rotate_image(image: jax.Array, angle: jax.Array, fill: float = 1.0) -> jax.Array:
+    """(H, W) image rotated by `angle` radians about its centre (bilinear; `fill` outside)."""
+    h, w = image.shape
+    i, j = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
+    ci, cj = (h - 1) / 2.0, (w - 1) / 2.0
+    c, s = jnp.cos(angle), jnp.sin(angle)
+    src_i = ci + c * (i - ci) - s * (j - cj)
+    src_j = cj + s * (i - ci) + c * (j - cj)
+    return jax.scipy.ndimage.map_coordinates(image, [src_i, src_j], order=1, mode="constant", cval=fill)
+
+
+def thicken_lines(sketch: jax.Array, pixels: jax.Array, max_pixels: int) -> jax.Array:
+    """Dark lines on light (H, W) grown by `pixels` (0..max_pixels) 3x3 minimum filters."""
+    out = grown = sketch
+    for t in range(1, max_pixels + 1):
+        grown = jax.lax.reduce_window(grown, jnp.inf, jax.lax.min, (3, 3), (1, 1), "SAME")
+        out = jnp.where(pixels >= t, grown, out)
+    return out
+
+
+def flip_pair(sketch: jax.Array, normal_map: jax.Array, right: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Left-right mirror of a sketch (H, W) and its normal map (H, W, 3) in [0, 1].
+
+    The mirror image is the view of the shape reflected across the plane through the
+    camera's forward and up axes, so each normal n becomes n - 2 (n . r) r with r the
+    camera's right vector (object frame); the white background stays white.
+    """
+    background = jnp.all(normal_map >= 1.0, axis=-1, keepdims=True)
+    n = normal_map * 2.0 - 1.0
+    n = n - 2.0 * jnp.sum(n * right, axis=-1, keepdims=True) * right
+    mirrored = jnp.where(background, 1.0, (n + 1.0) / 2.0)
+    return sketch[:, ::-1], mirrored[:, ::-1]
+
+
+def augment_pair(key: jax.Array, sketch: jax.Array, normal_map: jax.Array, right: jax.Array, siamese_config):
+    """One training pair augmented (see the module docstring); float images in [0, 1]."""
+    k_flip, k_angle, k_thick = jax.random.split(key, 3)
+    if siamese_config.flip:
+        flipped = flip_pair(sketch, normal_map, right)
+        do = jax.random.bernoulli(k_flip)
+        sketch, normal_map = jnp.where(do, flipped[0], sketch), jnp.where(do, flipped[1], normal_map)
+    if siamese_config.rotation_degrees > 0:
+        limit = np.radians(siamese_config.rotation_degrees)
+        sketch = rotate_image(sketch, jax.random.uniform(k_angle, (), minval=-limit, maxval=limit))
+    if siamese_config.max_dilation > 0:
+        pixels = jax.random.randint(k_thick, (), 0, siamese_config.max_dilation + 1)
+        sketch = thicken_lines(sketch, pixels, siamese_config.max_dilation)
+    return sketch, normal_map
+
+
+# --- state and step -------------------------------------------------------------------------
+
+def lr_schedule(siamese_config) -> optax.Schedule:
+    """Linear warm-up to `lr`, then cosine decay to 1% of it at `num_steps`."""
+    sc = siamese_config
+    warmup = min(sc.warmup_steps, max(sc.num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(0.0, sc.lr, warmup, max(sc.num_steps, warmup + 1), sc.lr * 0.01)
+
+
+def make_optimizer(siamese_config) -> optax.GradientTransformation:
+    return optax.adamw(lr_schedule(siamese_config), weight_decay=siamese_config.weight_decay)
+
+
+def init_state(model: siamese_lib.Siamese, optimizer, key: jax.Array, resolution: int) -> dict:
+    params = siamese_lib.init_params(model, key, resolution)
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+
+
+def batch_recall_at_1(sketch_embeddings: jax.Array, normal_embeddings: jax.Array, labels: jax.Array) -> jax.Array:
+    """Share of sketches whose nearest normal map in the batch shows the same shape."""
+    d = pairwise_distances(jnp.concatenate([sketch_embeddings, normal_embeddings]))
+    n = len(labels)
+    nearest = jnp.argmin(d[:n, n:], axis=1)
+    return jnp.mean(labels[nearest] == labels)
+
+
+def make_train_step(model: siamese_lib.Siamese, optimizer, siamese_config, seed: int):
+    """step(state, batch) -> (state, metrics); batch as `ViewBatcher.local_batch` (uint8 images)."""
+    base_key = jax.random.key(seed)
+
+    def step(state, batch):
+        key = jax.random.fold_in(jax.random.fold_in(base_key, 7), state["step"])
+        keys = jax.random.split(key, len(batch["labels"]))
+        sketches = batch["sketches"].astype(jnp.float32) / 255.0
+        normal_maps = batch["normal_maps"].astype(jnp.float32) / 255.0
+        sketches, normal_maps = jax.vmap(lambda k, s, n, r: augment_pair(k, s, n, r, siamese_config))(
+            keys, sketches, normal_maps, batch["rights"])
+        labels = batch["labels"]
+
+        def loss_fn(params):
+            e_sketch, e_normal = model.apply(params, siamese_lib.sketch_input(sketches),
+                                             siamese_lib.normal_input(normal_maps), method=siamese_lib.Siamese.embed_both)
+            loss, stats = triplet_loss(jnp.concatenate([e_sketch, e_normal]), jnp.concatenate([labels, labels]),
+                                       siamese_config.margin, siamese_config.triplet)
+            return loss, (stats, e_sketch, e_normal)
+
+        (loss, (stats, e_sketch, e_normal)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, **stats, "batch_recall_at_1": batch_recall_at_1(e_sketch, e_normal, labels),
+                   "grad_norm": optax.global_norm(grads)}
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+    return step
+
+
+def jit_train_step(step_fn, mesh):
+    replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
+    return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+                   donate_argnums=0)
+
+
+# --- loop -------------------------------------------------------------------------------------
+
+def _meta(config, resolution: int) -> dict:
+    return {"siamese": json.loads(config.siamese.to_json_best_effort()), "resolution": resolution,
+            "data_root": config.data.root}
+
+
+def check_model_matches(meta: dict, siamese_config) -> None:
+    """ValueError when a checkpoint's encoder differs from `siamese_config` (resuming needs the same one)."""
+    saved = meta["siamese"]
+    diff = {k: (saved.get(k), siamese_config.get(k)) for k in MODEL_KEYS
+            if loop.as_plain(saved.get(k)) != loop.as_plain(siamese_config.get(k))}
+    if diff:
+        raise ValueError("the Siamese checkpoint's encoder does not match config.siamese: "
+                         + ", ".join(f"{k} saved {a} vs config {b}" for k, (a, b) in diff.items()))
+
+
+def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Trains (or resumes) the encoder on the train split's sketches and normal maps."""
+    sc = config.siamese
+    if parallel.is_main_process():
+        loop.ensure_dataset(config)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("sdfjax: dataset ready")
+    out = siamese_dir(workdir)
+    _, labels = tfds_builder.split_index(config, "train")
+    source = tfds_builder.data_source(config, "train")
+    batcher = ViewBatcher(source, np.asarray(labels), sc.shapes_per_batch, sc.views_per_shape, config.seed,
+                          jax.process_index(), jax.process_count(), sc.cache_shapes)
+    resolution = batcher.shapes[0][0].shape[-1]
+    mesh = parallel.make_mesh()
+    if (sc.shapes_per_batch * sc.views_per_shape) % jax.device_count():
+        raise ValueError(f"siamese.shapes_per_batch x views_per_shape = {sc.shapes_per_batch * sc.views_per_shape} "
+                         f"must divide by the {jax.device_count()} devices")
+    model = siamese_lib.from_config(sc)
+    optimizer = make_optimizer(sc)
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    abstract = jax.eval_shape(lambda k: init_state(model, optimizer, k, resolution), init_key)
+    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    train_step = jit_train_step(make_train_step(model, optimizer, sc, config.seed), mesh)
+
+    os.makedirs(out, exist_ok=True)
+    mngr = checkpoint.manager(out)
+    meta = _meta(config, resolution)
+    if mngr.latest_step() is not None:
+        saved = checkpoint.read_meta(out)
+        check_model_matches(saved, sc)
+        if saved["resolution"] != resolution:
+            raise ValueError(f"the Siamese checkpoint in {out} was trained on {saved['resolution']} px images; "
+                             f"{config.data.root} has {resolution} px")
+        state, _ = checkpoint.restore(mngr, checkpoint.abstract_with_shardings(abstract, shardings))
+        if parallel.is_main_process():
+            print(f"resuming from {out} at step {int(state['step'])}", file=sys.stderr)
+    else:
+        state = jax.jit(lambda k: init_state(model, optimizer, k, resolution), out_shardings=shardings)(init_key)
+    start = int(jax.device_get(state["step"]))
+    end = sc.num_steps if stop_after_steps is None else min(sc.num_steps, start + stop_after_steps)
+    state, record, last_good = loop.run_steps(
+        train_step, state, (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end)),
+        start=start, end=end, total_steps=sc.num_steps, steps_per_period=sc.steps_per_log,
+        checkpoint_every_periods=max(1, sc.checkpoint_every_steps // sc.steps_per_log),
+        schedules={"lr": lr_schedule(sc)}, items_per_step=2 * sc.shapes_per_batch * sc.views_per_shape,
+        items_name="images_per_s", mngr=mngr, meta=meta, workdir=out, desc="train siamese", progress=progress)
+    if parallel.is_main_process() and record:
+        loop.plot_loss(out, {"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, x="step")
+    return {**record, "workdir": out, "checkpoint_step": last_good}
+
+
+def load_siamese(workdir: str) -> tuple[siamese_lib.Siamese, dict, dict]:
+    """(model, params, meta) of the latest Siamese checkpoint of `workdir`, as it was trained.
+
+    The encoder is built from the checkpoint's own settings, so retrieval and
+    sketch-to-shape need no matching flags. ValueError (one line) when there is none.
+    """
+    import ml_collections
+
+    out = siamese_dir(workdir)
+    mngr = checkpoint.manager(out)
+    if mngr.latest_step() is None:
+        raise ValueError(f"{os.path.join(out, 'checkpoints')}: no Siamese checkpoint; train one with "
+                         f"python -m sdfjax.launch.train_siamese --workdir={workdir}")
+    meta = checkpoint.read_meta(out)
+    sc = ml_collections.ConfigDict(meta["siamese"])
+    model = siamese_lib.from_config(sc)
+    optimizer = make_optimizer(sc)
+    abstract = jax.eval_shape(lambda k: init_state(model, optimizer, k, meta["resolution"]), jax.random.key(0))
+    mesh = parallel.make_mesh()
+    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    state, _ = checkpoint.restore(mngr, checkpoint.abstract_with_shardings(abstract, shardings))
+    return model, jax.device_get(state["params"]), meta
