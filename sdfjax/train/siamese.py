@@ -182,7 +182,7 @@ def make_train_step(model: siamese_lib.Siamese, optimizer, siamese_config, seed:
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         metrics = {"loss": loss, **stats, "batch_recall_at_1": batch_recall_at_1(e_sketch, e_normal, labels),
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree.norm(grads)}
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     return step
