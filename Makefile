@@ -33,6 +33,11 @@ demo: $(STAMP)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val
+	$(PY) -m sdfjax.launch.train_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
+	$(PY) -m sdfjax.launch.eval_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
+	VAL=$$(awk -F, '$$3 == "val" {print $$1; exit}' $(DATA)/metainfo.csv); \
+	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
+	  --config.fit.split=val --config.fit.obj_ids=$$VAL
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling

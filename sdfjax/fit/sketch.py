@@ -290,7 +290,8 @@ def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progre
     rows = []
     for i, (name, obj_id, example) in enumerate(zip(batch.names, batch.obj_ids, records)):
         scored = evaluate.mesh_and_score(config, folded, z_final[i], example, name, out_dir)
-        rows.append({"obj_id": name, "method": "sketch2shape", "fit_loss": float(losses[-1, i]), **scored})
+        final_loss = float(losses[-1, i]) if len(losses) else float("nan")
+        rows.append({"obj_id": name, "method": "sketch2shape", "fit_loss": final_loss, **scored})
     if sk.references:
         rows += _reference_rows(config, workdir, batch, records, folded, trained, top, train_ids, out_dir, progress)
     summary["means"] = evaluate.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows, group_by="method")

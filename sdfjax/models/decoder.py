@@ -89,6 +89,25 @@ def fourier_features(xyz: jax.Array, num_frequencies: int) -> jax.Array:
     return jnp.concatenate([xyz, jnp.sin(scaled), jnp.cos(scaled)], axis=-1)
 
 
+@jax.custom_jvp
+def relu_smooth_grad(x: jax.Array, beta: float) -> jax.Array:
+    """ReLU whose derivative is that of softplus_beta, sigmoid(beta x), rather than a step.
+
+    The value is exactly ReLU's. A ReLU network's gradient in x is piecewise constant in
+    its inputs and latent, so normals by autodiff (grad_x f) carry no derivative in z;
+    with this derivative they do (IGR and SAL use softplus with beta = 100 for the same
+    reason), while differing from the exact normals only near activation boundaries.
+    """
+    return jax.nn.relu(x)
+
+
+@relu_smooth_grad.defjvp
+def _relu_smooth_grad_jvp(primals, tangents):
+    x, beta = primals
+    dx, _ = tangents
+    return jax.nn.relu(x), jax.nn.sigmoid(beta * x) * dx
+
+
 class Decoder(nn.Module):
     """DeepSDF's auto-decoder MLP; defaults are the chairs spec (1,843,195 parameters)."""
 
@@ -100,6 +119,7 @@ class Decoder(nn.Module):
     weight_norm: bool = True
     compute_dtype: str = "float32"
     fourier_frequencies: int = 0
+    relu_grad_beta: float = 0.0  # > 0: ReLU with softplus_beta's derivative (differentiable normals; rendering)
 
     @nn.compact
     def __call__(self, z: jax.Array, xyz: jax.Array, train: bool = False) -> jax.Array:
@@ -112,7 +132,7 @@ class Decoder(nn.Module):
                 h = jnp.concatenate([h, inputs], axis=-1)
             width = self.hidden_dim - inputs.shape[-1] if i + 1 in self.skip_layers else self.hidden_dim
             h = Dense(width, self.weight_norm, self.compute_dtype, name=f"layer{i}")(h)
-            h = nn.relu(h)
+            h = relu_smooth_grad(h, self.relu_grad_beta) if self.relu_grad_beta > 0 else nn.relu(h)
             if self.dropout_rate > 0 and train:
                 h = dropout(h, self.dropout_rate, self.make_rng("dropout"))
         out = Dense(1, weight_norm=False, compute_dtype="float32", name=f"layer{self.num_layers}")(h)
