@@ -162,7 +162,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.init = "retrieval"  # retrieval (mean of the top-k retrieved train latents) | mean
     config.sketch.retrieval_k = 5
     config.sketch.iterations = 100
-    config.sketch.lr = 1e-2
+    config.sketch.lr = 3e-3
     config.sketch.embedding_weight = 1.0
     config.sketch.silhouette_weight = 1.0
     config.sketch.code_reg_weight = 1e-4
@@ -196,6 +196,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.siamese.steps_per_log = 50
         config.siamese.checkpoint_every_steps = 500
         config.sketch.iterations = 60
+        config.sketch.retrieval_k = 1  # this small latent space: means of several chairs are not chairs
     elif variant == "smoke":
         config.data.root = "data/chair16_smoke"
         config.data.num_sdf_samples = 5_000

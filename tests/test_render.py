@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import trimesh
 
+from configs import chair16
 from data_gen import preprocess
 from sdfjax.data import tfds_builder
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import mesh_caster, sketch, tracer
+from sdfjax.render import latent_render, mesh_caster, sketch, tracer
 
 
 def sphere_sdf(p, x):
@@ -169,3 +170,26 @@ def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
     assert example["sketches"].shape == (views, 32, 32)
     np.testing.assert_allclose(example["views"][1], [90, 10, 4, 64])
     assert np.mean(example["normal_maps"][0] < 255) > 0.05  # the chair is in the picture
+
+
+def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu_curvature():
+    from sdfjax.models import decoder as decoder_lib
+
+    x = jnp.linspace(-1.0, 1.0, 11)
+    np.testing.assert_array_equal(decoder_lib.relu_smooth_grad(x, 100.0), jax.nn.relu(x))
+    np.testing.assert_array_equal(jax.vmap(jax.grad(lambda v: decoder_lib.relu_smooth_grad(v, 100.0)))(x), x > 0)
+    assert float(jax.grad(jax.grad(lambda v: decoder_lib.relu_smooth_grad(v, 100.0)))(0.0)) == 25.0  # beta / 4
+
+    config = chair16.get_config("smoke")
+    decoder = decoder_lib.from_config(config.model)
+    params = decoder_lib.init_params(decoder, jax.random.key(0))
+    z = 0.1 * jax.random.normal(jax.random.key(1), (config.model.latent_dim,))
+    point = jnp.array([[0.1, 0.2, -0.3]])
+
+    def normal(z, beta):
+        sdf = latent_render.decoder_sdf(decoder, beta)
+        return jax.grad(lambda p: sdf({"decoder": params, "z": z}, p[None])[0])(point[0])
+
+    np.testing.assert_allclose(normal(z, 100.0), normal(z, 0.0), rtol=1e-6)  # same normals
+    assert float(jnp.abs(jax.jacfwd(normal)(z, 0.0)).max()) < 1e-4  # ReLU: piecewise constant in z
+    assert float(jnp.abs(jax.jacfwd(normal)(z, 100.0)).max()) > 1e-3

@@ -14,7 +14,9 @@ IDR hit point and the autodiff normals), E the Siamese encoder's towers, min_sdf
 smallest SDF along each pixel's ray and outline(S) the sketch's filled outline. z starts
 at the mean trained latent, or at the mean of the trained latents of the `retrieval_k`
 training shapes the encoder retrieves for S. Many sketches are optimised at once: one
-jitted step is vmapped over sketches, each with its own camera and Adam state.
+jitted step is vmapped over sketches, each with its own camera and Adam state. The
+loss is not smooth (pixels enter and leave the silhouette), so each sketch keeps the
+iterate with the lowest loss met, not the last one.
 
 A user's PNG of any size is normalised first (`normalize_sketch`): grey or colour,
 with or without alpha, dark lines on light or light on dark, cropped to the drawing,
@@ -259,12 +261,16 @@ def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progre
             z = jnp.asarray(pad(initial[part]))
             opt = jax.vmap(optimizer.init)(z)
             args = tuple(jnp.asarray(a) for a in (origins, directions, pad(targets[part]), pad(outlines[part])))
-            curve = []
+            curve, best_z, best_loss = [], np.array(z), np.full(size, np.inf)
             for _ in range(sk.iterations):
+                before = np.asarray(z)
                 z, opt, loss, _ = step(trained.params, z, opt, *args)
-                curve.append(np.asarray(loss)[:count])
+                loss = np.asarray(loss)  # the loss of `before`
+                better = loss < best_loss
+                best_z[better], best_loss[better] = before[better], loss[better]
+                curve.append(loss[:count])
                 bar.update()
-            z_all.append(np.asarray(z)[:count])
+            z_all.append(best_z[:count])
             curves.append(np.asarray(curve).reshape(sk.iterations, count))
     finally:
         bar.close()

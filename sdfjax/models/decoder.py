@@ -91,12 +91,13 @@ def fourier_features(xyz: jax.Array, num_frequencies: int) -> jax.Array:
 
 @jax.custom_jvp
 def relu_smooth_grad(x: jax.Array, beta: float) -> jax.Array:
-    """ReLU whose derivative is that of softplus_beta, sigmoid(beta x), rather than a step.
+    """ReLU with ReLU's value and derivative, but softplus_beta's second derivative.
 
-    The value is exactly ReLU's. A ReLU network's gradient in x is piecewise constant in
-    its inputs and latent, so normals by autodiff (grad_x f) carry no derivative in z;
-    with this derivative they do (IGR and SAL use softplus with beta = 100 for the same
-    reason), while differing from the exact normals only near activation boundaries.
+    A ReLU network's gradient in x is piecewise constant in its inputs and latent, so
+    normals by autodiff (grad_x f) carry no derivative in z. Here the derivative is the
+    step function plus sigmoid(beta x) - sg(sigmoid(beta x)): equal to ReLU's, so
+    values and normals are exact, while differentiating it again gives softplus_beta's
+    curvature beta s (1 - s) (IGR and SAL use softplus with beta = 100 for the same reason).
     """
     return jax.nn.relu(x)
 
@@ -105,7 +106,9 @@ def relu_smooth_grad(x: jax.Array, beta: float) -> jax.Array:
 def _relu_smooth_grad_jvp(primals, tangents):
     x, beta = primals
     dx, _ = tangents
-    return jax.nn.relu(x), jax.nn.sigmoid(beta * x) * dx
+    smooth = jax.nn.sigmoid(beta * x)
+    step = (x > 0).astype(x.dtype)
+    return jax.nn.relu(x), (step + smooth - jax.lax.stop_gradient(smooth)) * dx
 
 
 class Decoder(nn.Module):

@@ -17,9 +17,9 @@ from sdfjax.render import tracer
 def decoder_sdf(decoder, relu_grad_beta: float = 100.0):
     """sdf_fn(p, xyz (n, 3)) with p = {"decoder": Flax params, "z": (L,) latent}.
 
-    Values are the decoder's; its ReLUs take softplus_beta's derivative
+    Values and normals are the decoder's; its ReLUs take softplus_beta's second derivative
     (`decoder.relu_smooth_grad`), so that rendered normals have a derivative in z
-    (0: the exact ReLU derivative, normals piecewise constant in z).
+    (0: plain ReLUs, whose normals are piecewise constant in z).
     """
     decoder = decoder.clone(relu_grad_beta=relu_grad_beta)
 
