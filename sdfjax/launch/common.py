@@ -107,3 +107,23 @@ def run_on_trained(main, workdir_help: str = "Training run folder (its latest ch
     flags.DEFINE_string("workdir", None, workdir_help)
     flags.mark_flags_as_required(["workdir"])
     run(main)
+
+
+def run_trainer(main, workdir_help: str) -> None:
+    """Defines --config, a required --workdir and the multi-host flags, then `run(main)`: the training launchers."""
+    define_config_flag()
+    flags.DEFINE_string("workdir", None, workdir_help)
+    flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
+    flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+    flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
+    flags.DEFINE_string("cpu_collectives", "", "CPU collectives for multi-process CPU runs ('gloo').")
+    flags.mark_flags_as_required(["workdir"])
+    run(main)
+
+
+def initialize_from_flags() -> None:
+    """Multi-host start-up from the flags `run_trainer` defines (or the environment)."""
+    from sdfjax import parallel
+
+    f = flags.FLAGS
+    parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)

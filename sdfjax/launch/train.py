@@ -20,7 +20,7 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging(logging.WARNING)  # Orbax logs every save at INFO
-    parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
+    common.initialize_from_flags()
     from sdfjax.data import layout
     from sdfjax.train import loop
 
@@ -35,11 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.define_config_flag()
-    flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, pictures.")
-    flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
-    flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
-    flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
-    flags.DEFINE_string("cpu_collectives", "", "CPU collectives for multi-process CPU runs ('gloo').")
-    flags.mark_flags_as_required(["workdir"])
-    common.run(main)
+    common.run_trainer(main, "Run folder: checkpoints, metrics, pictures.")
