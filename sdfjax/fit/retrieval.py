@@ -121,8 +121,13 @@ def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str
     model, params, meta = siamese_train.load_siamese(workdir)
     index_splits = [s.strip() for s in sc.index_split.split(",") if s.strip()]
     query_splits = [s.strip() for s in sc.query_split.split(",") if s.strip()]
-    index_ids, _, index_normals, _ = read_images(config, index_splits)
-    query_ids, query_sketches, _, _ = read_images(config, query_splits)
+    # Each split's records are read once, also when it gives both the index and the queries.
+    all_ids, all_sketches, all_normals, _ = read_images(config, list(dict.fromkeys(index_splits + query_splits)))
+    position = {o: i for i, o in enumerate(all_ids)}
+    index_ids = [o for split in index_splits for o in tfds_builder.split_index(config, split)[0]]
+    query_ids = [o for split in query_splits for o in tfds_builder.split_index(config, split)[0]]
+    index_normals = all_normals[[position[o] for o in index_ids]]
+    query_sketches = all_sketches[[position[o] for o in query_ids]]
     if index_normals.shape[2] != meta["resolution"]:
         raise ValueError(f"the Siamese encoder was trained on {meta['resolution']} px images; "
                          f"{config.data.root} has {index_normals.shape[2]} px")
