@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from configs import chair16
-from data_gen import preprocess, synthetic
 from sdfjax.fit import evaluate, latent, partial, traverse
 from sdfjax.models import decoder as decoder_lib
-from sdfjax.train import loop
+from tests.conftest import train_smoke_decoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -179,15 +178,7 @@ def test_interpolation_endpoints_and_slerp_keeps_norms():
 @pytest.fixture(scope="module")
 def trained_smoke(tmp_path_factory):
     """A smoke decoder trained on 2 procedural chairs, with 1 val and 1 test chair."""
-    root = tmp_path_factory.mktemp("fit")
-    config = chair16.get_config("smoke")
-    config.data.root = str(root / "chairs")
-    synthetic.write_dataset(config.data.root, "chair", num_train=2, num_val=1, num_test=1)
-    preprocess.preprocess_dataset(config, progress=False)
-    config.train.num_epochs = 20
-    workdir = str(root / "run")
-    loop.train(config, workdir, progress=False)
-    return config, workdir
+    return train_smoke_decoder(tmp_path_factory.mktemp("fit"))
 
 
 def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from configs import chair16
-from data_gen import preprocess, synthetic
 from sdfjax import checkpoint
 from sdfjax.data import layout
 from sdfjax.fit import retrieval, sketch
@@ -22,6 +21,7 @@ from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
 from sdfjax.train import loop, siamese
+from tests.conftest import train_smoke_decoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -209,14 +209,7 @@ def test_image_files_of_any_mode_load_and_bad_files_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def trained_pair(tmp_path_factory):
     """A smoke DeepSDF and Siamese encoder trained on 2 procedural chairs (1 val, 1 test)."""
-    root = tmp_path_factory.mktemp("siamese")
-    config = chair16.get_config("smoke")
-    config.data.root = str(root / "chairs")
-    synthetic.write_dataset(config.data.root, "chair", num_train=2, num_val=1, num_test=1)
-    preprocess.preprocess_dataset(config, progress=False)
-    workdir = str(root / "run")
-    config.train.num_epochs = 20
-    loop.train(config, workdir, progress=False)
+    config, workdir = train_smoke_decoder(tmp_path_factory.mktemp("siamese"))
     summary = siamese.train_siamese(config, workdir, progress=False)
     return config, workdir, summary
 
