@@ -29,7 +29,9 @@ import numpy as np
 from absl import app, flags
 
 from configs import chair16
-from sdfjax.fit import latent
+from sdfjax.fit import reconstruct, sdf_fit
+from sdfjax.fit.folded import fold_decoder
+from sdfjax.launch import common
 from sdfjax.models import decoder as decoder_lib
 
 _SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
@@ -40,13 +42,13 @@ _CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --w
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
 
 
-def _fit_seconds(folded, samples: latent.ShapeSamples, settings: latent.FitSettings, latent_dim: int) -> float:
+def _fit_seconds(folded, samples: sdf_fit.ShapeSamples, settings: sdf_fit.FitSettings, latent_dim: int) -> float:
     initial = np.random.default_rng(0).normal(0, 0.01, (len(samples.num_samples), 1, latent_dim))
     key = jax.random.key(0)
     warm_up = dataclasses.replace(settings, num_iterations=1)  # compiles the same step
-    latent.fit_latents(folded, samples, initial.astype(np.float32), warm_up, key)
+    sdf_fit.fit_latents(folded, samples, initial.astype(np.float32), warm_up, key)
     start = time.perf_counter()
-    latent.fit_latents(folded, samples, initial.astype(np.float32), settings, key)
+    sdf_fit.fit_latents(folded, samples, initial.astype(np.float32), settings, key)
     return time.perf_counter() - start
 
 
@@ -54,15 +56,15 @@ def time_fit(dtype: str, shapes: int, iters: int) -> dict:
     config = chair16.get_config()
     config.model.compute_dtype = dtype
     decoder = decoder_lib.from_config(config.model)
-    folded = latent.fold_decoder(decoder, decoder_lib.init_params(decoder, jax.random.key(0)))
-    settings = latent.FitSettings(num_iterations=iters, lr_decay_at=iters // 2)
+    folded = fold_decoder(decoder, decoder_lib.init_params(decoder, jax.random.key(0)))
+    settings = sdf_fit.FitSettings(num_iterations=iters, lr_decay_at=iters // 2)
     rng = np.random.default_rng(0)
     data = [np.concatenate([rng.uniform(-1, 1, (settings.samples_per_step, 3)),
                             rng.normal(0, 0.05, (settings.samples_per_step, 1))], axis=1).astype(np.float32)
             for _ in range(shapes)]
     points = shapes * iters * settings.samples_per_step
-    batched = _fit_seconds(folded, latent.ShapeSamples.from_list(data), settings, decoder.latent_dim)
-    single = sum(_fit_seconds(folded, latent.ShapeSamples.from_list([d]), settings, decoder.latent_dim)
+    batched = _fit_seconds(folded, sdf_fit.ShapeSamples.from_list(data), settings, decoder.latent_dim)
+    single = sum(_fit_seconds(folded, sdf_fit.ShapeSamples.from_list([d]), settings, decoder.latent_dim)
                  for d in data[:2]) * shapes / 2
     return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
             "batched_seconds": batched}
@@ -79,15 +81,13 @@ def torch_reference(python: str, shapes: int, iters: int) -> dict | None:
 
 
 def chamfer_by_dtype(config_spec: str, workdir: str) -> dict:
-    from sdfjax.fit import evaluate
-    from sdfjax.launch import common
-
     result = {}
     for dtype in ("float32", "bfloat16"):
         config = common.load_config_file(config_spec)
         config.model.compute_dtype = dtype
         config.fit.save_mesh = False
-        out = evaluate.fit_split(config, workdir, progress=False, out_dir=os.path.join(workdir, "fit", f"bench_{dtype}"))
+        out = reconstruct.fit_split(config, workdir, progress=False,
+                                    out_dir=os.path.join(workdir, "fit", f"bench_{dtype}"))
         result[dtype] = out["mean"]["chamfer"]
     result["relative_difference"] = abs(result["bfloat16"] - result["float32"]) / result["float32"]
     return result

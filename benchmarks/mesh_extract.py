@@ -22,7 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from sdfjax import trained as trained_lib
+from sdfjax.fit import scoring
+from sdfjax.fit.folded import fold_decoder
 from sdfjax.geometry import isosurface, metrics
+from sdfjax.launch import common
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 256, "Grid vertices per axis.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Also measure a trained decoder (its first train latent).")
@@ -72,14 +76,10 @@ def main(argv):
               "backend": jax.default_backend(), "resolution": n, "lipschitz": _LIPSCHITZ.value}
     result["procedural_chair"] = compare(procedural_chair_sdf(), n, _LIPSCHITZ.value)
     if _WORKDIR.value:
-        from sdfjax import checkpoint
-        from sdfjax.fit import evaluate, latent
-        from sdfjax.launch import common
-
         config = common.load_config_file(_CONFIG.value)
-        trained = checkpoint.load_trained(config, _WORKDIR.value)
-        folded = latent.fold_decoder(trained.decoder, trained.params)
-        sdf_fn = evaluate.decoder_sdf_fn(folded, trained.latents[0], config.mesh.chunk)
+        trained = trained_lib.load_trained(config, _WORKDIR.value)
+        folded = fold_decoder(trained.decoder, trained.params)
+        sdf_fn = scoring.decoder_sdf_fn(folded, trained.latents[0], config.mesh.chunk)
         result["trained_decoder"] = compare(sdf_fn, n, _LIPSCHITZ.value)
     print(json.dumps(result))
 

@@ -18,15 +18,16 @@ sorted source ids and `--seed`. Meshes that fail to load are listed in
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import sys
 from collections.abc import Sequence
+from io import StringIO
 
 import numpy as np
 from absl import app, flags
 
+from sdfjax import errors, io
 from sdfjax.data import layout
 from sdfjax.geometry import mesh as mesh_lib
 
@@ -37,7 +38,7 @@ def find_meshes(src: str) -> dict[str, str]:
     """obj_id -> mesh path. ShapeNet model folders keep their id; other files their stem."""
     src = os.path.expanduser(src)
     if not os.path.isdir(src):
-        raise layout.DataError(f"--src={src}: not a folder")
+        raise errors.DataError(f"--src={src}: not a folder")
     shapenet = {d: os.path.join(src, d, SHAPENET_MESH) for d in sorted(os.listdir(src))
                 if os.path.isfile(os.path.join(src, d, SHAPENET_MESH))}
     if shapenet:
@@ -54,7 +55,7 @@ def find_meshes(src: str) -> dict[str, str]:
                 unique, k = f"{obj_id}_{k}", k + 1
             found[unique] = os.path.join(directory, name)
     if not found:
-        raise layout.DataError(f"--src={src}: no ShapeNet models ({SHAPENET_MESH}) and no mesh files "
+        raise errors.DataError(f"--src={src}: no ShapeNet models ({SHAPENET_MESH}) and no mesh files "
                                f"({', '.join(mesh_lib.MESH_EXTENSIONS)})")
     return found
 
@@ -64,7 +65,7 @@ def split_ids(obj_ids: Sequence[str], num_val: int, num_test: int, limit: int, s
     order = np.random.default_rng(seed).permutation(len(obj_ids))
     chosen = [sorted(obj_ids)[i] for i in order][: limit if limit > 0 else None]
     if num_val + num_test >= len(chosen):
-        raise layout.DataError(f"{len(chosen)} shapes cannot hold {num_val} val + {num_test} test "
+        raise errors.DataError(f"{len(chosen)} shapes cannot hold {num_val} val + {num_test} test "
                                "and at least one training shape")
     return {"val": sorted(chosen[:num_val]), "test": sorted(chosen[num_val:num_val + num_test]),
             "train": sorted(chosen[num_val + num_test:])}
@@ -76,7 +77,7 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
     from tqdm import tqdm
 
     if os.path.isfile(layout.metainfo_path(out)):
-        raise layout.DataError(f"{layout.metainfo_path(out)}: already exists; choose a new --out "
+        raise errors.DataError(f"{layout.metainfo_path(out)}: already exists; choose a new --out "
                                "(importing never overwrites a dataset)")
     sources = find_meshes(src)
     splits = split_ids(list(sources), num_val, num_test, limit, seed)
@@ -89,17 +90,17 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
             except mesh_lib.MeshError as e:
                 failures.append((obj_id, sources[obj_id], str(e)))
                 continue
-            layout.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
+            io.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
             ok[split].append(obj_id)
     if not any(ok.values()):
-        raise layout.DataError(f"--src={src}: none of {len(sources)} meshes could be imported; "
+        raise errors.DataError(f"--src={src}: none of {len(sources)} meshes could be imported; "
                                f"first failure: {failures[0][2] if failures else 'none'}")
     if failures:
-        buf = io.StringIO()
+        buf = StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["obj_id", "path", "reason"])
         writer.writerows(failures)
-        layout.atomic_write_text(os.path.join(out, "failures.csv"), buf.getvalue())
+        io.atomic_write_text(os.path.join(out, "failures.csv"), buf.getvalue())
     shapes = layout.assign_labels(ok)
     layout.write_metainfo(out, shapes)
     return shapes, failures
@@ -110,7 +111,7 @@ def main(argv):
     f = flags.FLAGS
     try:
         shapes, failures = import_meshes(f.src, f.out, f.limit, f.num_val, f.num_test, f.seed)
-    except layout.DataError as e:
+    except errors.DataError as e:
         sys.exit(f"error: {e}")
     counts = {split: sum(s.split == split for s in shapes) for split in layout.SPLITS}
     print(f"imported {len(shapes)} shapes into {f.out} ({counts})")

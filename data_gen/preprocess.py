@@ -1,232 +1,35 @@
-r"""Preprocesses a dataset folder into DeepSDF training and evaluation data.
-
-Per shape (`data/<name>/shapes/<obj_id>/`, see sdfjax.data.layout):
-
-  normalize  normalized_mesh.obj, normalization.json   (DeepSDF's unit-sphere frame)
-  sdf        sdf_samples.npy      (N, 4) float32       (DeepSDF's sampling, DESIGN.md)
-  surface    surface_samples.npy  (M, 6) float32       (points + normals, for metrics)
-  render     normals/00000.png ..., sketches/00000.png ..., views.json (one per view of
-             config.render: ground-truth normal maps by ray casting, and their sketches)
-
-then packs every finished shape into a TFDS array_record dataset (stage `tfds`).
+r"""Preprocesses a dataset folder into DeepSDF training and evaluation data (sdfjax.data.preprocess).
 
     python -m data_gen.preprocess --config=configs/chair16.py:cpu
     python -m data_gen.preprocess --config=configs/chair16.py --skip=surface,tfds --overwrite
 
-Shapes run in parallel worker processes. A finished stage is skipped unless
-`--overwrite`. A shape's outputs are all computed before any is written, each file is
-written atomically, so a failing or interrupted run never loses or corrupts what an
-earlier run wrote. Failures are listed in `<root>/failures.csv`; the run exits non-zero
-only when every shape it tried failed.
+Stages per shape: normalize, sdf, surface, render; then `tfds` packs every finished
+shape. A finished stage is skipped unless --overwrite. Failures are listed in
+`<root>/failures.csv`; the run exits non-zero only when every shape it tried failed.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import csv
-import dataclasses
-import io
-import multiprocessing
 import os
 import sys
-import zlib
-from collections.abc import Sequence
 
-import numpy as np
 from absl import flags, logging
 
-from sdfjax.data import layout
-from sdfjax.geometry import mesh as mesh_lib
-from sdfjax.geometry import sdf as sdf_lib
+from sdfjax.data import preprocess
+from sdfjax.errors import DataError
 from sdfjax.launch import common
-
-# Each stage and the files it writes, in the order they run.
-STAGE_OUTPUTS = {
-    "normalize": (layout.NORMALIZED_MESH, layout.NORMALIZATION),
-    "sdf": (layout.SDF_SAMPLES,),
-    "surface": (layout.SURFACE_SAMPLES,),
-    "render": (layout.VIEWS,),  # written after normals/*.png and sketches/*.png
-}
-SHAPE_STAGES = tuple(STAGE_OUTPUTS)
-ALL_STAGES = SHAPE_STAGES + ("tfds",)
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """What preprocessing reads from `config.data` (picklable for worker processes)."""
-
-    sampling: sdf_lib.SamplingSpec
-    num_surface_samples: int
-    seed: int
-    views: tuple = ()  # sdfjax.render.camera.Camera per view of the `render` stage
-
-    @classmethod
-    def from_config(cls, config) -> "Settings":
-        data = config.data
-        spec = sdf_lib.SamplingSpec(
-            num_samples=int(data.num_sdf_samples),
-            near_fraction=float(data.near_surface_fraction),
-            variances=tuple(float(v) for v in data.near_surface_variances),
-        )
-        from sdfjax.render import camera
-
-        views = tuple(camera.views_from_config(config.render)) if "render" in config else ()
-        return cls(spec, int(data.num_surface_samples), int(config.seed), views)
-
-
-@dataclasses.dataclass(frozen=True)
-class ShapeResult:
-    obj_id: str
-    status: str  # "done", "skipped" or "failed"
-    stages: tuple[str, ...] = ()
-    reason: str = ""
-
-
-def _rng(settings: Settings, obj_id: str, stage: str) -> np.random.Generator:
-    """A generator per (seed, shape, stage): results do not depend on order or workers."""
-    return np.random.default_rng([settings.seed, zlib.crc32(obj_id.encode()), SHAPE_STAGES.index(stage)])
-
-
-def pending_stages(shape_path: str, stages: Sequence[str], overwrite: bool) -> list[str]:
-    return [s for s in stages if overwrite or not all(
-        os.path.isfile(os.path.join(shape_path, f)) for f in STAGE_OUTPUTS[s])]
-
-
-def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequence[str],
-                     overwrite: bool = False) -> ShapeResult:
-    """Runs the pending `stages` for one shape; never raises for bad input."""
-    shape_path = layout.shape_dir(root, obj_id)
-    todo = pending_stages(shape_path, stages, overwrite)
-    if not todo:
-        return ShapeResult(obj_id, "skipped")
-    try:
-        mesh = mesh_lib.load_mesh(os.path.join(shape_path, layout.MESH))
-        normalization = mesh_lib.compute_normalization(mesh)
-        normalized = mesh_lib.normalize_mesh(mesh, normalization)
-        field = sdf_lib.SignedDistanceField.from_mesh(normalized)
-        outputs: dict[str, object] = {}  # file name -> content, written only once all succeed
-        if "normalize" in todo:
-            outputs[layout.NORMALIZED_MESH] = normalized
-            outputs[layout.NORMALIZATION] = normalization.to_json()
-        if "sdf" in todo:
-            samples = sdf_lib.sample_sdf(field, normalized, settings.sampling, _rng(settings, obj_id, "sdf"))
-            if not np.all(np.isfinite(samples)):
-                raise mesh_lib.MeshError(f"{obj_id}: non-finite SDF samples")
-            outputs[layout.SDF_SAMPLES] = samples
-        if "surface" in todo:
-            points, normals = sdf_lib.sample_surface(
-                normalized, settings.num_surface_samples, _rng(settings, obj_id, "surface"), faces=field.faces)
-            outputs[layout.SURFACE_SAMPLES] = np.concatenate([points, normals], 1).astype(np.float32)
-        if "render" in todo:
-            outputs.update(render_views(normalized, settings.views))
-    except Exception as e:  # one bad shape must not stop the others: report it instead.
-        reason = str(e) if isinstance(e, (mesh_lib.MeshError, layout.DataError)) else f"{type(e).__name__}: {e}"
-        return ShapeResult(obj_id, "failed", tuple(todo), reason)
-    for name, content in outputs.items():
-        path = os.path.join(shape_path, name)
-        if isinstance(content, bytes):
-            with layout.atomic_write(path, "wb") as f:
-                f.write(content)
-        elif isinstance(content, np.ndarray):
-            layout.atomic_save_npy(path, content)
-        elif isinstance(content, dict):
-            layout.atomic_write_json(path, content)
-        else:
-            layout.atomic_export_mesh(path, content)
-    return ShapeResult(obj_id, "done", tuple(todo))
-
-
-def render_views(normalized, views) -> dict[str, object]:
-    """normals/<i>.png, sketches/<i>.png for every view, then views.json (file name -> content)."""
-    from sdfjax.render import mesh_caster, sketch
-
-    if not views:
-        raise layout.DataError("the render stage needs config.render views")
-    outputs: dict[str, object] = {}
-    for i, view in enumerate(views):
-        cast = mesh_caster.cast_mesh(normalized.vertices, normalized.faces, view)
-        normal_map = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], view)
-        shape = (view.height, view.width)
-        lines = sketch.sketch_from_render(normal_map, cast["depth"].reshape(shape), cast["hit"].reshape(shape))
-        outputs[layout.normal_map_path(i)] = layout.png_bytes(normal_map)
-        outputs[layout.sketch_path(i)] = layout.png_bytes(lines)
-    outputs[layout.VIEWS] = {"views": [v.to_json() for v in views]}
-    return outputs
-
-
-def write_failures(root: str, results: Sequence[ShapeResult]) -> str:
-    """Writes `failures.csv` of this run (a header alone when nothing failed)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["obj_id", "stages", "reason"])
-    for r in results:
-        if r.status == "failed":
-            writer.writerow([r.obj_id, "+".join(r.stages), r.reason])
-    path = os.path.join(root, "failures.csv")
-    layout.atomic_write_text(path, buf.getvalue())
-    return path
-
-
-def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bool = False,
-                       obj_ids: Sequence[str] | None = None, progress: bool = True) -> list[ShapeResult]:
-    """Preprocesses every shape of `config.data.root` (or `obj_ids`), then packs TFDS.
-
-    Raises:
-      layout.DataError: metainfo.csv is missing or malformed, or an obj_id is unknown.
-    """
-    from tqdm import tqdm
-
-    unknown = [s for s in stages if s not in ALL_STAGES]
-    if unknown:
-        raise layout.DataError(f"unknown preprocessing stage(s) {unknown}; expected some of {ALL_STAGES}")
-    root = config.data.root
-    shapes = layout.read_metainfo(root)
-    if obj_ids:
-        known = {s.obj_id for s in shapes}
-        missing = [o for o in obj_ids if o not in known]
-        if missing:
-            raise layout.DataError(f"{layout.metainfo_path(root)}: obj_id(s) {missing} not listed")
-        shapes = [s for s in shapes if s.obj_id in set(obj_ids)]
-    settings = Settings.from_config(config)
-    shape_stages = [s for s in SHAPE_STAGES if s in stages]
-    ids = [s.obj_id for s in shapes]
-    results = []
-    bar = tqdm(total=len(ids), desc=f"preprocess {os.path.basename(os.path.normpath(root))}",
-               unit="shape", disable=not progress, file=sys.stderr)
-    workers = max(1, min(int(config.data.num_workers), len(ids)))
-    if workers == 1:
-        for obj_id in ids:
-            results.append(preprocess_shape(root, obj_id, settings, shape_stages, overwrite))
-            bar.update()
-    else:
-        # spawn, not fork: the parent may already hold JAX or BLAS threads.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(preprocess_shape, root, o, settings, shape_stages, overwrite) for o in ids]
-            for future in concurrent.futures.as_completed(futures):
-                results.append(future.result())
-                bar.update()
-    bar.close()
-    results.sort(key=lambda r: ids.index(r.obj_id))
-    write_failures(root, results)
-    if "tfds" in stages:
-        from sdfjax.data import tfds_builder
-
-        changed = any(r.status == "done" for r in results)
-        tfds_builder.pack_dataset(config, overwrite=overwrite or changed)
-    return results
 
 
 def main(argv):
     del argv
     config, skip = flags.FLAGS.config, flags.FLAGS.skip
-    stages = [s for s in ALL_STAGES if s not in skip]
-    bad_skip = [s for s in skip if s not in ALL_STAGES]
+    stages = [s for s in preprocess.ALL_STAGES if s not in skip]
+    bad_skip = [s for s in skip if s not in preprocess.ALL_STAGES]
     if bad_skip:
-        sys.exit(f"error: --skip: unknown stage(s) {bad_skip}; expected some of {list(ALL_STAGES)}")
+        sys.exit(f"error: --skip: unknown stage(s) {bad_skip}; expected some of {list(preprocess.ALL_STAGES)}")
     try:
-        results = preprocess_dataset(config, stages, flags.FLAGS.overwrite, flags.FLAGS.obj_ids)
-    except layout.DataError as e:
+        results = preprocess.preprocess_dataset(config, stages, flags.FLAGS.overwrite, flags.FLAGS.obj_ids)
+    except DataError as e:
         sys.exit(f"error: {e}")
     counts = {k: sum(r.status == k for r in results) for k in ("done", "skipped", "failed")}
     print(f"preprocessed {config.data.root}: {counts['done']} done, {counts['skipped']} already done, "
@@ -244,6 +47,6 @@ def main(argv):
 if __name__ == "__main__":  # flags live here so that importing this module defines none
     common.define_config_flag()
     flags.DEFINE_bool("overwrite", False, "Recompute stages whose outputs exist.")
-    flags.DEFINE_list("skip", [], f"Stages to skip, of {list(ALL_STAGES)}.")
+    flags.DEFINE_list("skip", [], f"Stages to skip, of {list(preprocess.ALL_STAGES)}.")
     flags.DEFINE_list("obj_ids", [], "Only these shapes (default: all in metainfo.csv).")
     common.run(main)

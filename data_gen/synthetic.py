@@ -20,6 +20,7 @@ import numpy as np
 import trimesh
 from absl import app, flags
 
+from sdfjax import io
 from sdfjax.data import layout
 
 _SECTIONS = 24  # cylinder resolution: smooth enough for 256^3 marching cubes to see curvature
@@ -162,7 +163,7 @@ def write_dataset(out: str, category: str = "chair", num_train: int = 16, num_va
     shapes = layout.assign_labels(ids)
     for i, shape in enumerate(shapes):
         path = os.path.join(layout.shape_dir(out, shape.obj_id), layout.MESH)
-        layout.atomic_export_mesh(path, make_shape(category, seed, i))
+        io.atomic_export_mesh(path, make_shape(category, seed, i))
     layout.write_metainfo(out, shapes)
     return shapes
 

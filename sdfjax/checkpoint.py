@@ -1,24 +1,30 @@
 """Orbax checkpoints of a train state: save, restore with shardings, resume.
 
-A checkpoint holds the state pytree (decoder, latents, optimiser state, step) and a
-JSON item `meta` with the obj_ids in latent-row order and the config, so a checkpoint
-is self-describing. Restoring uses an abstract state that carries the target
-shardings, so a run resumes on any device mesh.
+A checkpoint holds the state pytree (model parameters, optimiser state, step) and a
+JSON item `meta` (what the trainer needs to describe its run: obj_ids, config), so a
+checkpoint is self-describing. Restoring uses an abstract state that carries the
+target shardings, so a run resumes on any device mesh; `restore_as_saved` needs no
+abstract state at all (it reads the tree's structure from the checkpoint), so code
+that only uses a trained model never has to rebuild the trainer's optimiser.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
+
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.abspath(os.path.join(workdir, CHECKPOINTS))
 
 
 def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        checkpoint_dir(workdir),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
         item_names=("state", "meta"),
     )
@@ -60,47 +66,19 @@ def read_state(workdir: str, step: int | None = None):
     return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
 
 
-@dataclasses.dataclass
-class TrainedModel:
-    """What inference needs from a training run: the decoder and the trained latents."""
+def restore_as_saved(workdir: str, sharding: jax.sharding.Sharding, step: int | None = None):
+    """(state, meta, step) of `step` (default: latest), every array placed with `sharding`.
 
-    decoder: object  # sdfjax.models.decoder.Decoder built from the caller's config.model
-    params: dict  # the decoder's Flax parameters
-    latents: np.ndarray  # (T, L): trained codes, row = label of a train shape
-    obj_ids: list[str]  # train obj_id of each row
-    step: int
-
-
-def load_trained(config, workdir: str) -> TrainedModel:
-    """The latest checkpoint of `workdir`, restored onto this process's devices.
-
-    Raises ValueError (one line) when the workdir holds no checkpoint or its decoder does
-    not match `config.model`; the caller's `config.model.compute_dtype` is kept, since
-    parameters are stored in float32 either way.
+    The tree's structure, shapes and dtypes come from the checkpoint's own metadata
+    (optimiser states come back as plain dicts and lists). Returns None when the
+    workdir holds no checkpoint.
     """
-    import ml_collections
-
-    from sdfjax import parallel
-    from sdfjax.models import decoder as decoder_lib
-    from sdfjax.train import loop, step as step_lib
-
     mngr = manager(workdir)
-    step = mngr.latest_step()
+    step = mngr.latest_step() if step is None else step
     if step is None:
-        raise ValueError(f"{os.path.join(workdir, 'checkpoints')}: no checkpoint; train first with "
-                         f"python -m sdfjax.launch.train --workdir={workdir}")
-    meta = read_meta(workdir)
-    loop.check_decoder_matches(meta, config)
-    saved_train = ml_collections.ConfigDict(meta["config"]["train"])
-    state_dir = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
-    num_rows = ocp.StandardCheckpointer().metadata(state_dir).item_metadata["params"]["latents"].shape[0]
-    decoder = decoder_lib.from_config(config.model)
-    optimizer = step_lib.make_optimizer(saved_train, 1)
-    abstract = jax.eval_shape(lambda k: step_lib.init_state(decoder, optimizer, num_rows, k, 0.0), jax.random.key(0))
-    mesh = parallel.make_mesh()
-    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-    state, _ = restore(mngr, abstract_with_shardings(abstract, shardings), step)
-    obj_ids = list(meta["obj_ids"])
-    latents = np.asarray(jax.device_get(state["params"]["latents"]))[:len(obj_ids)]
-    return TrainedModel(decoder=decoder, params=jax.device_get(state["params"]["decoder"]), latents=latents,
-                        obj_ids=obj_ids, step=step)
+        return None
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                            metadata.item_metadata.tree)
+    state, meta = restore(mngr, abstract, step)
+    return state, meta, step

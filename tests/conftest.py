@@ -31,8 +31,9 @@ def tiny_dataset(smoke_config):
 def train_smoke_decoder(root):
     """(config, workdir): a smoke DeepSDF trained 20 epochs on 2 procedural chairs (1 val, 1 test) under root."""
     from configs import chair16
-    from data_gen import preprocess, synthetic
-    from sdfjax.train import loop
+    from data_gen import synthetic
+    from sdfjax.data import preprocess
+    from sdfjax.train import deepsdf
 
     config = chair16.get_config("smoke")
     config.data.root = str(root / "chairs")
@@ -40,5 +41,5 @@ def train_smoke_decoder(root):
     preprocess.preprocess_dataset(config, progress=False)
     config.train.num_epochs = 20
     workdir = str(root / "run")
-    loop.train(config, workdir, progress=False)
+    deepsdf.train(config, workdir, progress=False)
     return config, workdir

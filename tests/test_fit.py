@@ -8,11 +8,17 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import chair16
-from sdfjax.fit import evaluate, latent, partial, traverse
+from sdfjax import errors
+from sdfjax.data import tfds_builder
+from sdfjax.fit import folded as folded_lib
+from sdfjax.fit import normals, optimizer, partial, reconstruct, reports, sdf_fit, traverse
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import tracer
 from sdfjax.models import decoder as decoder_lib
 from tests.conftest import train_smoke_decoder
 
@@ -33,7 +39,7 @@ def _decoder(compute_dtype="float32", **overrides):
 @pytest.mark.parametrize("overrides", [{}, {"fourier_frequencies": 2}, {"skip_layers": (1, 3)}])
 def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(overrides):
     decoder, params = _decoder(**overrides)
-    folded = latent.fold_decoder(decoder, params)
+    folded = folded_lib.fold_decoder(decoder, params)
     z = jax.random.normal(jax.random.key(1), (3, decoder.latent_dim))
     xyz = jax.random.uniform(jax.random.key(2), (3, 50, 3), minval=-1, maxval=1)
     f = decoder.fourier_frequencies
@@ -42,7 +48,7 @@ def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(override
         return decoder.apply(params, z[:, None, :], xyz)
 
     def folded_fn(z):
-        return latent.folded_sdf(folded, latent.latent_biases(folded, z), xyz, f)
+        return folded_lib.folded_sdf(folded, folded_lib.latent_biases(folded, z), xyz, f)
 
     np.testing.assert_allclose(folded_fn(z), reference(z), atol=1e-6)
     np.testing.assert_allclose(jax.grad(lambda z: folded_fn(z).sum())(z), jax.grad(lambda z: reference(z).sum())(z),
@@ -51,45 +57,45 @@ def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(override
 
 def test_bfloat16_folded_decoder_is_close_to_float32():
     decoder, params = _decoder("bfloat16")
-    folded = latent.fold_decoder(decoder, params)
+    folded = folded_lib.fold_decoder(decoder, params)
     assert folded["layers"][1]["w_h"].dtype == jnp.bfloat16
     z = jax.random.normal(jax.random.key(1), (2, decoder.latent_dim))
     xyz = jax.random.uniform(jax.random.key(2), (2, 64, 3), minval=-1, maxval=1)
     ref = decoder.clone(compute_dtype="float32").apply(params, z[:, None, :], xyz)
-    np.testing.assert_allclose(latent.folded_sdf(folded, latent.latent_biases(folded, z), xyz), ref, atol=2e-2)
+    np.testing.assert_allclose(folded_lib.folded_sdf(folded, folded_lib.latent_biases(folded, z), xyz), ref, atol=2e-2)
 
 
 def test_draw_samples_takes_half_positive_half_negative_and_copes_with_one_sign():
-    samples = latent.ShapeSamples.from_list([np.array([[0, 0, 0, 0.1], [1, 1, 1, -0.2], [2, 2, 2, 0.3]], np.float32),
+    samples = sdf_fit.ShapeSamples.from_list([np.array([[0, 0, 0, 0.1], [1, 1, 1, -0.2], [2, 2, 2, 0.3]], np.float32),
                                              np.array([[0, 0, 0, 0.5], [1, 1, 1, 0.4]], np.float32)])
     assert list(samples.num_positive) == [2, 2] and list(samples.num_samples) == [3, 2]
     assert np.all(samples.xyz_sdf[0, :2, 3] > 0) and samples.xyz_sdf[0, 2, 3] < 0
-    drawn = latent.draw_samples(jax.random.key(0), samples.xyz_sdf[0], 2, 3, 100)
+    drawn = sdf_fit.draw_samples(jax.random.key(0), samples.xyz_sdf[0], 2, 3, 100)
     assert np.all(drawn[:50, 3] > 0) and np.all(drawn[50:, 3] < 0)
-    only_positive = latent.draw_samples(jax.random.key(0), samples.xyz_sdf[1], 2, 2, 100)
+    only_positive = sdf_fit.draw_samples(jax.random.key(0), samples.xyz_sdf[1], 2, 2, 100)
     assert np.all(only_positive[:, 3] > 0)  # never the zero padding
     with pytest.raises(ValueError, match="no SDF samples"):
-        latent.ShapeSamples.from_list([np.zeros((0, 4), np.float32)])
+        sdf_fit.ShapeSamples.from_list([np.zeros((0, 4), np.float32)])
 
 
 def _target_samples(folded, z_true, rng, count=4000):
     xyz = rng.uniform(-1, 1, (count, 3)).astype(np.float32)
-    sdf = np.asarray(latent.folded_sdf(folded, latent.latent_biases(folded, jnp.asarray(z_true)[None]),
+    sdf = np.asarray(folded_lib.folded_sdf(folded, folded_lib.latent_biases(folded, jnp.asarray(z_true)[None]),
                                        xyz[None]))[0]
     return np.concatenate([xyz, sdf[:, None]], axis=1)
 
 
 def test_fitting_recovers_a_shape_of_the_decoder_and_keeps_the_best_restart():
     decoder, params = _decoder()
-    folded = latent.fold_decoder(decoder, params)
+    folded = folded_lib.fold_decoder(decoder, params)
     rng = np.random.default_rng(0)
     truths = rng.normal(0, 0.5, (3, decoder.latent_dim)).astype(np.float32)
-    samples = latent.ShapeSamples.from_list([_target_samples(folded, z, rng) for z in truths])
-    settings = latent.FitSettings(num_iterations=150, lr_decay_at=120, lr=2e-2, samples_per_step=512,
+    samples = sdf_fit.ShapeSamples.from_list([_target_samples(folded, z, rng) for z in truths])
+    settings = sdf_fit.FitSettings(num_iterations=150, lr_decay_at=120, lr=2e-2, samples_per_step=512,
                                   code_reg_weight=0.0)
-    initial = latent.initial_latents("normal", 3, 2, decoder.latent_dim, truths, rng)
+    initial = optimizer.initial_latents("normal", 3, 2, decoder.latent_dim, truths, rng)
     steps = []
-    result = latent.fit_latents(folded, samples, initial, settings, jax.random.key(0), progress=steps.append)
+    result = sdf_fit.fit_latents(folded, samples, initial, settings, jax.random.key(0), progress=steps.append)
     assert steps[-1] == 150 and result.latents.shape == (3, decoder.latent_dim)
     assert result.loss_curve.shape == (150, 3)
     assert np.all(result.loss_curve[-10:].mean(0) < 0.3 * result.loss_curve[:3].mean(0))
@@ -104,19 +110,19 @@ def test_one_shape_alone_fits_like_in_a_batch_and_sharding_over_8_devices_agrees
         jax.config.update("jax_num_cpu_devices", 8)
         import numpy as np
         from sdfjax import parallel
-        from sdfjax.fit import latent
+        from sdfjax.fit import folded as folded_lib, optimizer, sdf_fit
         from tests.test_fit import _decoder, _target_samples
         decoder, params = _decoder()
-        folded = latent.fold_decoder(decoder, params)
+        folded = folded_lib.fold_decoder(decoder, params)
         rng = np.random.default_rng(0)
-        samples = latent.ShapeSamples.from_list(
+        samples = sdf_fit.ShapeSamples.from_list(
             [_target_samples(folded, rng.normal(0, .5, decoder.latent_dim), rng) for _ in range(5)])
-        initial = latent.initial_latents("normal", 5, 2, decoder.latent_dim, None, rng)
-        settings = latent.FitSettings(num_iterations=20, lr_decay_at=10, samples_per_step=256)
+        initial = optimizer.initial_latents("normal", 5, 2, decoder.latent_dim, None, rng)
+        settings = sdf_fit.FitSettings(num_iterations=20, lr_decay_at=10, samples_per_step=256)
         one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1],
                             axis_types=(jax.sharding.AxisType.Auto,))
-        a = latent.fit_latents(folded, samples, initial, settings, jax.random.key(3), mesh=one)
-        b = latent.fit_latents(folded, samples, initial, settings, jax.random.key(3))  # 8 devices, padded
+        a = sdf_fit.fit_latents(folded, samples, initial, settings, jax.random.key(3), mesh=one)
+        b = sdf_fit.fit_latents(folded, samples, initial, settings, jax.random.key(3))  # 8 devices, padded
         assert jax.device_count() == 8
         np.testing.assert_allclose(a.latents, b.latents, atol=1e-5)
         np.testing.assert_allclose(a.losses, b.losses, rtol=1e-4)
@@ -129,24 +135,23 @@ def test_one_shape_alone_fits_like_in_a_batch_and_sharding_over_8_devices_agrees
 def test_initial_latents_follow_each_option():
     rng = np.random.default_rng(0)
     trained = rng.normal(2.0, 0.5, (40, 8))
-    mean = latent.initial_latents("mean", 3, 2, 8, trained, rng)
+    mean = optimizer.initial_latents("mean", 3, 2, 8, trained, rng)
     np.testing.assert_allclose(mean[:, 0], np.broadcast_to(trained.mean(0), (3, 8)), rtol=1e-6)
     assert not np.allclose(mean[:, 1], mean[:, 0])  # restarts after the first are perturbed
-    prior = latent.initial_latents("prior", 2, 1, 8, trained, rng, prior_rows=[5, 7])
+    prior = optimizer.initial_latents("prior", 2, 1, 8, trained, rng, prior_rows=[5, 7])
     np.testing.assert_allclose(prior[:, 0], trained[[5, 7]], rtol=1e-6)
-    np.testing.assert_allclose(latent.initial_latents("3", 2, 1, 8, trained, rng)[:, 0], trained[[3, 3]], rtol=1e-6)
-    normal = latent.initial_latents("normal", 500, 1, 8, trained, rng, init_std=0.01)
+    np.testing.assert_allclose(optimizer.initial_latents("3", 2, 1, 8, trained, rng)[:, 0], trained[[3, 3]], rtol=1e-6)
+    normal = optimizer.initial_latents("normal", 500, 1, 8, trained, rng, init_std=0.01)
     assert abs(normal.std() - 0.01) < 1e-3 and abs(normal.mean()) < 1e-3
-    random = latent.initial_latents("random", 2000, 1, 8, trained, rng)
+    random = optimizer.initial_latents("random", 2000, 1, 8, trained, rng)
     np.testing.assert_allclose(random[:, 0].mean(0), trained.mean(0), atol=0.05)
     for bad, message in (("prior", "train split"), ("99", "rows 0..39"), ("median", "expected normal")):
         with pytest.raises(ValueError, match=message):
-            latent.initial_latents(bad, 1, 1, 8, trained, rng)
+            optimizer.initial_latents(bad, 1, 1, 8, trained, rng)
 
 
 def test_partial_observation_sees_the_front_of_a_sphere_only():
     rng = np.random.default_rng(0)
-    from sdfjax.render import camera as camera_lib
 
     direction = camera_lib.direction_from_angles(0.0, 0.0)  # camera on +z
     np.testing.assert_allclose(direction, [0, 0, 1], atol=1e-12)
@@ -185,11 +190,11 @@ def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     config = config.copy_and_resolve_references()
     config.fit.restarts = 2
-    summary = evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+    summary = reconstruct.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
     with open(tmp_path / "out" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["obj_id"] for r in rows] == ["chair_000_0002", "mean_metric"]
-    assert list(rows[0]) == list(evaluate.CSV_COLUMNS)
+    assert list(rows[0]) == list(reports.CSV_COLUMNS)
     for name in ("chamfer", "emd", "fscore@0.01", "normal_consistency"):
         assert np.isfinite(float(rows[0][name])) and rows[0][name] == rows[1][name]
     assert os.path.isfile(tmp_path / "out" / "meshes" / "chair_000_0002.obj")
@@ -204,7 +209,7 @@ def test_partial_fit_and_prior_init_on_train_shapes(trained_smoke, tmp_path):
     config = config.copy_and_resolve_references()
     config.fit.split, config.fit.init, config.fit.partial = "train", "prior", True
     config.fit.save_mesh = False
-    summary = evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+    summary = reconstruct.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
     assert [r["obj_id"] for r in summary["rows"]] == ["chair_000_0000", "chair_000_0001"]
     assert not os.path.exists(tmp_path / "out" / "meshes")
 
@@ -221,19 +226,17 @@ def test_bad_input_is_refused_before_fitting(trained_smoke, tmp_path, field, val
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ValueError, match=message):
-        evaluate.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
+        reconstruct.fit_split(config, workdir, progress=False, out_dir=str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out")
 
 
 def test_no_checkpoint_and_missing_split_are_clear(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     with pytest.raises(ValueError, match="no checkpoint"):
-        evaluate.fit_split(config, str(tmp_path / "empty"), progress=False)
-    from sdfjax.data import layout, tfds_builder
-
+        reconstruct.fit_split(config, str(tmp_path / "empty"), progress=False)
     empty = config.copy_and_resolve_references()
     empty.data.root = str(tmp_path / "nothing")
-    with pytest.raises(layout.DataError, match="no TFDS dataset"):
+    with pytest.raises(errors.DataError, match="no TFDS dataset"):
         tfds_builder.split_index(empty, "val")
 
 
@@ -259,8 +262,6 @@ def test_fit_launcher_and_traverse_launcher(trained_smoke, tmp_path):
 
 
 def test_fitting_to_normal_maps_lowers_its_loss_and_writes_pictures(trained_smoke, tmp_path):
-    from sdfjax.fit import normals
-
     config, workdir = trained_smoke
     config = config.copy_and_resolve_references()
     config.fit.init, config.fit.normal_iterations = "mean", 3
@@ -275,12 +276,6 @@ def test_fitting_to_normal_maps_lowers_its_loss_and_writes_pictures(trained_smok
 
 def test_normal_map_fitting_step_recovers_a_sphere():
     """The batched step on an analytic SDF: z = (centre, radius offset) of a sphere."""
-    import ml_collections
-
-    from sdfjax.render import camera as camera_lib, tracer
-
-    normals = normals_lib()
-
     def sdf(p, x):
         return jnp.linalg.norm(x - p["z"][:3], axis=-1) - 0.4 - p["z"][3]
 
@@ -305,12 +300,7 @@ def test_normal_map_fitting_step_recovers_a_sphere():
 def test_gt_normals_decode_the_png_convention():
     image = np.full((1, 2, 2, 3), 255, np.uint8)
     image[0, 0, 0] = [128, 128, 255]  # (0, 0, 1)
-    n, mask = normals_lib().gt_normals(image)
+    n, mask = normals.gt_normals(image)
     assert mask.tolist() == [[True, False, False, False]]
     np.testing.assert_allclose(n[0, 0], [0, 0, 1], atol=0.01)
 
-
-def normals_lib():
-    from sdfjax.fit import normals
-
-    return normals

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from data_gen import import_meshes, preprocess, synthetic
-from sdfjax.data import layout, tfds_builder
+from data_gen import import_meshes, synthetic
+from sdfjax import errors
+from sdfjax.data import layout, preprocess, tfds_builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +123,7 @@ def test_cli_exits_nonzero_only_when_every_shape_fails(tiny_dataset):
 ])
 def test_bad_metainfo_names_file_and_line(tmp_path, rows, message):
     (tmp_path / "metainfo.csv").write_text(rows)
-    with pytest.raises(layout.DataError, match=message):
+    with pytest.raises(errors.DataError, match=message):
         layout.read_metainfo(str(tmp_path))
 
 
@@ -153,7 +154,7 @@ def test_import_any_folder_and_shapenet(tmp_path):
     assert len(glb.faces) == 12 + 80
     again, _ = import_meshes.import_meshes(str(src), str(tmp_path / "again"), num_val=1, num_test=1, seed=3)
     assert again == shapes  # deterministic
-    with pytest.raises(layout.DataError, match="already exists"):
+    with pytest.raises(errors.DataError, match="already exists"):
         import_meshes.import_meshes(str(src), out)
 
     shapenet = tmp_path / "03001627"
@@ -196,5 +197,5 @@ def test_tfds_round_trip_without_tensorflow(tiny_dataset):
     source = tfds_builder.data_source(tiny_dataset, "val")
     expected = np.load(os.path.join(layout.shape_dir(root, source[0]["obj_id"].decode()), layout.SDF_SAMPLES))
     np.testing.assert_array_equal(source[0]["sdf_samples"], expected)
-    with pytest.raises(layout.DataError, match="split 'nope'"):
+    with pytest.raises(errors.DataError, match="split 'nope'"):
         tfds_builder.data_source(tiny_dataset, "nope")

@@ -7,10 +7,10 @@ import pytest
 import trimesh
 
 from configs import chair16
-from data_gen import preprocess
-from sdfjax.data import tfds_builder
+from sdfjax.data import preprocess, tfds_builder
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import latent_render, mesh_caster, sketch, tracer
+from sdfjax.models import decoder as decoder_lib
+from sdfjax.render import edges, latent_render, mesh_caster, tracer
 
 
 def sphere_sdf(p, x):
@@ -151,7 +151,7 @@ def test_sketch_lines_are_black_on_white_and_follow_the_silhouette():
     mesh = trimesh.creation.box(extents=[1.0, 0.6, 0.8])
     cast = mesh_caster.cast_mesh(mesh.vertices, mesh.faces, CAMERA)
     normal_map = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], CAMERA)
-    lines = sketch.sketch_from_render(normal_map, cast["depth"].reshape(64, 64), cast["hit"].reshape(64, 64))
+    lines = edges.sketch_from_render(normal_map, cast["depth"].reshape(64, 64), cast["hit"].reshape(64, 64))
     assert lines.dtype == np.uint8 and set(np.unique(lines)) == {0, 255}
     hit = cast["hit"].reshape(64, 64)
     import scipy.ndimage
@@ -173,7 +173,6 @@ def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
 
 
 def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu_curvature():
-    from sdfjax.models import decoder as decoder_lib
 
     x = jnp.linspace(-1.0, 1.0, 11)
     np.testing.assert_array_equal(decoder_lib.relu_smooth_grad(x, 100.0), jax.nn.relu(x))

@@ -14,13 +14,14 @@ import pytest
 from PIL import Image
 
 from configs import chair16
-from sdfjax import checkpoint
-from sdfjax.data import layout
-from sdfjax.fit import retrieval, sketch
+from sdfjax import errors, trained as trained_lib
+from sdfjax.data import tfds_builder
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
-from sdfjax.train import loop, siamese
+from sdfjax.sketch2shape import encoders, optimize, retrieval, sketches
+from sdfjax.train import logs, siamese
+from sdfjax.train.losses import TRIPLET_KINDS, triplet_loss
 from tests.conftest import train_smoke_decoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +60,7 @@ def test_triplet_losses_match_brute_force(kind):
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     reference = {"batch_all": _batch_all_reference, "batch_hard": _batch_hard_reference}[kind]
     for margin in (0.1, 0.5, 3.0):
-        loss, stats = siamese.triplet_loss(jnp.asarray(e), jnp.asarray(labels), margin, kind)
+        loss, stats = triplet_loss(jnp.asarray(e), jnp.asarray(labels), margin, kind)
         np.testing.assert_allclose(float(loss), reference(e, labels, margin), rtol=1e-5)
         assert 0.0 <= float(stats["active_triplets"]) <= 1.0
 
@@ -67,13 +68,13 @@ def test_triplet_losses_match_brute_force(kind):
 def test_triplet_loss_is_zero_for_separated_clusters_and_finite_for_duplicates():
     labels = jnp.array([0, 0, 1, 1])
     far = jnp.array([[0.0, 0.0], [0.0, 0.01], [5.0, 0.0], [5.0, 0.01]])
-    for kind in siamese.TRIPLET_KINDS:
-        assert float(siamese.triplet_loss(far, labels, 0.2, kind)[0]) == 0.0
+    for kind in TRIPLET_KINDS:
+        assert float(triplet_loss(far, labels, 0.2, kind)[0]) == 0.0
         same = jnp.zeros((4, 2))  # collapsed embeddings: loss = margin, gradient finite
-        loss, grad = jax.value_and_grad(lambda x: siamese.triplet_loss(x, labels, 0.2, kind)[0])(same)
+        loss, grad = jax.value_and_grad(lambda x: triplet_loss(x, labels, 0.2, kind)[0])(same)
         assert np.isclose(float(loss), 0.2) and np.all(np.isfinite(grad))
     with pytest.raises(ValueError, match="siamese.triplet"):
-        siamese.triplet_loss(far, labels, 0.2, "semi_hard")
+        triplet_loss(far, labels, 0.2, "semi_hard")
 
 
 # --- augmentation ------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def _drawing(h, w, value_bg, value_line, width=3):
 @pytest.mark.parametrize("h,w,bg,line,width", [(300, 500, 1.0, 0.0, 3), (40, 20, 0.0, 1.0, 1),
                                                 (2000, 1200, 0.9, 0.2, 4), (64, 64, 1.0, 0.0, 1)])
 def test_normalize_sketch_frames_any_drawing_like_the_dataset(h, w, bg, line, width):
-    out = sketch.normalize_sketch(_drawing(h, w, bg, line, width), 64, fill=0.75)
+    out = sketches.normalize_sketch(_drawing(h, w, bg, line, width), 64, fill=0.75)
     assert out.shape == (64, 64) and out.dtype == np.uint8 and set(np.unique(out)) <= {0, 255}
     rows, cols = np.nonzero(out == 0)
     extent = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
@@ -177,7 +178,7 @@ def test_normalize_sketch_frames_any_drawing_like_the_dataset(h, w, bg, line, wi
     assert abs(extent - 48) <= 3 + 48 / (min(h, w) // 3)
     assert abs((rows.max() + rows.min()) / 2 - 31.5) <= 2 and abs((cols.max() + cols.min()) / 2 - 31.5) <= 2
     assert np.mean(out == 0) < 0.15  # thin lines, not filled
-    assert sketch.filled_outline(out).mean() > 0.4  # the square's inside
+    assert sketches.filled_outline(out).mean() > 0.4  # the square's inside
 
 
 def test_image_files_of_any_mode_load_and_bad_files_are_refused(tmp_path):
@@ -187,21 +188,21 @@ def test_image_files_of_any_mode_load_and_bad_files_are_refused(tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
     Image.fromarray((drawing * 255).astype(np.uint8)).convert("RGB").save(tmp_path / "rgb.jpg")
     for name in ("alpha.png", "rgb.jpg"):
-        grey = sketch.load_image(str(tmp_path / name))
+        grey = sketches.load_image(str(tmp_path / name))
         assert grey.shape == (120, 90)
-        out = sketch.normalize_sketch(grey, 32)
+        out = sketches.normalize_sketch(grey, 32)
         assert 0 < np.mean(out == 0) < 0.3
     (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(layout.DataError, match="notes.png: not a readable image"):
-        sketch.load_image(str(tmp_path / "notes.png"))
-    with pytest.raises(layout.DataError, match="missing.png: no such sketch file"):
-        sketch.load_image(str(tmp_path / "missing.png"))
+    with pytest.raises(errors.DataError, match="notes.png: not a readable image"):
+        sketches.load_image(str(tmp_path / "notes.png"))
+    with pytest.raises(errors.DataError, match="missing.png: no such sketch file"):
+        sketches.load_image(str(tmp_path / "missing.png"))
     Image.fromarray(np.full((50, 50), 200, np.uint8)).save(tmp_path / "blank.png")
-    with pytest.raises(layout.DataError, match="blank.png: the image is blank"):
-        sketch.normalize_sketch(sketch.load_image(str(tmp_path / "blank.png")), 32, name=str(tmp_path / "blank.png"))
+    with pytest.raises(errors.DataError, match="blank.png: the image is blank"):
+        sketches.normalize_sketch(sketches.load_image(str(tmp_path / "blank.png")), 32, name=str(tmp_path / "blank.png"))
     noise = np.random.default_rng(0).integers(0, 2, (50, 50)).astype(np.float32)
-    with pytest.raises(layout.DataError, match="expected a line drawing"):
-        sketch.normalize_sketch(noise, 32)
+    with pytest.raises(errors.DataError, match="expected a line drawing"):
+        sketches.normalize_sketch(noise, 32)
 
 
 # --- training, retrieval and sketch-to-shape on a smoke model ----------------------------------
@@ -216,16 +217,16 @@ def trained_pair(tmp_path_factory):
 
 def test_siamese_training_logs_checkpoints_and_resumes_to_the_same_result(trained_pair, tmp_path):
     config, workdir, full = trained_pair
-    records = loop.read_metrics(siamese.siamese_dir(workdir))
+    records = logs.read_metrics(trained_lib.siamese_dir(workdir))
     assert [r["step"] for r in records] == [4, 8, 12]
     assert records[-1]["loss"] < records[0]["loss"]
-    assert os.path.isfile(os.path.join(siamese.siamese_dir(workdir), "loss.png"))
+    assert os.path.isfile(os.path.join(trained_lib.siamese_dir(workdir), "loss.png"))
     other = str(tmp_path / "resumed")
     siamese.train_siamese(config, other, progress=False, stop_after_steps=6)
     resumed = siamese.train_siamese(config, other, progress=False)
     assert resumed["step"] == full["step"] == config.siamese.num_steps
-    _, a, _ = siamese.load_siamese(workdir)
-    _, b, _ = siamese.load_siamese(other)
+    _, a, _ = trained_lib.load_siamese(workdir)
+    _, b, _ = trained_lib.load_siamese(other)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, atol=1e-5)
     changed = config.copy_and_resolve_references()
@@ -233,7 +234,7 @@ def test_siamese_training_logs_checkpoints_and_resumes_to_the_same_result(traine
     with pytest.raises(ValueError, match="width saved 4 vs config 8"):
         siamese.train_siamese(changed, other, progress=False)
     with pytest.raises(ValueError, match="no Siamese checkpoint"):
-        siamese.load_siamese(str(tmp_path / "empty"))
+        trained_lib.load_siamese(str(tmp_path / "empty"))
 
 
 def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
@@ -294,20 +295,18 @@ def test_retrieval_evaluation_writes_recalls_and_a_picture(trained_pair, tmp_pat
 
 def test_sketch_to_shape_step_lowers_its_loss(trained_pair):
     config, workdir, _ = trained_pair
-    trained = checkpoint.load_trained(config, workdir)
-    model, enc_params, _ = siamese.load_siamese(workdir)
-    from sdfjax.data import tfds_builder
-
+    trained = trained_lib.load_trained(config, workdir)
+    model, enc_params, _ = trained_lib.load_siamese(workdir)
     example = tfds_builder.data_source(config, "train")[0]
     target_sketch = example["sketches"][0]
     camera = camera_lib.Camera(*map(float, example["views"][0]), width=32, height=32)
-    target = retrieval.embedder(model, enc_params, "sketch")(target_sketch[None])
-    outline = sketch.filled_outline(target_sketch).reshape(1, -1)
+    target = encoders.embedder(model, enc_params, "sketch")(target_sketch[None])
+    outline = sketches.filled_outline(target_sketch).reshape(1, -1)
     sk = config.sketch.copy_and_resolve_references()
     sk.lr = 0.05
-    encoder = lambda images: model.apply(enc_params, siamese_lib.normal_input(images), "normal")  # noqa: E731
+    encoder = encoders.normal_map_encoder(model, enc_params)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    optimizer, step = sketch.make_step(sdf_fn, encoder, tracer.TraceSettings(), 32, sk)
+    optimizer, step = optimize.make_step(sdf_fn, encoder, tracer.TraceSettings(), 32, sk)
     z = jnp.asarray(trained.latents.mean(0, keepdims=True) + 0.3 * np.random.default_rng(0).normal(
         size=(1, trained.latents.shape[1])), jnp.float32)
     opt = jax.vmap(optimizer.init)(z)
@@ -323,7 +322,7 @@ def test_sketch_to_shape_step_lowers_its_loss(trained_pair):
 def test_sketch_to_shape_on_split_and_user_sketch_with_launchers(trained_pair, tmp_path):
     config, workdir, _ = trained_pair
     config = config.copy_and_resolve_references()
-    summary = sketch.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "split"))
+    summary = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "split"))
     with open(tmp_path / "split" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["obj_id"], r["method"]) for r in rows] == [

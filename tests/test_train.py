@@ -6,14 +6,13 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_gen import preprocess
 from sdfjax import checkpoint
-from sdfjax.train import loop, step as step_lib
+from sdfjax.data import preprocess
+from sdfjax.train import deepsdf, logs, losses, loop, step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,11 +27,11 @@ def test_clamped_l1_and_curriculum_against_definition():
     pred = jnp.array([0.5, -0.05, 0.02, 0.0])
     sdf = jnp.array([0.2, 0.05, -0.3, 0.01])
     expected = np.mean([0.0, 0.1, 0.12, 0.01])  # clamps at +-0.1 first
-    np.testing.assert_allclose(step_lib.sdf_loss(pred, sdf, 0.1), expected, rtol=1e-6)
+    np.testing.assert_allclose(losses.sdf_loss(pred, sdf, 0.1), expected, rtol=1e-6)
     # eps-insensitive, hard samples (prediction on the far side of the target) weighted 1 + gamma
     errors = np.maximum(np.array([0.0, 0.1, 0.12, 0.01]) - 0.02, 0)
     weights = 1 + 0.5 * np.sign([0.2, 0.05, -0.3, 0.01]) * np.sign(np.array([0.2, 0.05, -0.3, 0.01]) - pred)
-    np.testing.assert_allclose(step_lib.sdf_loss(pred, sdf, 0.1, 0.02, 0.5), np.mean(weights * errors), rtol=1e-6)
+    np.testing.assert_allclose(losses.sdf_loss(pred, sdf, 0.1, 0.02, 0.5), np.mean(weights * errors), rtol=1e-6)
 
 
 def test_latents_are_projected_into_the_code_bound():
@@ -44,15 +43,15 @@ def test_smoke_training_lowers_loss_and_resumes_to_the_same_result(smoke_data, t
     config = smoke_data
     config.train.num_epochs = 16
     config.train.checkpoint_every_epochs = 4
-    full = loop.train(config, str(tmp_path / "full"), progress=False)
-    records = loop.read_metrics(str(tmp_path / "full"))
+    full = deepsdf.train(config, str(tmp_path / "full"), progress=False)
+    records = logs.read_metrics(str(tmp_path / "full"))
     assert len(records) == 16 and records[-1]["loss"] < 0.8 * records[0]["loss"]
     assert os.path.isfile(tmp_path / "full" / "loss.png")
     # Interrupted run: stop after 5 epochs (checkpoint at epoch 4 and at the stop), then resume.
     steps = full["step"] // 16
-    part = loop.train(config, str(tmp_path / "resumed"), progress=False, stop_after_steps=5 * steps)
+    part = deepsdf.train(config, str(tmp_path / "resumed"), progress=False, stop_after_steps=5 * steps)
     assert part["checkpoint_step"] == 5 * steps
-    resumed = loop.train(config, str(tmp_path / "resumed"), progress=False)
+    resumed = deepsdf.train(config, str(tmp_path / "resumed"), progress=False)
     assert resumed["step"] == full["step"]
     np.testing.assert_allclose(resumed["loss"], full["loss"], rtol=1e-5)
     meta = checkpoint.read_meta(str(tmp_path / "resumed"))
@@ -62,17 +61,17 @@ def test_smoke_training_lowers_loss_and_resumes_to_the_same_result(smoke_data, t
 def test_decoder_mismatch_and_divergence_are_clear(smoke_data, tmp_path):
     config = smoke_data
     config.train.num_epochs = 2
-    loop.train(config, str(tmp_path / "run"), progress=False)
+    deepsdf.train(config, str(tmp_path / "run"), progress=False)
     wider = config.copy_and_resolve_references()
     wider.model.hidden_dim = 48
     with pytest.raises(ValueError, match="hidden_dim saved 32 vs config 48"):
-        loop.train(wider, str(tmp_path / "run"), progress=False)
+        deepsdf.train(wider, str(tmp_path / "run"), progress=False)
     diverging = config.copy_and_resolve_references()
     diverging.train.num_epochs = 4
     diverging.train.decoder_lr = float("nan")
     with pytest.raises(loop.TrainingDiverged, match=r"at step \d+ .*last good checkpoint is step"):
-        loop.train(diverging, str(tmp_path / "run"), progress=False)
-    assert checkpoint.manager(str(tmp_path / "run")).latest_step() == loop.read_metrics(str(tmp_path / "run"))[1]["step"]
+        deepsdf.train(diverging, str(tmp_path / "run"), progress=False)
+    assert checkpoint.manager(str(tmp_path / "run")).latest_step() == logs.read_metrics(str(tmp_path / "run"))[1]["step"]
 
 
 SHARDED = textwrap.dedent("""
@@ -81,13 +80,13 @@ SHARDED = textwrap.dedent("""
     jax.config.update("jax_num_cpu_devices", int(sys.argv[2]))
     import numpy as np
     from configs import chair16
-    from sdfjax.train import loop
+    from sdfjax.train import deepsdf
     config = chair16.get_config("smoke")
     config.data.root = sys.argv[1]
     config.train.scenes_per_batch = 8
     config.train.num_epochs = 3
     config.train.shard_latents = sys.argv[3] == "1"
-    summary = loop.train(config, sys.argv[4], progress=False)
+    summary = deepsdf.train(config, sys.argv[4], progress=False)
     from sdfjax import checkpoint
     leaves = jax.tree.leaves(checkpoint.read_state(sys.argv[4])["params"])
     print(json.dumps({"devices": jax.device_count(), "loss": summary["loss"],
@@ -122,12 +121,12 @@ MULTI_HOST = textwrap.dedent("""
     from sdfjax import parallel
     parallel.initialize(sys.argv[1], 2, int(sys.argv[2]), cpu_collectives="gloo")
     from configs import chair16
-    from sdfjax.train import loop
+    from sdfjax.train import deepsdf
     config = chair16.get_config("smoke")
     config.data.root = sys.argv[3]
     config.train.scenes_per_batch = 8
     config.train.num_epochs = 3
-    summary = loop.train(config, sys.argv[4], progress=False)
+    summary = deepsdf.train(config, sys.argv[4], progress=False)
     print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(), "loss": summary["loss"]}))
 """)
 

@@ -14,6 +14,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from sdfjax import errors
+from sdfjax.render import camera as camera_lib
+
 
 def split_by_sign(example: dict) -> tuple[np.ndarray, np.ndarray]:
     """A record's SDF samples (N, 4) split into (sdf >= 0, sdf < 0)."""
@@ -24,9 +27,7 @@ def split_by_sign(example: dict) -> tuple[np.ndarray, np.ndarray]:
 def images_and_views(example: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A record's (sketches (V, H, W), normal maps (V, H, W, 3), views (V, 4)); DataError if not rendered."""
     if "normal_maps" not in example:
-        from sdfjax.data import layout
-
-        raise layout.DataError("the dataset has no sketches or normal maps; run python -m data_gen.preprocess "
+        raise errors.DataError("the dataset has no sketches or normal maps; run python -m data_gen.preprocess "
                                "(its render stage) for every shape")
     return (np.asarray(example["sketches"]), np.asarray(example["normal_maps"]),
             np.asarray(example["views"], np.float32))
@@ -169,8 +170,6 @@ class ViewBatcher(_ShapeBatcher):
         self.views_per_shape = views_per_shape
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
-        from sdfjax.render import camera as camera_lib
-
         first, scenes = self.local_scenes(step)
         sketches, normal_maps, labels, rights = [], [], [], []
         for row, index in enumerate(scenes):

@@ -9,26 +9,25 @@
         normalization.json         {"offset": [x, y, z], "scale": s}
         sdf_samples.npy            (N, 4) float32: x, y, z, sdf (normalised frame)
         surface_samples.npy        (M, 6) float32: x, y, z, nx, ny, nz (normalised frame)
+        views.json, normals/<view>.png, sketches/<view>.png   renders of config.render's views
       tfds/                        the packed TFDS array_record dataset
 
 Labels: training shapes hold labels 0..T-1 (their rows in the latent table); val and
-test shapes follow. All writes go through `atomic_write`, so an interrupted run never
-leaves a half-written file behind.
+test shapes follow. All writes go through `sdfjax.io.atomic_write`, so an interrupted
+run never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
-import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import numpy as np
+from sdfjax.errors import DataError
+from sdfjax.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 METAINFO_COLUMNS = ("obj_id", "label", "split")
@@ -50,26 +49,6 @@ def normal_map_path(view: int) -> str:
 
 def sketch_path(view: int) -> str:
     return os.path.join(SKETCHES_DIR, f"{view:05d}.png")
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """A uint8 (H, W) or (H, W, 3) array as PNG file content."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def read_png(path: str) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im)
-
-
-class DataError(ValueError):
-    """Bad dataset input; the message names the file (and line or field)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,40 +129,3 @@ def assign_labels(obj_ids_by_split: dict[str, Sequence[str]]) -> list[ShapeInfo]
         for obj_id in obj_ids_by_split.get(split, ()):
             shapes.append(ShapeInfo(obj_id, len(shapes), split))
     return shapes
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "wb") -> Iterator:
-    """Opens a temporary file beside `path`; renames it onto `path` only on success."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    with atomic_write(path, "w") as f:
-        f.write(text)
-
-
-def atomic_save_npy(path: str, array: np.ndarray) -> None:
-    with atomic_write(path, "wb") as f:
-        np.save(f, array)
-
-
-def atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def atomic_export_mesh(path: str, mesh) -> None:
-    """Writes a trimesh mesh as OBJ (vertices and faces only) atomically."""
-    atomic_write_text(path, mesh.export(file_type="obj", include_normals=False, include_texture=False))

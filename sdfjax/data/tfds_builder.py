@@ -14,7 +14,7 @@ and, when every shape has its `render` stage done:
     sketches         (V, H, W)    uint8  black lines on white
     views            (V, 4)       float32 azimuth, elevation (degrees), distance, focal (pixels)
 
-Build with `pack_dataset(config)` (data_gen.preprocess's `tfds` stage); read with
+Build with `pack_dataset(config)` (the `tfds` stage of sdfjax.data.preprocess); read with
 `data_source(config, split)`, a random-access sequence of dicts of numpy arrays.
 """
 
@@ -27,6 +27,7 @@ import shutil
 import numpy as np
 import tensorflow_datasets as tfds
 
+from sdfjax import errors, io
 from sdfjax.data import layout
 
 DATASET_NAME = "sdf_shapes"
@@ -55,7 +56,7 @@ def _render_shape(root: str, shapes: list[layout.ShapeInfo]) -> tuple[int, int, 
             views = json.load(f)["views"]
         sizes.add((len(views), views[0]["height"], views[0]["width"]))
     if len(sizes) != 1:
-        raise layout.DataError(f"{root}: shapes were rendered with different view sets {sorted(sizes)}; "
+        raise errors.DataError(f"{root}: shapes were rendered with different view sets {sorted(sizes)}; "
                                "rerun python -m data_gen.preprocess with --overwrite")
     return sizes.pop()
 
@@ -64,9 +65,9 @@ def _read_renders(path: str) -> dict[str, np.ndarray]:
     with open(os.path.join(path, layout.VIEWS)) as f:
         views = json.load(f)["views"]
     return {
-        "normal_maps": np.stack([layout.read_png(os.path.join(path, layout.normal_map_path(i)))
+        "normal_maps": np.stack([io.read_png(os.path.join(path, layout.normal_map_path(i)))
                                  for i in range(len(views))]),
-        "sketches": np.stack([layout.read_png(os.path.join(path, layout.sketch_path(i))) for i in range(len(views))]),
+        "sketches": np.stack([io.read_png(os.path.join(path, layout.sketch_path(i))) for i in range(len(views))]),
         "views": np.asarray([[v["azimuth"], v["elevation"], v["distance"], v["focal"]] for v in views], np.float32),
     }
 
@@ -144,7 +145,7 @@ def pack_dataset(config, overwrite: bool = False) -> str:
     if os.path.isdir(path) and not overwrite:
         return path
     if not _ready_shapes(config.data.root):
-        raise layout.DataError(f"{config.data.root}: no preprocessed shapes to pack")
+        raise errors.DataError(f"{config.data.root}: no preprocessed shapes to pack")
     # Build beside the old dataset, then swap, so a failed build keeps the old one.
     staging = tfds_dir(config) + ".building"
     shutil.rmtree(staging, ignore_errors=True)
@@ -172,10 +173,10 @@ def data_source(config, split: str):
     """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays."""
     path = dataset_path(config)
     if not os.path.isdir(path):
-        raise layout.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
+        raise errors.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
                                f"--config.data.root={config.data.root}")
     builder = tfds.builder_from_directory(path)
     if split not in builder.info.splits:
-        raise layout.DataError(f"{path}: split {split!r} has no preprocessed shapes "
+        raise errors.DataError(f"{path}: split {split!r} has no preprocessed shapes "
                                f"(splits: {list(builder.info.splits)})")
     return builder.as_data_source(split=split)

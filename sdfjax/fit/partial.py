@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
-from sdfjax.render import camera
 
 
 def _image_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,46 +5,22 @@
 writes `workdir/traverse/<timestamp>/step=000.obj ... step=<steps-1>.obj` and
 `latents.npz`, for the codes from `config.traverse.start` to `config.traverse.end`.
 An endpoint is `mean` (the mean trained latent), a trained latent row (`3`), a train
-obj_id, or a fitted latent `<path>/latents.npz:<obj_id>` (what sdfjax.launch.fit writes).
+obj_id, or a fitted latent `<path>/latents.npz:<obj_id>` (sdfjax.trained.resolve_latent).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
-from sdfjax import checkpoint
-from sdfjax.data import layout
-from sdfjax.fit import evaluate, latent
+from sdfjax import io, trained as trained_lib
+from sdfjax.fit import scoring
+from sdfjax.fit.folded import fold_decoder
 
 INTERPOLATIONS = ("linear", "slerp")
-
-
-def resolve_latent(spec: str, trained: checkpoint.TrainedModel) -> np.ndarray:
-    """The latent code an endpoint spec names (see the module docstring)."""
-    spec = str(spec).strip()
-    if spec == "mean":
-        return trained.latents.mean(axis=0)
-    if spec.lstrip("-").isdigit():
-        row = int(spec)
-        if not 0 <= row < len(trained.latents):
-            raise ValueError(f"latent row {row}: the checkpoint has rows 0..{len(trained.latents) - 1}")
-        return trained.latents[row]
-    if spec in trained.obj_ids:
-        return trained.latents[trained.obj_ids.index(spec)]
-    path, _, obj_id = spec.rpartition(":")
-    if path.endswith(".npz"):
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: no such latents file")
-        with np.load(path) as f:
-            ids = [str(o) for o in f["obj_ids"]]
-            if obj_id not in ids:
-                raise ValueError(f"{path}: no latent for {obj_id!r} (it has {', '.join(ids[:5])}...)")
-            return f["latents"][ids.index(obj_id)]
-    raise ValueError(f"latent {spec!r}: expected mean, a latent row, a train obj_id or <latents.npz>:<obj_id>")
 
 
 def interpolate(start: np.ndarray, end: np.ndarray, steps: int, method: str = "linear") -> np.ndarray:
@@ -66,27 +42,22 @@ def interpolate(start: np.ndarray, end: np.ndarray, steps: int, method: str = "l
 
 
 def traverse(config, workdir: str, progress: bool = True, out_dir: str | None = None) -> dict:
-    """Writes one mesh per step between the two endpoints; returns {"out_dir", "meshes"}."""
-    from tqdm import tqdm
-
+    """Writes one mesh per step between the two endpoints; returns {"out_dir", "meshes", "latents"}."""
     tc = config.traverse
-    trained = checkpoint.load_trained(config, workdir)
-    codes = interpolate(resolve_latent(tc.start, trained), resolve_latent(tc.end, trained), tc.steps,
-                        tc.interpolation)
-    out_dir = out_dir or os.path.join(workdir, "traverse", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out_dir, exist_ok=True)
+    trained = trained_lib.load_trained(config, workdir)
+    codes = interpolate(trained_lib.resolve_latent(tc.start, trained), trained_lib.resolve_latent(tc.end, trained),
+                        tc.steps, tc.interpolation)
+    out_dir = io.run_dir(workdir, "traverse", out_dir)
     np.savez(os.path.join(out_dir, "latents.npz"), latents=codes, start=str(tc.start), end=str(tc.end),
              interpolation=tc.interpolation)
-    folded = latent.fold_decoder(trained.decoder, trained.params)
+    folded = fold_decoder(trained.decoder, trained.params)
     meshes = []
     for i, z in enumerate(tqdm(codes, desc="traverse", unit="mesh", disable=not progress, file=sys.stderr)):
-        mesh, _ = evaluate.extract_mesh(
-            evaluate.decoder_sdf_fn(folded, z, config.mesh.chunk, config.model.get("fourier_frequencies", 0)),
-            config.mesh)
-        path = os.path.join(out_dir, f"step={i:03d}.obj")
+        mesh = scoring.mesh_of_latent(config, folded, z)
         if mesh is None:
             print(f"step {i}: the SDF has no zero level set; no mesh written", file=sys.stderr)
             continue
-        layout.atomic_export_mesh(path, mesh)
+        path = os.path.join(out_dir, f"step={i:03d}.obj")
+        io.atomic_export_mesh(path, mesh)
         meshes.append(path)
     return {"out_dir": out_dir, "meshes": meshes, "latents": codes}

@@ -1,11 +1,18 @@
-"""What every entry point shares: flag parsing with clear config errors."""
+"""What every entry point shares: flag parsing with clear config errors, one-line exits, start-up."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
 import sys
 
-from absl import app, flags
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from sdfjax import parallel
+from sdfjax.data import preprocess
 
 _OVERRIDE = re.compile(r"^--?(config(?:\.[A-Za-z0-9_]+)+)(?:=|$)")
 
@@ -31,8 +38,6 @@ def define_config_flag(default: str = "configs/chair16.py"):
     ml_collections already applies `--config.a.b=...` overrides while defining the flag
     when the default file is used, so a typo must be caught here as well as in `run`.
     """
-    from ml_collections import config_flags
-
     try:
         return config_flags.DEFINE_config_file("config", default, "Experiment config: file[:variant].")
     except (AttributeError, KeyError) as e:
@@ -64,8 +69,6 @@ def _load_config(argv: list[str], default: str | None = None):
 
 def load_config_file(spec: str):
     """`get_config(arg)` of the config file `path[:arg]`, as `--config=path[:arg]` loads it."""
-    import importlib.util
-
     path, _, arg = spec.strip("'\"").partition(":")
     module_spec = importlib.util.spec_from_file_location("_sdfjax_config", path)
     module = importlib.util.module_from_spec(module_spec)
@@ -95,8 +98,6 @@ def run(main) -> None:
 
 def quiet_logging(level=None) -> None:
     """Absl logging at `level` (default ERROR: Orbax logs every restore) unless --verbosity is given."""
-    from absl import logging
-
     if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
         logging.set_verbosity(logging.ERROR if level is None else level)
 
@@ -123,7 +124,24 @@ def run_trainer(main, workdir_help: str) -> None:
 
 def initialize_from_flags() -> None:
     """Multi-host start-up from the flags `run_trainer` defines (or the environment)."""
-    from sdfjax import parallel
-
     f = flags.FLAGS
     parallel.initialize(f.coordinator_address, f.num_processes, f.process_id, f.cpu_collectives)
+
+
+def prepare_dataset(config) -> None:
+    """Preprocesses a dataset that has no TFDS dataset yet (process 0), then lets every process go on."""
+    if parallel.is_main_process():
+        preprocess.ensure_dataset(config)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # only multi-host runs need it
+
+        multihost_utils.sync_global_devices("sdfjax: dataset ready")
+
+
+@contextlib.contextmanager
+def exit_on(*exceptions: type[BaseException]):
+    """Bad input (ValueError, incl. sdfjax.errors.DataError, and `exceptions`) ends the program with one line."""
+    try:
+        yield
+    except (ValueError, *exceptions) as e:
+        sys.exit(f"error: {e}")

@@ -9,24 +9,18 @@ of `config.siamese.query_split` is a query. Writes <workdir>/siamese/eval/<times
 retrieval.json and retrieval.png (queries with their top 5; wrong shapes tinted red).
 """
 
-import sys
-
 from absl import flags
 
 from sdfjax.launch import common
+from sdfjax.sketch2shape import retrieval
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    from sdfjax.data import layout
-    from sdfjax.fit import retrieval
-
-    try:
+    with common.exit_on():
         result = retrieval.evaluate_retrieval(f.config, f.workdir)
-    except (layout.DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(retrieval.format_recall(result))
     print(f"results and picture in {result['out_dir']}")
 

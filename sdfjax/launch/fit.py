@@ -6,13 +6,12 @@ r"""Fits latent codes of a split's shapes, extracts meshes and scores them.
     python -m sdfjax.launch.fit ... --config.fit.partial=True      # shape completion from one depth view
 
 Writes <workdir>/fit/<timestamp>/: metrics.csv, latents.npz, meshes/<obj_id>.obj, fit_loss.png
-(sdfjax.fit.evaluate), and prints the metrics table.
+(sdfjax.fit.reconstruct), and prints the metrics table.
 """
-
-import sys
 
 from absl import flags
 
+from sdfjax.fit import reconstruct, reports
 from sdfjax.launch import common
 
 
@@ -20,14 +19,9 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    from sdfjax.data import layout
-    from sdfjax.fit import evaluate
-
-    try:
-        summary = evaluate.fit_split(f.config, f.workdir)
-    except (layout.DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    print(evaluate.format_table(summary["rows"] + [summary["mean"]]))
+    with common.exit_on():
+        summary = reconstruct.fit_split(f.config, f.workdir)
+    print(reports.format_table(summary["rows"] + [summary["mean"]]))
     print(f"chamfer is x1000 in the original frame; results in {summary['out_dir']}")
 
 

@@ -7,10 +7,9 @@ Writes <workdir>/optimize_normals/<timestamp>/: metrics.csv, latents.npz, meshes
 pictures/<obj_id>.png (ground truth | first render | final render per view).
 """
 
-import sys
-
 from absl import flags
 
+from sdfjax.fit import normals, reports
 from sdfjax.launch import common
 
 
@@ -18,14 +17,9 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    from sdfjax.data import layout
-    from sdfjax.fit import evaluate, normals
-
-    try:
+    with common.exit_on():
         summary = normals.fit_normals_split(f.config, f.workdir)
-    except (layout.DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
-    print(evaluate.format_table(summary["rows"] + [summary["mean"]]))
+    print(reports.format_table(summary["rows"] + [summary["mean"]]))
     print(f"results and pictures in {summary['out_dir']}")
 
 

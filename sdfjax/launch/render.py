@@ -9,32 +9,26 @@ the picture, one column per view in config.render.preview_views; written to
 <workdir>/render/<timestamp>.png.
 """
 
-import datetime
 import os
 import sys
 
 from absl import flags
 
+from sdfjax import io, trained as trained_lib
 from sdfjax.launch import common
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import latent_render, tracer
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    import jax.numpy as jnp
-
-    from sdfjax import checkpoint
-    from sdfjax.data import layout
-    from sdfjax.fit import traverse
-    from sdfjax.render import camera as camera_lib
-    from sdfjax.render import latent_render, tracer
-
     config = f.config
     try:
-        trained = checkpoint.load_trained(config, f.workdir)
+        trained = trained_lib.load_trained(config, f.workdir)
         specs = [s.strip() for s in str(config.render.latents).split(",") if s.strip()]
-        latents = [traverse.resolve_latent(s, trained) for s in specs]
+        latents = [trained_lib.resolve_latent(s, trained) for s in specs]
         views = camera_lib.views_from_config(config.render)
         bad = [v for v in config.render.preview_views if not 0 <= v < len(views)]
         if bad:
@@ -42,14 +36,11 @@ def main(argv):
     except ValueError as e:
         sys.exit(f"error: {e}")
     cameras = [views[v].scaled(config.render.preview_resolution) for v in config.render.preview_views]
-    settings = tracer.TraceSettings.from_config(config.render)
-    sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    rows = [list(latent_render.render_normal_maps(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(z)},
-                                                   cameras, settings)) for z in latents]
-    path = os.path.join(f.workdir, "render", datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ".png")
-    with layout.atomic_write(path) as out:
-        out.write(layout.png_bytes(latent_render.picture_grid(rows)))
-    print(f"{len(rows)} latents x {len(cameras)} views: {path}")
+    grid = latent_render.latents_picture(trained.decoder, trained.params, latents, cameras,
+                                         tracer.TraceSettings.from_config(config.render))
+    path = os.path.join(f.workdir, "render", io.timestamp() + ".png")
+    io.write_png(path, grid)
+    print(f"{len(latents)} latents x {len(cameras)} views: {path}")
 
 
 if __name__ == "__main__":

@@ -12,26 +12,21 @@ Writes <workdir>/sketch2shape/<timestamp>/: meshes/, latents.npz, pictures/ and,
 dataset sketches, metrics.csv (sketch2shape beside retrieval alone and SDF fitting).
 """
 
-import sys
-
 from absl import flags
 
+from sdfjax.fit import reports
 from sdfjax.launch import common
+from sdfjax.sketch2shape import optimize
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    from sdfjax.data import layout
-    from sdfjax.fit import evaluate, sketch
-
-    try:
-        summary = sketch.sketch_to_shape(f.config, f.workdir, sketch_path=f.sketch or None)
-    except (layout.DataError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    with common.exit_on():
+        summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_path=f.sketch or None)
     if summary["means"]:
-        print(evaluate.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
+        print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
     print(f"meshes, latents and pictures (sketch | start | end | other views) in {summary['out_dir']}")
 
 

@@ -3,17 +3,16 @@ r"""Trains DeepSDF: `python -m sdfjax.launch.train --config=configs/chair16.py -
     python -m sdfjax.launch.train --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu
     python -m sdfjax.launch.train --config=configs/chair16.py --workdir=runs/x --config.train.num_epochs=50
 
-Preprocesses the dataset first if needed; resumes when the workdir holds a checkpoint.
-Multi-host: pass --coordinator_address/--num_processes/--process_id, or run under a
-TPU pod / Slurm, whose environment `jax.distributed.initialize()` reads itself.
+Preprocesses the dataset first if it has no TFDS dataset yet; resumes when the workdir
+holds a checkpoint. Multi-host: pass --coordinator_address/--num_processes/--process_id,
+or run under a TPU pod / Slurm, whose environment `jax.distributed.initialize()` reads itself.
 """
-
-import sys
 
 from absl import flags, logging
 
 from sdfjax import parallel
 from sdfjax.launch import common
+from sdfjax.train import deepsdf, loop
 
 
 def main(argv):
@@ -21,13 +20,9 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging(logging.WARNING)  # Orbax logs every save at INFO
     common.initialize_from_flags()
-    from sdfjax.data import layout
-    from sdfjax.train import loop
-
-    try:
-        summary = loop.train(f.config, f.workdir)
-    except (layout.DataError, ValueError, loop.TrainingDiverged) as e:
-        sys.exit(f"error: {e}")
+    with common.exit_on(loop.TrainingDiverged):
+        common.prepare_dataset(f.config)
+        summary = deepsdf.train(f.config, f.workdir)
     if parallel.is_main_process() and summary.get("loss") is not None:
         print(f"trained to epoch {summary['epoch']}: loss {summary['loss']:.5f}; "
               f"checkpoint step {summary['checkpoint_step']} in {f.workdir}/checkpoints; "

@@ -9,12 +9,11 @@ checkpoint. The workdir is the DeepSDF run's, so sketch2shape finds both models 
 Multi-host flags as for sdfjax.launch.train.
 """
 
-import sys
-
 from absl import flags, logging
 
 from sdfjax import parallel
 from sdfjax.launch import common
+from sdfjax.train import loop, siamese
 
 
 def main(argv):
@@ -22,13 +21,9 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging(logging.WARNING)
     common.initialize_from_flags()
-    from sdfjax.data import layout
-    from sdfjax.train import loop, siamese
-
-    try:
+    with common.exit_on(loop.TrainingDiverged):
+        common.prepare_dataset(f.config)
         summary = siamese.train_siamese(f.config, f.workdir)
-    except (layout.DataError, ValueError, loop.TrainingDiverged) as e:
-        sys.exit(f"error: {e}")
     if parallel.is_main_process() and summary.get("loss") is not None:
         print(f"trained to step {summary['step']}: triplet loss {summary['loss']:.4f}, in-batch sketch->normal "
               f"recall@1 {summary['batch_recall_at_1']:.3f}; checkpoint step {summary['checkpoint_step']} in "

@@ -8,10 +8,9 @@ r"""Meshes along a path between two latent codes (Sketch2Shape's traverse_latent
 Writes <workdir>/traverse/<timestamp>/step=000.obj ... and latents.npz (sdfjax.fit.traverse).
 """
 
-import sys
-
 from absl import flags
 
+from sdfjax.fit import traverse
 from sdfjax.launch import common
 
 
@@ -19,12 +18,8 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    from sdfjax.fit import traverse
-
-    try:
+    with common.exit_on():
         summary = traverse.traverse(f.config, f.workdir)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
     print(f"{len(summary['meshes'])} meshes in {summary['out_dir']}")
 
 

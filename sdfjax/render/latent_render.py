@@ -1,7 +1,8 @@
-"""Rendering DeepSDF latent shapes: the decoder as a traceable SDF, normal maps, picture grids.
+"""Rendering DeepSDF latent shapes: the decoder as a traceable SDF, and its normal maps.
 
     sdf_fn = decoder_sdf(decoder)                   # sdf_fn({"decoder": params, "z": z}, xyz)
     images = render_normal_maps(sdf_fn, params, cameras, settings)   # (V, H, W, 3) in [0, 1]
+    grid = latents_picture(decoder, decoder_params, latents, cameras, settings)  # a row per latent
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import tracer
+from sdfjax.render import pictures, tracer
 
 
 def decoder_sdf(decoder, relu_grad_beta: float = 100.0):
@@ -41,24 +42,9 @@ def render_normal_maps(sdf_fn, params, cameras, settings: tracer.TraceSettings) 
     return np.asarray(jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"]))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def picture_grid(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
-    """A white-separated grid of equally sized images (uint8 or [0, 1] float; grey or RGB)."""
-    def rgb(im):
-        im = to_uint8(im)
-        return np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im
-
-    rows = [[rgb(im) for im in row] for row in rows]
-    h, w = rows[0][0].shape[:2]
-    cols = max(len(r) for r in rows)
-    grid = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, im in enumerate(row):
-            grid[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = im
-    return grid
+def latents_picture(decoder, decoder_params, latents, cameras, settings: tracer.TraceSettings) -> np.ndarray:
+    """uint8 picture grid: one row per latent (L,), one column per camera, normal maps on white."""
+    sdf_fn = decoder_sdf(decoder)
+    rows = [list(render_normal_maps(sdf_fn, {"decoder": decoder_params, "z": jnp.asarray(z)}, cameras, settings))
+            for z in latents]
+    return pictures.picture_grid(rows)

@@ -3,17 +3,14 @@
     summary = train_siamese(config, workdir)
 
 A batch holds P shapes x K views; each view gives a sketch and its normal map, so 2PK
-embeddings whose label is their shape. The triplet loss (Hermans et al. 2017) pulls
-together embeddings of one shape, whatever the modality or view, and pushes other
-shapes at least `margin` further away:
+embeddings whose label is their shape. The triplet loss (Hermans et al. 2017;
+sdfjax.train.losses.triplet_loss) pulls together embeddings of one shape, whatever the
+modality or view, and pushes other shapes at least `margin` further away.
 
-    batch_hard: mean_a relu(max_{p: y_p = y_a} d(a, p) - min_{n: y_n != y_a} d(a, n) + m)   (Eq. 5)
-    batch_all:  sum_{a,p,n valid} relu(d(a, p) - d(a, n) + m) / #{terms > 0}             ("BA != 0")
-
-with Euclidean distances d. Augmentation, on the device inside the step: the sketch
-is rotated by a small random angle and its lines thickened by 0..`max_dilation` pixels;
-half the pairs are flipped left-right together, the normal map's normals reflected
-across the camera's vertical plane so that it stays the normal map of the mirrored shape.
+Augmentation, on the device inside the step: the sketch is rotated by a small random
+angle and its lines thickened by 0..`max_dilation` pixels; half the pairs are flipped
+left-right together, the normal map's normals reflected across the camera's vertical
+plane so that it stays the normal map of the mirrored shape.
 
 Writes to `<workdir>/siamese/`: checkpoints/ (Orbax; resumed automatically),
 metrics.jsonl (loss, active triplet share, distances, in-batch sketch->normal
@@ -24,60 +21,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import checkpoint, parallel
+from sdfjax import checkpoint, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher
 from sdfjax.models import siamese as siamese_lib
-from sdfjax.train import loop
-
-SUBDIR = "siamese"
-TRIPLET_KINDS = ("batch_hard", "batch_all")
-MODEL_KEYS = ("width", "stage_blocks", "embedding_dim", "normalize", "shared_tower")
-
-
-def siamese_dir(workdir: str) -> str:
-    return os.path.join(workdir, SUBDIR)
-
-
-def pairwise_distances(embeddings: jax.Array) -> jax.Array:
-    """(N, N) Euclidean distances, with a finite gradient where two embeddings coincide."""
-    sq = jnp.sum(embeddings**2, axis=-1)
-    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * embeddings @ embeddings.T, 0.0)
-    safe = jnp.where(d2 > 1e-12, d2, 1.0)
-    return jnp.where(d2 > 1e-12, jnp.sqrt(safe), 0.0)
-
-
-def triplet_loss(embeddings: jax.Array, labels: jax.Array, margin: float, kind: str = "batch_hard"):
-    """(loss, stats) of the module docstring; stats: active triplet share, mean positive/negative distance."""
-    if kind not in TRIPLET_KINDS:
-        raise ValueError(f"siamese.triplet={kind!r}: expected one of {TRIPLET_KINDS}")
-    d = pairwise_distances(embeddings)
-    same = labels[:, None] == labels[None, :]
-    eye = jnp.eye(len(labels), dtype=bool)
-    positive, negative = same & ~eye, ~same
-    stats = {"positive_distance": jnp.sum(jnp.where(positive, d, 0)) / jnp.maximum(jnp.sum(positive), 1),
-             "negative_distance": jnp.sum(jnp.where(negative, d, 0)) / jnp.maximum(jnp.sum(negative), 1)}
-    if kind == "batch_hard":
-        hardest_positive = jnp.max(jnp.where(positive, d, -jnp.inf), axis=1)
-        hardest_negative = jnp.min(jnp.where(negative, d, jnp.inf), axis=1)
-        valid = jnp.any(positive, axis=1) & jnp.any(negative, axis=1)
-        terms = jnp.where(valid, jax.nn.relu(hardest_positive - hardest_negative + margin), 0.0)
-        loss = jnp.sum(terms) / jnp.maximum(jnp.sum(valid), 1)
-        active = jnp.sum(terms > 0) / jnp.maximum(jnp.sum(valid), 1)
-    else:
-        valid = positive[:, :, None] & negative[:, None, :]  # (anchor, positive, negative)
-        terms = jnp.where(valid, jax.nn.relu(d[:, :, None] - d[:, None, :] + margin), 0.0)
-        num_active = jnp.sum(terms > 1e-16)
-        loss = jnp.sum(terms) / jnp.maximum(num_active, 1)
-        active = num_active / jnp.maximum(jnp.sum(valid), 1)
-    return loss, {**stats, "active_triplets": active}
+from sdfjax.train import logs, loop
+from sdfjax.train.losses import pairwise_distances, triplet_loss
 
 
 # --- augmentation -------------------------------------------------------------------------
@@ -202,26 +157,10 @@ def _meta(config, resolution: int) -> dict:
             "data_root": config.data.root}
 
 
-def check_model_matches(meta: dict, siamese_config) -> None:
-    """ValueError when a checkpoint's encoder differs from `siamese_config` (resuming needs the same one)."""
-    saved = meta["siamese"]
-    diff = {k: (saved.get(k), siamese_config.get(k)) for k in MODEL_KEYS
-            if loop.as_plain(saved.get(k)) != loop.as_plain(siamese_config.get(k))}
-    if diff:
-        raise ValueError("the Siamese checkpoint's encoder does not match config.siamese: "
-                         + ", ".join(f"{k} saved {a} vs config {b}" for k, (a, b) in diff.items()))
-
-
 def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps: int | None = None) -> dict:
     """Trains (or resumes) the encoder on the train split's sketches and normal maps."""
     sc = config.siamese
-    if parallel.is_main_process():
-        loop.ensure_dataset(config)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("sdfjax: dataset ready")
-    out = siamese_dir(workdir)
+    out = trained.siamese_dir(workdir)
     _, labels = tfds_builder.split_index(config, "train")
     source = tfds_builder.data_source(config, "train")
     batcher = ViewBatcher(source, np.asarray(labels), sc.shapes_per_batch, sc.views_per_shape, config.seed,
@@ -233,25 +172,21 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
                          f"must divide by the {jax.device_count()} devices")
     model = siamese_lib.from_config(sc)
     optimizer = make_optimizer(sc)
+    init_fn = lambda k: init_state(model, optimizer, k, resolution)  # noqa: E731
     init_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    abstract = jax.eval_shape(lambda k: init_state(model, optimizer, k, resolution), init_key)
+    abstract = jax.eval_shape(init_fn, init_key)
     shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
     train_step = jit_train_step(make_train_step(model, optimizer, sc, config.seed), mesh)
 
-    os.makedirs(out, exist_ok=True)
-    mngr = checkpoint.manager(out)
-    meta = _meta(config, resolution)
-    if mngr.latest_step() is not None:
-        saved = checkpoint.read_meta(out)
-        check_model_matches(saved, sc)
+    def check_meta(saved: dict) -> None:
+        trained.check_siamese_matches(saved, sc)
         if saved["resolution"] != resolution:
             raise ValueError(f"the Siamese checkpoint in {out} was trained on {saved['resolution']} px images; "
                              f"{config.data.root} has {resolution} px")
-        state, _ = checkpoint.restore(mngr, checkpoint.abstract_with_shardings(abstract, shardings))
-        if parallel.is_main_process():
-            print(f"resuming from {out} at step {int(state['step'])}", file=sys.stderr)
-    else:
-        state = jax.jit(lambda k: init_state(model, optimizer, k, resolution), out_shardings=shardings)(init_key)
+
+    os.makedirs(out, exist_ok=True)
+    mngr = checkpoint.manager(out)
+    state = loop.resume_or_init(mngr, abstract, shardings, init_fn, check_meta, init_key, out)
     start = int(jax.device_get(state["step"]))
     end = sc.num_steps if stop_after_steps is None else min(sc.num_steps, start + stop_after_steps)
     state, record, last_good = loop.run_steps(
@@ -259,31 +194,8 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
         start=start, end=end, total_steps=sc.num_steps, steps_per_period=sc.steps_per_log,
         checkpoint_every_periods=max(1, sc.checkpoint_every_steps // sc.steps_per_log),
         schedules={"lr": lr_schedule(sc)}, items_per_step=2 * sc.shapes_per_batch * sc.views_per_shape,
-        items_name="images_per_s", mngr=mngr, meta=meta, workdir=out, desc="train siamese", progress=progress)
+        items_name="images_per_s", mngr=mngr, meta=_meta(config, resolution), workdir=out, desc="train siamese",
+        progress=progress)
     if parallel.is_main_process() and record:
-        loop.plot_loss(out, {"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, x="step")
+        logs.plot_loss(out, {"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, x="step")
     return {**record, "workdir": out, "checkpoint_step": last_good}
-
-
-def load_siamese(workdir: str) -> tuple[siamese_lib.Siamese, dict, dict]:
-    """(model, params, meta) of the latest Siamese checkpoint of `workdir`, as it was trained.
-
-    The encoder is built from the checkpoint's own settings, so retrieval and
-    sketch-to-shape need no matching flags. ValueError (one line) when there is none.
-    """
-    import ml_collections
-
-    out = siamese_dir(workdir)
-    mngr = checkpoint.manager(out)
-    if mngr.latest_step() is None:
-        raise ValueError(f"{os.path.join(out, 'checkpoints')}: no Siamese checkpoint; train one with "
-                         f"python -m sdfjax.launch.train_siamese --workdir={workdir}")
-    meta = checkpoint.read_meta(out)
-    sc = ml_collections.ConfigDict(meta["siamese"])
-    model = siamese_lib.from_config(sc)
-    optimizer = make_optimizer(sc)
-    abstract = jax.eval_shape(lambda k: init_state(model, optimizer, k, meta["resolution"]), jax.random.key(0))
-    mesh = parallel.make_mesh()
-    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-    state, _ = checkpoint.restore(mngr, checkpoint.abstract_with_shardings(abstract, shardings))
-    return model, jax.device_get(state["params"]), meta

@@ -26,6 +26,7 @@ import optax
 
 from sdfjax import parallel
 from sdfjax.models import decoder as decoder_lib
+from sdfjax.train.losses import sdf_loss
 
 
 def lr_schedule(base_lr: float, train_config, steps_per_epoch: int) -> optax.Schedule:
@@ -72,14 +73,6 @@ def curriculum_at(train_config, epoch) -> tuple[jax.Array, jax.Array]:
     stage = jnp.sum(epoch >= jnp.asarray(c.epochs)) - 1
     stage = jnp.clip(stage, 0, len(c.epochs) - 1)
     return jnp.asarray(c.eps, jnp.float32)[stage], jnp.asarray(c.gamma, jnp.float32)[stage]
-
-
-def sdf_loss(pred: jax.Array, sdf: jax.Array, delta: float, eps=0.0, gamma=0.0) -> jax.Array:
-    """Mean clamped L1 (DeepSDF), with Curriculum DeepSDF's eps and gamma when non-zero."""
-    pred_c, sdf_c = jnp.clip(pred, -delta, delta), jnp.clip(sdf, -delta, delta)
-    error = jnp.maximum(jnp.abs(pred_c - sdf_c) - eps, 0.0)
-    weight = 1.0 + gamma * jnp.sign(sdf) * jnp.sign(sdf - pred)
-    return jnp.mean(weight * error)
 
 
 def state_shardings(abstract_state, mesh, shard_latents: bool):

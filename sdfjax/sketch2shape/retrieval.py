@@ -1,7 +1,9 @@
 """Sketch-based shape retrieval with the Siamese encoder, and its evaluation.
 
-    index = build_index(model, params, config, splits=("val",))     # every view's normal map
+    obj_ids, sketches, normal_maps, views = read_images(config, ["train"])
+    index = make_index(embedder(model, params, "normal"), obj_ids, normal_maps)   # every view's normal map
     order = rank(query_embeddings, index.embeddings)                  # (Q, I) nearest first
+    nearest = top_shapes(index.shape_ids[order], k)                   # (Q, k) distinct shapes
     recall = recall_at_objects(index.shape_ids[order], query_shape_ids, index.views_per_shape, 1)
 
 Recall at object level (Sketch2Shape's retrieval test): with V views per shape in the
@@ -13,16 +15,15 @@ the V nearest entries are all views of the right shape, 1/#shapes by chance.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 import sys
 
-import jax
 import numpy as np
 
+from sdfjax import io, trained
 from sdfjax.data import batching, layout, tfds_builder
-from sdfjax.geometry import isosurface
-from sdfjax.models import siamese as siamese_lib
+from sdfjax.render import pictures
+from sdfjax.sketch2shape.encoders import embedder
 
 
 @dataclasses.dataclass
@@ -34,12 +35,6 @@ class Index:
     view_ids: np.ndarray  # (S * V,) int: view index in the dataset's view set
     obj_ids: list[str]
     views_per_shape: int
-
-
-def embedder(model, params, modality: str, batch: int = 64):
-    """numpy (N, H, W[, 3]) uint8 or [0, 1] images -> (N, D) embeddings, compiled once per image size."""
-    fn = jax.jit(lambda images: siamese_lib.embed(model, params, images, modality))
-    return isosurface.chunked(fn, batch)
 
 
 def read_images(config, splits) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +55,7 @@ def read_images(config, splits) -> tuple[list[str], np.ndarray, np.ndarray, np.n
 
 
 def make_index(embed_normals, obj_ids: list[str], normal_maps: np.ndarray) -> Index:
-    """The index of normal maps (S, V, H, W, 3) under `embed_normals` (see `embedder`)."""
+    """The index of normal maps (S, V, H, W, 3) under `embed_normals` (sdfjax.sketch2shape.encoders.embedder)."""
     s, v = normal_maps.shape[:2]
     embeddings = embed_normals(normal_maps.reshape(s * v, *normal_maps.shape[2:]))
     return Index(embeddings=embeddings, shape_ids=np.repeat(np.arange(s), v), view_ids=np.tile(np.arange(v), s),
@@ -91,6 +86,14 @@ def top_shapes(ranked_shape_ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def nearest_train_shapes(config, model, params, query_embeddings: np.ndarray, k: int) -> list[list[str]]:
+    """For each query embedding, the obj_ids of the k nearest distinct training shapes (all their views indexed)."""
+    train_ids, _, train_normals, _ = read_images(config, ["train"])
+    index = make_index(embedder(model, params, "normal"), train_ids, train_normals)
+    top = top_shapes(index.shape_ids[rank(query_embeddings, index.embeddings)], k)
+    return [[train_ids[s] for s in row] for row in top]
+
+
 def _mark_wrong(normal_map: np.ndarray) -> np.ndarray:
     """A retrieved normal map of the wrong shape, its background tinted red."""
     image = normal_map.copy()
@@ -101,12 +104,10 @@ def _mark_wrong(normal_map: np.ndarray) -> np.ndarray:
 
 def retrieval_picture(query_sketches: np.ndarray, correct: np.ndarray, retrieved: np.ndarray) -> np.ndarray:
     """Rows of: query sketch | its top-k retrieved normal maps (wrong shape: red background)."""
-    from sdfjax.render import latent_render
-
     rows = []
     for sketch, ok, images in zip(query_sketches, correct, retrieved):
         rows.append([sketch] + [im if good else _mark_wrong(im) for im, good in zip(images, ok)])
-    return latent_render.picture_grid(rows)
+    return pictures.picture_grid(rows)
 
 
 def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str | None = None) -> dict:
@@ -115,10 +116,8 @@ def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str
     Writes `<workdir>/siamese/eval/<timestamp>/`: retrieval.json (the recalls, chance
     levels, per-view Recall@1) and retrieval.png (queries with their top 5).
     """
-    from sdfjax.train import siamese as siamese_train
-
     sc = config.siamese
-    model, params, meta = siamese_train.load_siamese(workdir)
+    model, params, meta = trained.load_siamese(workdir)
     index_splits = [s.strip() for s in sc.index_split.split(",") if s.strip()]
     query_splits = [s.strip() for s in sc.query_split.split(",") if s.strip()]
     # Each split's records are read once, also when it gives both the index and the queries.
@@ -152,17 +151,14 @@ def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str
               "index_split": sc.index_split, "query_split": sc.query_split,
               "recall_at_1_by_view": [float(r1[query_view == i].mean()) for i in range(v)]}
 
-    out_dir = out_dir or os.path.join(siamese_train.siamese_dir(workdir), "eval",
-                                      datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out_dir, exist_ok=True)
-    layout.atomic_write_json(os.path.join(out_dir, "retrieval.json"), result)
+    out_dir = io.run_dir(trained.siamese_dir(workdir), "eval", out_dir)
+    io.atomic_write_json(os.path.join(out_dir, "retrieval.json"), result)
     shown = np.linspace(0, s * v - 1, max(1, min(sc.picture_queries, s * v))).round().astype(int)
     top = order[shown, :5]
     flat_normals = index_normals.reshape(-1, *index_normals.shape[2:])
     picture = retrieval_picture(query_sketches.reshape(s * v, *query_sketches.shape[2:])[shown],
                                 index.shape_ids[top] == query_shape[shown, None], flat_normals[top])
-    with layout.atomic_write(os.path.join(out_dir, "retrieval.png")) as f:
-        f.write(layout.png_bytes(picture))
+    io.write_png(os.path.join(out_dir, "retrieval.png"), picture)
     return {**result, "out_dir": out_dir}
 
 

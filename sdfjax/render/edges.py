@@ -1,4 +1,4 @@
-"""Synthetic sketches from normal maps and depth, as Sketch2Shape makes them.
+"""Synthetic sketches: edges of normal maps and depth, as Sketch2Shape makes them.
 
 A sketch is the union of Canny edges (Canny 1986, via scikit-image) of each channel of
 the normal map (creases and parts) and of the depth map (occluding contours), plus

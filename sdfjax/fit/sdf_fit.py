@@ -1,7 +1,7 @@
 """Fitting latent codes to SDF samples with the decoder frozen (DeepSDF Sec. 4.2, Eq. 10).
 
-    folded = fold_decoder(decoder, params)                     # once per fit
-    result = fit_latents(folded, samples, initial, fit_config)  # many shapes at once
+    folded = fold_decoder(decoder, params)                     # sdfjax.fit.folded, once per fit
+    result = fit_latents(folded, samples, initial, settings)    # many shapes at once
 
 For each shape, z_hat = argmin_z sum_j L(f(z, x_j), s_j) + reg * ||z||^2 over its SDF
 samples, by Adam (DESIGN.md "Reconstruction": 800 steps, lr 5e-3 x0.1 at step 400,
@@ -9,16 +9,8 @@ samples, by Adam (DESIGN.md "Reconstruction": 800 steps, lr 5e-3 x0.1 at step 40
 1e-4 * mean(z^2)). One jitted step is `vmap`-ed over shapes and restarts, each with its
 own Adam state, and sharded over devices along the shape axis.
 
-Speed. With the decoder frozen, three things are computed once per fit or per shape
-instead of once per point:
-
-  * weight norm is folded: w = g * v / ||v|| (and the cast to the compute dtype);
-  * the latent's share of the first layer and of each skip layer, z @ W_z + b, is the
-    same for every point of a shape: it becomes a per-shape bias, so those layers
-    multiply only the xyz (or hidden) columns for each point;
-  * in bfloat16 mode both the forward products and the backward product that carries
-    the gradient to the activations take bf16 inputs with float32 accumulation
-    (`frozen_matmul`'s custom VJP), and no weight gradient is formed at all.
+Speed: the decoder is folded once (sdfjax.fit.folded): weight norm, the latent's share
+of the input layers and bf16 products with float32 accumulation in both directions.
 """
 
 from __future__ import annotations
@@ -32,98 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax.models import decoder as decoder_lib
-from sdfjax.train import step as step_lib
+from sdfjax import parallel
+from sdfjax.fit.folded import folded_sdf, latent_biases
+from sdfjax.fit.optimizer import latent_step
+from sdfjax.train.losses import sdf_loss
 
-
-# --- the frozen, folded decoder -------------------------------------------------------
-
-def _weight(layer_params: dict, weight_norm: bool) -> jax.Array:
-    v = layer_params["v"]
-    if not weight_norm or "g" not in layer_params:
-        return v
-    return v * (layer_params["g"] / jnp.linalg.norm(v, axis=0))
-
-
-def fold_decoder(decoder: decoder_lib.Decoder, params) -> dict:
-    """Effective weights of a trained decoder, split by input (latent / xyz / hidden).
-
-    Returns {"layers": [...]} with, per layer, `w_h` (hidden columns, compute dtype;
-    absent for layer 0), `w_z` and `w_x` (latent and xyz-feature columns, float32; only
-    on layers that see the network input) and `b`.
-    """
-    dtype = decoder_lib.DTYPES[decoder.compute_dtype]
-    p = params["params"]
-    latent_dim = decoder.latent_dim
-    layers = []
-    for i in range(decoder.num_layers + 1):
-        hidden = i < decoder.num_layers
-        w = _weight(p[f"layer{i}"], decoder.weight_norm and hidden)
-        layer = {"b": p[f"layer{i}"]["bias"]}
-        if i == 0:
-            layer.update(w_z=w[:latent_dim], w_x=w[latent_dim:])
-        elif i in decoder.skip_layers:  # input order: [h, z, features]
-            h_width = w.shape[0] - _input_width(decoder)
-            layer.update(w_h=w[:h_width].astype(dtype), w_z=w[h_width:h_width + latent_dim],
-                         w_x=w[h_width + latent_dim:])
-        else:
-            layer["w_h"] = w.astype(dtype if hidden else jnp.float32)
-        layers.append(layer)
-    return {"layers": layers}
-
-
-def _input_width(decoder: decoder_lib.Decoder) -> int:
-    f = decoder.fourier_frequencies
-    return decoder.latent_dim + 3 * (1 + 2 * f)
-
-
-@jax.custom_vjp
-def frozen_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x @ w for a constant w already in the compute dtype; float32 accumulation both ways."""
-    return jnp.matmul(x.astype(w.dtype), w, preferred_element_type=jnp.float32)
-
-
-def _frozen_matmul_fwd(x, w):
-    return frozen_matmul(x, w), w
-
-
-def _frozen_matmul_bwd(w, ct):
-    dx = jnp.matmul(ct.astype(w.dtype), w.T, preferred_element_type=jnp.float32)
-    return dx, jnp.zeros_like(w)  # the decoder is frozen: this cotangent is never used
-
-
-frozen_matmul.defvjp(_frozen_matmul_fwd, _frozen_matmul_bwd)
-
-
-def latent_biases(folded: dict, z: jax.Array) -> list[jax.Array | None]:
-    """Per layer, z @ W_z + b for layers that see the input (None for the others). z (..., L)."""
-    return [z @ layer["w_z"] + layer["b"] if "w_z" in layer else None for layer in folded["layers"]]
-
-
-def folded_sdf(folded: dict, biases: Sequence[jax.Array | None], xyz: jax.Array,
-               fourier_frequencies: int = 0) -> jax.Array:
-    """f(z, xyz) of the folded decoder; equals `Decoder.apply` (eval mode) to rounding.
-
-    `biases` come from `latent_biases` (shape (..., width) broadcasting against xyz's
-    leading axes); xyz (..., 3) in the normalised frame. Returns (...,) signed distances.
-    """
-    features = decoder_lib.fourier_features(xyz.astype(jnp.float32), fourier_frequencies)
-    layers = folded["layers"]
-    h = None
-    for i, layer in enumerate(layers):
-        if i == 0:
-            pre = features @ layer["w_x"] + biases[0][..., None, :]
-        elif biases[i] is not None:
-            pre = frozen_matmul(h, layer["w_h"]) + features @ layer["w_x"] + biases[i][..., None, :]
-        elif i < len(layers) - 1:
-            pre = frozen_matmul(h, layer["w_h"]) + layer["b"]
-        else:
-            return jnp.tanh((h @ layer["w_h"] + layer["b"])[..., 0])
-        h = jax.nn.relu(pre)
-    raise AssertionError("unreachable")
-
-
-# --- fitting ----------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
@@ -204,7 +109,7 @@ def draw_samples(key: jax.Array, xyz_sdf: jax.Array, num_positive: jax.Array, nu
 def _shape_loss(folded, z, points, settings: FitSettings):
     pred = folded_sdf(folded, latent_biases(folded, z[None]), points[None, :, :3],
                       settings.fourier_frequencies)[0]
-    data = step_lib.sdf_loss(pred, points[:, 3], settings.clamp_distance)
+    data = sdf_loss(pred, points[:, 3], settings.clamp_distance)
     return data + settings.code_reg_weight * jnp.mean(z**2), data
 
 
@@ -214,17 +119,13 @@ def make_fit_step(settings: FitSettings):
     state = {"z": (S, K, L), "opt": Adam state of the same leading shape, "step": ()}.
     Each shape draws its own points per step; its K restarts share them.
     """
-    optimizer = settings.optimizer()
+    restarts_step = latent_step(lambda z, folded, points: _shape_loss(folded, z, points, settings),
+                                settings.optimizer(), in_axes=(None, None))
 
     def one_shape(folded, z, opt, xyz_sdf, num_positive, num_samples, key):
         points = draw_samples(key, xyz_sdf, num_positive, num_samples, settings.samples_per_step)
-
-        def one_restart(z, opt):
-            (loss, _), grad = jax.value_and_grad(_shape_loss, argnums=1, has_aux=True)(folded, z, points, settings)
-            updates, opt = optimizer.update(grad, opt, z)
-            return optax.apply_updates(z, updates), opt, loss
-
-        return jax.vmap(one_restart)(z, opt)
+        z, opt, loss, _ = restarts_step(z, opt, folded, points)
+        return z, opt, loss
 
     def step(folded, state, samples, key):
         keys = jax.random.split(jax.random.fold_in(key, state["step"]), samples["xyz_sdf"].shape[0])
@@ -263,8 +164,6 @@ class FitResult:
 @functools.lru_cache(maxsize=16)
 def _compiled(settings: FitSettings, mesh):
     """The jitted init, step and final-loss functions (compiled once per settings and mesh)."""
-    from sdfjax import parallel
-
     sharded, replicated = parallel.data_sharded(mesh), parallel.replicated(mesh)
     init_fn = lambda z: init_fit_state(settings, z)  # noqa: E731
     abstract = jax.eval_shape(init_fn, jax.ShapeDtypeStruct((mesh.size, 1, 1), jnp.float32))
@@ -287,8 +186,6 @@ def fit_latents(folded: dict, samples: ShapeSamples, initial: np.ndarray, settin
     Shapes are split over the devices of `mesh` (default: all devices); the shape count is
     padded to a multiple of the device count. `progress(steps_done)` is called per step.
     """
-    from sdfjax import parallel
-
     mesh = mesh or parallel.make_mesh()
     num_shapes = len(samples.num_samples)
     padded = -(-num_shapes // mesh.size) * mesh.size
@@ -313,46 +210,3 @@ def fit_latents(folded: dict, samples: ShapeSamples, initial: np.ndarray, settin
     return FitResult(latents=z[np.arange(padded), best][:num_shapes],
                      losses=losses[np.arange(padded), best][:num_shapes],
                      restart_losses=losses[:num_shapes], loss_curve=curve[:, :num_shapes])
-
-
-# --- initialisation -------------------------------------------------------------------
-
-INIT_CHOICES = "normal | mean | random | prior | <row index>"
-
-
-def initial_latents(init: str, num_shapes: int, restarts: int, latent_dim: int, trained: np.ndarray,
-                    rng: np.random.Generator, init_std: float = 0.01,
-                    prior_rows: Sequence[int] | None = None) -> np.ndarray:
-    """Initial codes (S, K, L), Sketch2Shape's `prior_idx` options plus DeepSDF's default.
-
-      normal   N(0, init_std^2) per dimension (DeepSDF's reconstruct.py, std 0.01);
-      mean     the mean of the trained latents;
-      random   a draw from the per-dimension normal fitted to the trained latents;
-      prior    each shape's own trained latent (`prior_rows`: training shapes only);
-      <int>    the trained latent of that row, for every shape.
-
-    Deterministic choices (mean, prior, row) get N(0, init_std^2) noise on restarts
-    after the first, so K restarts explore K starting points.
-    """
-    shape = (num_shapes, restarts, latent_dim)
-    noise = rng.normal(0.0, init_std, shape)
-    if init == "normal":
-        return noise.astype(np.float32)
-    if init == "random":
-        mu, sigma = trained.mean(axis=0), trained.std(axis=0)
-        return (mu + sigma * rng.normal(size=shape)).astype(np.float32)
-    if init == "mean":
-        base = np.broadcast_to(trained.mean(axis=0), shape)
-    elif init == "prior":
-        if prior_rows is None:
-            raise ValueError("fit.init=prior needs the shapes' own trained latents: use it on the train split")
-        base = np.broadcast_to(trained[np.asarray(prior_rows)][:, None, :], shape)
-    elif init.lstrip("-").isdigit():
-        row = int(init)
-        if not 0 <= row < len(trained):
-            raise ValueError(f"fit.init={init}: the checkpoint has trained latent rows 0..{len(trained) - 1}")
-        base = np.broadcast_to(trained[row], shape)
-    else:
-        raise ValueError(f"fit.init={init!r}: expected {INIT_CHOICES}")
-    noise[:, 0] = 0.0
-    return (base + noise).astype(np.float32)

@@ -1,0 +1,24 @@
+"""Using the trained Siamese encoder: batches of images in, embeddings out.
+
+    model, params, meta = sdfjax.trained.load_siamese(workdir)
+    embed_sketches = embedder(model, params, "sketch")        # numpy images -> numpy (N, D)
+    encode_normals = normal_map_encoder(model, params)        # traced (B, H, W, 3) -> (B, D), differentiable
+"""
+
+from __future__ import annotations
+
+import jax
+
+from sdfjax.geometry import isosurface
+from sdfjax.models import siamese as siamese_lib
+
+
+def embedder(model, params, modality: str, batch: int = 64):
+    """numpy (N, H, W[, 3]) uint8 or [0, 1] images -> (N, D) embeddings, compiled once per image size."""
+    fn = jax.jit(lambda images: siamese_lib.embed(model, params, images, modality))
+    return isosurface.chunked(fn, batch)
+
+
+def normal_map_encoder(model, params):
+    """images (B, H, W, 3) in [0, 1] -> (B, D): the normal-map tower as a traceable function (for losses)."""
+    return lambda images: model.apply(params, siamese_lib.normal_input(images), "normal")

@@ -1,0 +1,77 @@
+"""Sketches as the optimiser reads them: any user drawing normalised to a dataset-like sketch.
+
+    grey = load_image("chair.png")                     # any image file -> (H, W) in [0, 1]
+    sketch = normalize_sketch(grey, 256, fill=0.8)     # cropped, centred, 1 px black lines on white
+    inside = filled_outline(sketch)                    # the region the drawing encloses
+
+A user's drawing may be grey or colour, with or without alpha, dark lines on light or
+light on dark, of any size; `normalize_sketch` crops it to the drawing, centres it,
+scales its longer side to `fill` of the image and thins its lines to one pixel, like
+the sketches of the dataset (sdfjax.render.edges).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.ndimage
+from PIL import Image, UnidentifiedImageError
+from skimage import measure, morphology
+
+from sdfjax import errors
+
+
+def load_image(path: str) -> np.ndarray:
+    """Any image file as float greyscale (H, W) in [0, 1], transparency composited on white.
+
+    Raises errors.DataError naming the file when it is missing or not an image.
+    """
+    if not os.path.isfile(path):
+        raise errors.DataError(f"{path}: no such sketch file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgba = im.convert("RGBA")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    grey = Image.alpha_composite(background, rgba).convert("L")
+    return np.asarray(grey, np.float32) / 255.0
+
+
+def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name: str = "sketch") -> np.ndarray:
+    """A drawing (H, W) in [0, 1] -> a dataset-like sketch (resolution, resolution) uint8, black lines on white.
+
+    The background level is the image's median; lines are what differs from it by more
+    than half the largest difference. Raises errors.DataError when nothing does (blank).
+    """
+    grey = np.asarray(grey, np.float32)
+    if grey.ndim != 2 or min(grey.shape) < 2:
+        raise errors.DataError(f"{name}: expected a 2-D image, got shape {grey.shape}")
+    ink = np.abs(grey - np.median(grey))  # either polarity: lines differ from the background
+    contrast = float(ink.max())
+    if contrast < 0.1:
+        raise errors.DataError(f"{name}: the image is blank (contrast {contrast:.3f}); draw dark lines on light "
+                               "or light lines on dark")
+    lines = ink > 0.5 * contrast
+    if lines.mean() > 1 / 3:  # a photo or a filled picture, not lines
+        raise errors.DataError(f"{name}: {lines.mean():.0%} of the image is lines; expected a line drawing")
+    rows, cols = np.nonzero(lines)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    side = int(np.ceil(max(bottom - top, right - left) / fill))
+    square = np.zeros((side, side), np.float32)
+    oy, ox = (side - (bottom - top)) // 2, (side - (right - left)) // 2
+    square[oy:oy + bottom - top, ox:ox + right - left] = ink[top:bottom, left:right] / contrast
+    factor = max(1, side // resolution)  # max-pool after resizing keeps thin lines when shrinking a lot
+    resized = np.asarray(Image.fromarray(square).resize((resolution * factor,) * 2, Image.Resampling.BILINEAR))
+    pooled = measure.block_reduce(resized, (factor, factor), np.max)
+    thin = morphology.skeletonize(pooled > 0.3)
+    return np.where(thin, 0, 255).astype(np.uint8)
+
+
+def filled_outline(sketch: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the region a black-on-white sketch encloses (its lines closed by one pixel, then filled)."""
+    lines = np.asarray(sketch) < 128
+    closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
+    return scipy.ndimage.binary_fill_holes(closed)

@@ -1,0 +1,65 @@
+"""What a training run logs for people: metrics.jsonl, TensorBoard events and loss.png."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tensorboardX import SummaryWriter
+
+
+class MetricsLog:
+    """One record per period into `<workdir>/metrics.jsonl` and TensorBoard (process 0 only)."""
+
+    def __init__(self, workdir: str, enabled: bool):
+        self.enabled = enabled
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.writer = SummaryWriter(workdir) if enabled else None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k not in ("epoch", "step") and isinstance(v, (int, float)):
+                self.writer.add_scalar(f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The records of `<workdir>/metrics.jsonl` by step; a resumed run's rewrite of a step wins."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    latest = {}  # a resumed run rewrites steps after its checkpoint: keep the last of each
+    for r in records:
+        latest[r["step"]] = r
+    return [latest[e] for e in sorted(latest)]
+
+
+def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoch") -> str:
+    """workdir/loss.png: the metrics.jsonl columns of `series` ({key: label}) against `x`, log scale."""
+    import matplotlib  # deferred: a plotting backend is only needed at the end of a run
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(workdir)
+    path = os.path.join(workdir, "loss.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (series or {"loss": "loss", "sdf_loss": "clamped L1"}).items():
+        ax.plot([r[x] for r in records], [r[key] for r in records], label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_title(os.path.basename(os.path.normpath(workdir)))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
