@@ -85,10 +85,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.fit.samples_per_step = 8000
     config.fit.code_reg_weight = 1e-4
     config.fit.shapes_per_batch = 16  # shapes optimised by one vmapped step
-    # Shape completion (DeepSDF Sec. 6.3): fit to what one depth camera sees.
+    # Shape completion (DeepSDF Sec. 6.3): fit to what one depth camera sees (sdfjax.fit.partial):
+    # its hit points (sdf = 0) and free space in front of them (0 <= sdf <= distance to the seen surface).
     config.fit.partial = False
-    config.fit.partial_azimuth = 30.0  # degrees, view direction of the observing camera
+    config.fit.partial_azimuth = 30.0  # degrees, position of the depth camera (config.render's distance, focal)
     config.fit.partial_elevation = 20.0
+    config.fit.partial_resolution = 128  # depth image pixels per side
     config.fit.save_mesh = True
     config.fit.metrics = True
     config.fit.emd_points = 4096
@@ -218,6 +220,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.fit.lr_decay_at = 20
         config.fit.samples_per_step = 512
         config.fit.emd_points = 256
+        config.fit.partial_resolution = 48
         config.mesh.resolution = 32
         config.mesh.chunk = 8192
         config.traverse.steps = 3

@@ -1,65 +1,90 @@
-"""Partial observations for shape completion (DeepSDF Sec. 6.3).
+"""What one depth camera tells about a shape, for shape completion (DeepSDF Sec. 6.3).
 
-DeepSDF completes shapes from one depth view: it fits the latent code to SDF samples
-along the rays of a depth camera only, i.e. free space in front of the visible surface
-and a thin band around it, never the back of the shape. The released code has no such
-step; this module makes that observation from a shape's preprocessed samples:
+DeepSDF completes a shape from one depth image: the latent code is fitted to SDF
+observations taken along the camera's rays only. A depth map proves two things and
+nothing more, so those are the only observations made here:
 
-    observed = partial_observation(sdf_samples, surface_points, camera.direction_from_angles(30, 20))
+  * each hit pixel's 3-D point lies on the surface:            sdf = 0;
+  * every point of a ray in front of its first hit (or of a ray
+    that hits nothing) is outside the shape, and no farther
+    from the surface than the nearest observed surface point:  0 <= sdf <= min_j |x - s_j|.
 
-The camera is orthographic, looking along -d (d points from the object to the camera).
-The visible surface is a z-buffer of the surface samples on a grid over the image
-plane; a sample is observed when its pixel sees the object and it lies in front of
-the visible surface or at most `band` behind it, or when its pixel sees background
-(the whole ray is free space).
+Nothing behind the visible surface is observed, and a free-space point's distance to
+hidden parts (which the camera cannot know) is never used. The observations are
+(N, 5) rows x, y, z, lo, hi for `sdfjax.train.losses.sdf_interval_loss`:
+
+    observed = depth_observations(mesh.vertices, mesh.faces, camera, rng)
+
+The camera is one of sdfjax.render.camera's pinhole cameras; the depth map is a ray cast
+of the shape's normalised mesh (sdfjax.render.mesh_caster), as a depth sensor would see it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.ndimage
+import scipy.spatial
+
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import mesh_caster
 
 
+def _sphere_span(origins: np.ndarray, directions: np.ndarray, radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ray parameters (t_in, t_out) of each ray's chord through the sphere |x| <= radius (t_in = t_out: misses)."""
+    b = np.sum(origins * directions, axis=1)
+    c = np.sum(origins**2, axis=1) - radius**2
+    disc = np.maximum(b**2 - c, 0.0)
+    root = np.sqrt(disc)
+    return np.maximum(-b - root, 0.0), np.maximum(-b + root, 0.0)
 
-def _image_basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    helper = np.array([0.0, 1.0, 0.0]) if abs(d[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    u = np.cross(helper, d)
-    u /= np.linalg.norm(u)
-    return u, np.cross(d, u)
 
-
-def partial_observation(sdf_samples: np.ndarray, surface_points: np.ndarray, direction: np.ndarray,
-                        resolution: int = 96, band: float = 0.025) -> np.ndarray:
-    """The rows of `sdf_samples` (N, 4) a depth camera looking along -`direction` observes.
+def depth_observations(vertices: np.ndarray, faces: np.ndarray, camera: camera_lib.Camera,
+                       rng: np.random.Generator, free_per_ray: int = 2, near_per_ray: int = 2,
+                       near_std: float = 0.025) -> np.ndarray:
+    """SDF observations (N, 5) of one depth view of a mesh in the normalised frame (module docstring).
 
     Args:
-      sdf_samples: (N, 4) x, y, z, sdf in the normalised frame.
-      surface_points: (M, 3+) points on the surface (the dataset's surface_samples).
-      direction: unit vector from the object towards the camera.
-      resolution: pixels per side of the depth image over [-1, 1]^2.
-      band: how far behind the visible surface samples are still observed (normalised units).
+      vertices, faces: the shape's normalised mesh (the unit-sphere frame of the dataset).
+      camera: the depth camera.
+      rng: draws the free-space points.
+      free_per_ray: points per ray uniform on its free segment inside the unit sphere.
+      near_per_ray: points per hit ray just in front of the hit, at |N(0, near_std^2)| along the ray.
+
+    Returns rows x, y, z, lo, hi: hit points (lo = hi = 0) first, then free-space points (lo = 0).
     """
-    d = np.asarray(direction, np.float64)
-    d = d / np.linalg.norm(d)
-    u, v = _image_basis(d)
+    cast = mesh_caster.cast_mesh(vertices, faces, camera)
+    origins, directions = (a.astype(np.float64) for a in camera.rays())
+    hit = cast["hit"]
+    t_in, t_out = _sphere_span(origins, directions)
+    t_end = np.where(hit, np.minimum(cast["depth"], t_out), t_out)
+    seen = t_end > t_in  # rays that cross the unit sphere before their hit
+    surface = origins[hit] + cast["depth"][hit, None] * directions[hit]
 
-    def pixels(points):
-        ij = np.floor((np.stack([points @ u, points @ v], -1) + 1) / 2 * resolution).astype(np.int64)
-        return np.clip(ij, 0, resolution - 1)
+    starts, ends = t_in[seen], t_end[seen]
+    uniform = starts[:, None] + rng.uniform(size=(len(starts), free_per_ray)) * (ends - starts)[:, None]
+    rays = np.repeat(np.flatnonzero(seen), free_per_ray)
+    t_free = [uniform.reshape(-1)]
+    if near_per_ray and hit.any():
+        near = np.flatnonzero(hit & seen)
+        gap = np.abs(rng.normal(0.0, near_std, (len(near), near_per_ray)))
+        t_near = np.maximum(t_end[near, None] - gap, t_in[near, None])
+        rays = np.concatenate([rays, np.repeat(near, near_per_ray)])
+        t_free.append(t_near.reshape(-1))
+    t_free = np.concatenate(t_free)
+    keep = t_free < t_end[rays] - 1e-6  # strictly in front of the surface
+    free = origins[rays[keep]] + t_free[keep, None] * directions[rays[keep]]
 
-    surface = np.asarray(surface_points[:, :3], np.float64)
-    depth = np.full((resolution, resolution), -np.inf)  # larger = nearer the camera
-    ij = pixels(surface)
-    np.maximum.at(depth, (ij[:, 0], ij[:, 1]), surface @ d)
-    seen = np.isfinite(depth)
-    # Close pinholes between splatted points so they do not read as background.
-    closed = scipy.ndimage.binary_closing(seen, iterations=2, border_value=0) | seen
-    # A pixel may hold only points of a back surface (no front point fell in it): the
-    # nearest depth of its 3x3 neighbourhood stands for it, which errs towards observing less.
-    depth = scipy.ndimage.grey_dilation(depth, size=3)
-    xyz = np.asarray(sdf_samples[:, :3], np.float64)
-    ij = pixels(xyz)
-    background = ~closed[ij[:, 0], ij[:, 1]]
-    surface_depth = depth[ij[:, 0], ij[:, 1]]  # -inf in a closed pinhole: nothing observed there
-    observed = background | (np.isfinite(surface_depth) & (xyz @ d >= surface_depth - band))
-    return sdf_samples[observed]
+    if len(surface):
+        upper, _ = scipy.spatial.cKDTree(surface).query(free)
+    else:  # nothing seen: free space is only known to be outside
+        upper = np.full(len(free), np.inf)
+    rows_surface = np.concatenate([surface, np.zeros((len(surface), 2))], axis=1)
+    rows_free = np.concatenate([free, np.zeros((len(free), 1)), upper[:, None]], axis=1)
+    return np.concatenate([rows_surface, rows_free]).astype(np.float32)
+
+
+def partial_camera(config) -> camera_lib.Camera:
+    """The depth camera of `config.fit`: partial_azimuth / partial_elevation at config.render's distance and focal."""
+    fc, rc = config.fit, config.render
+    resolution = int(fc.partial_resolution)
+    return camera_lib.Camera(float(fc.partial_azimuth), float(fc.partial_elevation), float(rc.distance),
+                             float(rc.focal) * resolution / float(rc.resolution), resolution, resolution)

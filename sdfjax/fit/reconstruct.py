@@ -4,7 +4,8 @@
 
 reads the latest checkpoint of `workdir` (sdfjax.trained), the shapes of
 `config.fit.split` (or the `config.fit.obj_ids` among them), fits their latent codes
-(sdfjax.fit.sdf_fit; from one depth view with `config.fit.partial`, sdfjax.fit.partial),
+(sdfjax.fit.sdf_fit; with `config.fit.partial`, from one depth view of the shape:
+sdfjax.fit.partial),
 and writes `workdir/fit/<timestamp>/`:
 
     metrics.csv        obj_id, chamfer (x1000, original frame), emd, fscore@0.01, fscore@0.02,
@@ -22,17 +23,18 @@ from __future__ import annotations
 import math
 import os
 import sys
+import zlib
 
 import jax
 import numpy as np
+import trimesh
 from tqdm import tqdm
 
-from sdfjax import io, trained as trained_lib
+from sdfjax import errors, io, trained as trained_lib
 from sdfjax.data import layout, tfds_builder
 from sdfjax.fit import partial, reports, scoring, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import initial_latents
-from sdfjax.render import camera as camera_lib
 
 
 def select_shapes(config, split: str, obj_ids: str = "") -> tuple[list[int], list[str]]:
@@ -57,6 +59,22 @@ def load_examples(config) -> tuple[list[str], list[dict]]:
     return obj_ids, [source[i] for i in indices]
 
 
+def normalized_mesh_path(config, obj_id: str) -> str:
+    """The shape's normalised mesh (what a depth camera sees in completion); DataError when it is missing."""
+    path = os.path.join(layout.shape_dir(config.data.root, obj_id), layout.NORMALIZED_MESH)
+    if not os.path.isfile(path):
+        raise errors.DataError(f"{path}: not found; shape completion (config.fit.partial) ray-casts the normalised "
+                               "mesh that python -m data_gen.preprocess writes")
+    return path
+
+
+def depth_view(config, mesh_path: str) -> np.ndarray:
+    """SDF observations (N, 5) of one depth view (config.fit.partial_*) of the mesh at `mesh_path`."""
+    mesh = trimesh.load(mesh_path, force="mesh", process=False)
+    rng = np.random.default_rng([config.seed, zlib.crc32(mesh_path.encode())])
+    return partial.depth_observations(mesh.vertices, mesh.faces, partial.partial_camera(config), rng)
+
+
 def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None = None) -> dict:
     """Fits, meshes and scores the shapes `config.fit` selects; returns a summary.
 
@@ -79,9 +97,9 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
                               fc.init_std, prior_rows)
     settings = sdf_fit.FitSettings.from_config(config)
     folded = fold_decoder(trained.decoder, trained.params)
+    mesh_paths = [normalized_mesh_path(config, o) for o in obj_ids] if fc.partial else None
 
     out_dir = io.run_dir(workdir, "fit", out_dir)
-    direction = camera_lib.direction_from_angles(fc.partial_azimuth, fc.partial_elevation)
     batch = max(1, fc.shapes_per_batch)
     num_batches = math.ceil(len(obj_ids) / batch)
     bar = tqdm(total=num_batches * settings.num_iterations, desc="fit", unit="step", disable=not progress,
@@ -93,8 +111,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
             batch_examples = [source[i] for i in indices[part]]
             samples = [e["sdf_samples"] for e in batch_examples]
             if fc.partial:
-                samples = [partial.partial_observation(s, e["surface_samples"], direction)
-                           for s, e in zip(samples, batch_examples)]
+                samples = [depth_view(config, path) for path in mesh_paths[part]]
             done = b * settings.num_iterations
             result = sdf_fit.fit_latents(folded, sdf_fit.ShapeSamples.from_list(samples), initial[part], settings,
                                          jax.random.fold_in(jax.random.key(config.seed), b),

@@ -27,7 +27,7 @@ import optax
 from sdfjax import parallel
 from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
-from sdfjax.train.losses import sdf_loss
+from sdfjax.train.losses import sdf_interval_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,28 +57,34 @@ class FitSettings:
 
 @dataclasses.dataclass
 class ShapeSamples:
-    """Padded SDF samples of S shapes, positives first: rows [0, num_positive) have sdf > 0.
+    """Padded SDF observations of S shapes, positives first: rows [0, num_positive) have hi > 0.
 
-    xyz_sdf (S, N_max, 4) float32; num_positive (S,) and num_samples (S,) int32.
+    xyz_bounds (S, N_max, 5) float32: x, y, z and the interval [lo, hi] the shape's SDF is
+    known to lie in at that point: lo = hi = sdf for an exact sample (DeepSDF's samples),
+    0 <= sdf <= hi for free space seen by a depth camera (sdfjax.fit.partial).
+    num_positive (S,) and num_samples (S,) int32.
     """
 
-    xyz_sdf: np.ndarray
+    xyz_bounds: np.ndarray
     num_positive: np.ndarray
     num_samples: np.ndarray
 
     @classmethod
     def from_list(cls, samples: Sequence[np.ndarray]) -> "ShapeSamples":
+        """From per-shape (N, 4) exact samples (x, y, z, sdf) or (N, 5) bounded ones (x, y, z, lo, hi)."""
         if not samples:
             raise ValueError("no shapes to fit")
         n_max = max(len(s) for s in samples)
-        out = np.zeros((len(samples), n_max, 4), np.float32)
+        out = np.zeros((len(samples), n_max, 5), np.float32)
         num_positive = np.zeros(len(samples), np.int32)
         for i, s in enumerate(samples):
             if len(s) == 0:
                 raise ValueError(f"shape {i} has no SDF samples")
-            order = np.argsort(s[:, 3] <= 0, kind="stable")
+            if s.shape[1] == 4:
+                s = np.concatenate([s, s[:, 3:4]], axis=1)
+            order = np.argsort(s[:, 4] <= 0, kind="stable")
             out[i, :len(s)] = s[order]
-            num_positive[i] = int(np.sum(s[:, 3] > 0))
+            num_positive[i] = int(np.sum(s[:, 4] > 0))
         return cls(out, num_positive, np.asarray([len(s) for s in samples], np.int32))
 
     def pad_to(self, count: int) -> "ShapeSamples":
@@ -87,10 +93,10 @@ class ShapeSamples:
         if extra <= 0:
             return self
         rep = lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])  # noqa: E731
-        return ShapeSamples(rep(self.xyz_sdf), rep(self.num_positive), rep(self.num_samples))
+        return ShapeSamples(rep(self.xyz_bounds), rep(self.num_positive), rep(self.num_samples))
 
 
-def draw_samples(key: jax.Array, xyz_sdf: jax.Array, num_positive: jax.Array, num_samples: jax.Array,
+def draw_samples(key: jax.Array, xyz_bounds: jax.Array, num_positive: jax.Array, num_samples: jax.Array,
                  count: int) -> jax.Array:
     """`count` samples of one shape, half positive and half negative (DeepSDF), with replacement.
 
@@ -103,13 +109,13 @@ def draw_samples(key: jax.Array, xyz_sdf: jax.Array, num_positive: jax.Array, nu
     k1, k2 = jax.random.split(key)
     pos = jax.random.randint(k1, (half,), 0, pos_hi)
     neg = jax.random.randint(k2, (count - half,), neg_lo, num_samples)
-    return xyz_sdf[jnp.concatenate([pos, neg])]
+    return xyz_bounds[jnp.concatenate([pos, neg])]
 
 
 def _shape_loss(folded, z, points, settings: FitSettings):
     pred = folded_sdf(folded, latent_biases(folded, z[None]), points[None, :, :3],
                       settings.fourier_frequencies)[0]
-    data = sdf_loss(pred, points[:, 3], settings.clamp_distance)
+    data = sdf_interval_loss(pred, points[:, 3], points[:, 4], settings.clamp_distance)
     return data + settings.code_reg_weight * jnp.mean(z**2), data
 
 
@@ -122,15 +128,15 @@ def make_fit_step(settings: FitSettings):
     restarts_step = latent_step(lambda z, folded, points: _shape_loss(folded, z, points, settings),
                                 settings.optimizer(), in_axes=(None, None))
 
-    def one_shape(folded, z, opt, xyz_sdf, num_positive, num_samples, key):
-        points = draw_samples(key, xyz_sdf, num_positive, num_samples, settings.samples_per_step)
+    def one_shape(folded, z, opt, xyz_bounds, num_positive, num_samples, key):
+        points = draw_samples(key, xyz_bounds, num_positive, num_samples, settings.samples_per_step)
         z, opt, loss, _ = restarts_step(z, opt, folded, points)
         return z, opt, loss
 
     def step(folded, state, samples, key):
-        keys = jax.random.split(jax.random.fold_in(key, state["step"]), samples["xyz_sdf"].shape[0])
+        keys = jax.random.split(jax.random.fold_in(key, state["step"]), samples["xyz_bounds"].shape[0])
         z, opt, loss = jax.vmap(one_shape, in_axes=(None, 0, 0, 0, 0, 0, 0))(
-            folded, state["z"], state["opt"], samples["xyz_sdf"], samples["num_positive"],
+            folded, state["z"], state["opt"], samples["xyz_bounds"], samples["num_positive"],
             samples["num_samples"], keys)
         return {"z": z, "opt": opt, "step": state["step"] + 1}, loss
 
@@ -145,12 +151,12 @@ def init_fit_state(settings: FitSettings, initial: jax.Array) -> dict:
 
 def final_losses(folded, z: jax.Array, samples: dict, settings: FitSettings, key: jax.Array) -> jax.Array:
     """Fitting loss (S, K) of each restart on one fixed draw of each shape's samples."""
-    def one_shape(z, xyz_sdf, num_positive, num_samples, key):
-        points = draw_samples(key, xyz_sdf, num_positive, num_samples, settings.samples_per_step)
+    def one_shape(z, xyz_bounds, num_positive, num_samples, key):
+        points = draw_samples(key, xyz_bounds, num_positive, num_samples, settings.samples_per_step)
         return jax.vmap(lambda zk: _shape_loss(folded, zk, points, settings)[0])(z)
 
     keys = jax.random.split(key, z.shape[0])
-    return jax.vmap(one_shape)(z, samples["xyz_sdf"], samples["num_positive"], samples["num_samples"], keys)
+    return jax.vmap(one_shape)(z, samples["xyz_bounds"], samples["num_positive"], samples["num_samples"], keys)
 
 
 @dataclasses.dataclass
@@ -169,7 +175,7 @@ def _compiled(settings: FitSettings, mesh):
     abstract = jax.eval_shape(init_fn, jax.ShapeDtypeStruct((mesh.size, 1, 1), jnp.float32))
     state_sharding = jax.tree.map(lambda _: sharded, abstract)
     state_sharding["step"] = replicated
-    data_sharding = {"xyz_sdf": sharded, "num_positive": sharded, "num_samples": sharded}
+    data_sharding = {"xyz_bounds": sharded, "num_positive": sharded, "num_samples": sharded}
     init = jax.jit(init_fn, out_shardings=state_sharding)
     step = jax.jit(make_fit_step(settings), donate_argnums=1,
                    in_shardings=(replicated, state_sharding, data_sharding, replicated),
@@ -192,7 +198,7 @@ def fit_latents(folded: dict, samples: ShapeSamples, initial: np.ndarray, settin
     samples = samples.pad_to(padded)
     initial = np.concatenate([initial, np.repeat(initial[-1:], padded - num_shapes, axis=0)])
     sharded, replicated = parallel.data_sharded(mesh), parallel.replicated(mesh)
-    data = {k: jax.device_put(getattr(samples, k), sharded) for k in ("xyz_sdf", "num_positive", "num_samples")}
+    data = {k: jax.device_put(getattr(samples, k), sharded) for k in ("xyz_bounds", "num_positive", "num_samples")}
     folded = jax.device_put(folded, replicated)
     init, step, evaluate = _compiled(dataclasses.replace(settings, num_iterations=0), mesh)
     state = init(jax.device_put(jnp.asarray(initial, jnp.float32), sharded))

@@ -1,10 +1,11 @@
 """Losses of training and fitting, as pure functions of arrays.
 
-  sdf_loss      DeepSDF's clamped L1 (Park et al. 2019, Eq. 9), with Curriculum DeepSDF's
-                tolerance and hard-sample weight (Duan et al. 2020, Eq. 4-5); used by
-                training and by latent fitting alike.
-  triplet_loss  batch-hard and batch-all triplet losses (Hermans et al. 2017) of the
-                Siamese encoder.
+  sdf_loss           DeepSDF's clamped L1 (Park et al. 2019, Eq. 9), with Curriculum DeepSDF's
+                     tolerance and hard-sample weight (Duan et al. 2020, Eq. 4-5) (training).
+  sdf_interval_loss  the clamped L1 to an interval of possible SDF values; equal to sdf_loss
+                     for exact samples (latent fitting, shape completion from a depth view).
+  triplet_loss       batch-hard and batch-all triplet losses (Hermans et al. 2017) of the
+                     Siamese encoder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ def sdf_loss(pred: jax.Array, sdf: jax.Array, delta: float, eps=0.0, gamma=0.0) 
     error = jnp.maximum(jnp.abs(pred_c - sdf_c) - eps, 0.0)
     weight = 1.0 + gamma * jnp.sign(sdf) * jnp.sign(sdf - pred)
     return jnp.mean(weight * error)
+
+
+def sdf_interval_loss(pred: jax.Array, lo: jax.Array, hi: jax.Array, delta: float) -> jax.Array:
+    """Mean clamped distance of f to the interval [lo, hi] its true SDF is known to lie in.
+
+    With c = clamp(., +-delta): mean relu(c(lo) - c(f)) + relu(c(f) - c(hi)). An exact
+    sample (lo = hi = s) costs |c(f) - c(s)|, DeepSDF's clamped L1 (Eq. 9); a free-space
+    point seen by a depth camera (0 <= sdf <= hi) costs only where f is negative or
+    beyond what the observed surface allows.
+    """
+    pred_c, lo_c, hi_c = (jnp.clip(a, -delta, delta) for a in (pred, lo, hi))
+    return jnp.mean(jax.nn.relu(lo_c - pred_c) + jax.nn.relu(pred_c - hi_c))
 
 
 def pairwise_distances(embeddings: jax.Array) -> jax.Array:
