@@ -3,14 +3,17 @@
 A checkpoint holds the state pytree (model parameters, optimiser state, step) and a
 JSON item `meta` (what the trainer needs to describe its run: obj_ids, config), so a
 checkpoint is self-describing. Restoring uses an abstract state that carries the
-target shardings, so a run resumes on any device mesh; `restore_as_saved` needs no
-abstract state at all (it reads the tree's structure from the checkpoint), so code
-that only uses a trained model never has to rebuild the trainer's optimiser.
+target shardings, so a run resumes on any device mesh; `restore_good` can also do
+without one (it reads the tree's structure from the checkpoint), so code that only
+uses a trained model never has to rebuild the trainer's optimiser, and it falls back
+to the previous checkpoint when the latest cannot be read.
 """
 
 from __future__ import annotations
 
 import os
+import time
+import warnings
 
 import jax
 import orbax.checkpoint as ocp
@@ -50,13 +53,14 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
     return restored["state"], restored["meta"]
 
 
+class CheckpointFallbackWarning(UserWarning):
+    """The latest checkpoint could not be read; an earlier one was used (the message names both)."""
+
+
 def read_meta(workdir: str) -> dict | None:
-    """The `meta` item of the latest checkpoint, or None when there is none."""
-    mngr = manager(workdir)
-    step = mngr.latest_step()
-    if step is None:
-        return None
-    return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    """The `meta` item of the latest readable checkpoint, or None when there is none."""
+    restored = restore_good(workdir, meta_only=True)
+    return None if restored is None else restored[1]
 
 
 def read_state(workdir: str, step: int | None = None):
@@ -66,19 +70,56 @@ def read_state(workdir: str, step: int | None = None):
     return mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
 
 
-def restore_as_saved(workdir: str, sharding: jax.sharding.Sharding, step: int | None = None):
-    """(state, meta, step) of `step` (default: latest), every array placed with `sharding`.
+def set_aside_after(workdir: str, step: int) -> list[str]:
+    """Moves the checkpoints later than `step` (ones that could not be read) to `<workdir>/checkpoints_unreadable/`.
 
-    The tree's structure, shapes and dtypes come from the checkpoint's own metadata
-    (optimiser states come back as plain dicts and lists). Returns None when the
-    workdir holds no checkpoint.
+    A run resumed from `step` saves those steps again; the unreadable copies are kept
+    for inspection rather than deleted. Returns the folders they went to.
+    """
+    moved = []
+    for later in sorted(s for s in manager(workdir).all_steps() if s > step):
+        target = os.path.join(os.path.abspath(workdir), "checkpoints_unreadable", f"{later}-{time.time_ns()}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(checkpoint_dir(workdir), str(later)), target)
+        moved.append(target)
+    return moved
+
+
+def _abstract_as_saved(workdir: str, step: int, sharding: jax.sharding.Sharding):
+    """The saved state tree of `step` as ShapeDtypeStructs placed with `sharding` (from its metadata)."""
+    metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                        metadata.item_metadata.tree)
+
+
+def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Sharding | None = None,
+                 meta_only: bool = False):
+    """(state, meta, step) of the latest checkpoint that reads back, or None when there is none.
+
+    The state is placed by `abstract_state`'s shardings, or, without one, with the tree
+    structure, shapes and dtypes the checkpoint's metadata gives, every array placed with
+    `sharding` (optimiser states then come back as plain dicts and lists). `meta_only`
+    restores only the meta item (state None). A checkpoint that fails to read (a file cut
+    short, a disk error) is skipped for the one before it, with a CheckpointFallbackWarning
+    naming both; ValueError when none reads.
     """
     mngr = manager(workdir)
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-        return None
-    metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-                            metadata.item_metadata.tree)
-    state, meta = restore(mngr, abstract, step)
-    return state, meta, step
+    steps = sorted(mngr.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+        try:
+            if meta_only:
+                state, meta = None, mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            else:
+                abstract = abstract_state if abstract_state is not None else _abstract_as_saved(workdir, step, sharding)
+                state, meta = restore(mngr, abstract, step)
+        except Exception as e:  # noqa: BLE001 (any read error: fall back to an earlier step)
+            failures.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
+            continue
+        if failures:
+            warnings.warn(f"{checkpoint_dir(workdir)}: checkpoint {', '.join(failures)} cannot be read; "
+                          f"using step {step}", CheckpointFallbackWarning, stacklevel=2)
+        return state, meta, step
+    if failures:
+        raise ValueError(f"{checkpoint_dir(workdir)}: no checkpoint can be read: {'; '.join(failures)}")
+    return None

@@ -32,7 +32,7 @@ class TrainedModel:
 
     decoder: decoder_lib.Decoder  # built from the caller's config.model
     params: dict  # the decoder's Flax parameters
-    latents: np.ndarray  # (T, L): trained codes, row = label of a train shape
+    latents: np.ndarray  # (T, L): the trained codes of the T train shapes that were trained, in label order
     obj_ids: list[str]  # train obj_id of each row
     step: int
 
@@ -64,8 +64,8 @@ def check_siamese_matches(meta: dict, siamese_config) -> None:
 
 
 def _restore_replicated(workdir: str):
-    """(state, meta, step) of the latest checkpoint, replicated on this process's devices, or None."""
-    return checkpoint.restore_as_saved(workdir, parallel.replicated(parallel.make_mesh()))
+    """(state, meta, step) of the latest readable checkpoint, replicated on this process's devices, or None."""
+    return checkpoint.restore_good(workdir, sharding=parallel.replicated(parallel.make_mesh()))
 
 
 def load_trained(config, workdir: str) -> TrainedModel:
@@ -75,17 +75,19 @@ def load_trained(config, workdir: str) -> TrainedModel:
     not match `config.model`; the caller's `config.model.compute_dtype` is kept, since
     parameters are stored in float32 either way.
     """
-    meta = checkpoint.read_meta(workdir)
-    if meta is None:
+    restored = _restore_replicated(workdir)
+    if restored is None:
         raise ValueError(f"{checkpoint.checkpoint_dir(workdir)}: no checkpoint; train first with "
                          f"python -m sdfjax.launch.train --workdir={workdir}")
+    state, meta, step = restored
     check_decoder_matches(meta, config)
-    state, meta, step = _restore_replicated(workdir)
-    obj_ids = list(meta["obj_ids"])
-    latents = np.asarray(jax.device_get(state["params"]["latents"]))[:len(obj_ids)]
+    # A train shape whose preprocessing failed keeps its label, so its row of the table was
+    # never trained: rows without an obj_id are left out (of the mean latent too).
+    rows = [i for i, obj_id in enumerate(meta["obj_ids"]) if obj_id]
+    table = np.asarray(jax.device_get(state["params"]["latents"]))
     return TrainedModel(decoder=decoder_lib.from_config(config.model),
-                        params=jax.device_get(state["params"]["decoder"]), latents=latents, obj_ids=obj_ids,
-                        step=step)
+                        params=jax.device_get(state["params"]["decoder"]), latents=table[rows],
+                        obj_ids=[meta["obj_ids"][i] for i in rows], step=step)
 
 
 def siamese_dir(workdir: str) -> str:
@@ -112,8 +114,8 @@ def load_siamese(workdir: str) -> tuple[siamese_lib.Siamese, dict, dict]:
 def resolve_latent(spec: str, trained: TrainedModel) -> np.ndarray:
     """The latent code a command-line spec names.
 
-    `mean` (the mean trained latent), a trained latent row (`3`), a train obj_id, or a
-    fitted latent `<path>/latents.npz:<obj_id>` (what sdfjax.launch.fit writes).
+    `mean` (the mean trained latent), a row of `trained.latents` (`3`: the fourth train
+    shape in label order), a train obj_id, or a fitted latent `<path>/latents.npz:<obj_id>` (what sdfjax.launch.fit writes).
     """
     spec = str(spec).strip()
     if spec == "mean":

@@ -99,6 +99,43 @@ def test_bad_shape_is_listed_and_loses_nothing(tiny_dataset):
         np.load(os.path.join(layout.shape_dir(root, victim), layout.SDF_SAMPLES)), good_sdf)
 
 
+def crash_on_chair_1(root, obj_id, **kwargs):
+    """preprocess_shape, except that the worker doing chair_000_0001 dies as a killed process would."""
+    if obj_id == "chair_000_0001":
+        os._exit(9)
+    return preprocess.preprocess_shape(root, obj_id, **kwargs)
+
+
+def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    config.data.num_workers = 2
+    results = preprocess.preprocess_dataset(config, stages=("normalize", "sdf", "surface", "tfds"), progress=False,
+                                            shape_fn=crash_on_chair_1)
+    assert {r.obj_id: r.status for r in results} == {
+        "chair_000_0000": "done", "chair_000_0001": "failed", "chair_000_0002": "done", "chair_000_0003": "done"}
+    with open(os.path.join(root, "failures.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["obj_id"] for r in rows] == ["chair_000_0001"] and "worker process died" in rows[0]["reason"]
+    assert tfds_builder.split_index(config, "train")[0] == ["chair_000_0000"]
+
+
+def test_a_corrupt_preprocessed_file_is_listed_and_the_other_shapes_are_packed(tiny_dataset):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    preprocess.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
+    path = os.path.join(layout.shape_dir(root, "chair_000_0002"), layout.SDF_SAMPLES)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)  # a copy cut short
+    results = preprocess.preprocess_dataset(config, stages=("tfds",), progress=False)
+    assert [r.status for r in results] == ["skipped", "skipped", "failed", "skipped"]
+    with open(os.path.join(root, "failures.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["obj_id"], r["stages"]) for r in rows] == [("chair_000_0002", "tfds")]
+    assert "sdf_samples.npy" in rows[0]["reason"] or "unreadable" in rows[0]["reason"]
+    assert tfds_builder.split_index(config, "train")[0] == ["chair_000_0000", "chair_000_0001"]
+    with pytest.raises(errors.DataError, match="split 'val' has no preprocessed shapes"):
+        tfds_builder.data_source(config, "val")
+
+
 def test_cli_exits_nonzero_only_when_every_shape_fails(tiny_dataset):
     root = tiny_dataset.data.root
     args = ["--config=configs/chair16.py:smoke", f"--config.data.root={root}", "--skip=surface,tfds"]

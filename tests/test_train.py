@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sdfjax import checkpoint
-from sdfjax.data import preprocess
+from sdfjax import checkpoint, trained
+from sdfjax.data import layout, preprocess
 from sdfjax.train import deepsdf, logs, losses, loop, step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +72,48 @@ def test_decoder_mismatch_and_divergence_are_clear(smoke_data, tmp_path):
     with pytest.raises(loop.TrainingDiverged, match=r"at step \d+ .*last good checkpoint is step"):
         deepsdf.train(diverging, str(tmp_path / "run"), progress=False)
     assert checkpoint.manager(str(tmp_path / "run")).latest_step() == logs.read_metrics(str(tmp_path / "run"))[1]["step"]
+
+
+def test_a_train_shape_that_failed_preprocessing_has_no_latent_in_the_trained_model(tiny_dataset, tmp_path):
+    config = tiny_dataset
+    with open(os.path.join(layout.shape_dir(config.data.root, "chair_000_0000"), layout.MESH), "w") as f:
+        f.write("not a mesh\n")
+    results = preprocess.preprocess_dataset(config, progress=False)
+    assert [r.status for r in results] == ["failed", "done", "done", "done"]
+    config.train.num_epochs = 2
+    deepsdf.train(config, str(tmp_path / "run"), progress=False)
+    table = np.asarray(checkpoint.read_state(str(tmp_path / "run"))["params"]["latents"])
+    assert len(table) == 2  # row 0 (label of the failed shape) exists but was never trained
+    model = trained.load_trained(config, str(tmp_path / "run"))
+    assert model.obj_ids == ["chair_000_0001"]
+    np.testing.assert_array_equal(model.latents, table[1:2])
+    np.testing.assert_array_equal(trained.resolve_latent("mean", model), table[1])
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_and_a_cut_metrics_line_is_dropped(smoke_data, tmp_path):
+    config = smoke_data
+    config.train.num_epochs, config.train.checkpoint_every_epochs = 4, 2
+    workdir = str(tmp_path / "run")
+    first = deepsdf.train(config, workdir, progress=False)
+    steps = sorted(checkpoint.manager(workdir).all_steps())
+    assert len(steps) == 2 and steps[-1] == first["step"]
+    for directory, _, files in os.walk(os.path.join(workdir, "checkpoints", str(steps[-1]), "state")):
+        for name in files:
+            with open(os.path.join(directory, name), "r+b") as f:
+                f.write(b"\0garbage" * 8)
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+        f.write('{"epoch": 9, "step": 99, "loss": 0.0')  # killed mid-write
+    with pytest.warns(checkpoint.CheckpointFallbackWarning, match=rf"step {steps[-1]} .*using step {steps[0]}"):
+        model = trained.load_trained(config, workdir)
+    assert model.step == steps[0]
+    config.train.num_epochs = 6
+    with pytest.warns(checkpoint.CheckpointFallbackWarning):
+        resumed = deepsdf.train(config, workdir, progress=False)
+    assert resumed["step"] == 6 * (first["step"] // 4) and np.isfinite(resumed["loss"])
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        lines = f.read().splitlines()
+    assert all(json.loads(line)["step"] != 99 for line in lines)  # every line parses; the cut one is gone
+    assert [r["epoch"] for r in logs.read_metrics(workdir)] == list(range(6))
 
 
 SHARDED = textwrap.dedent("""

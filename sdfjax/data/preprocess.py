@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import functools
 import multiprocessing
 import os
 import sys
@@ -165,9 +166,51 @@ def write_failures(root: str, results: Sequence[ShapeResult]) -> str:
     return path
 
 
+def _run_in_workers(obj_ids: Sequence[str], workers: int, run_one, stages: Sequence[str], bar) -> list[ShapeResult]:
+    """`run_one(obj_id)` for every shape in worker processes; a worker that dies fails only its own shape.
+
+    At most `workers` shapes are in flight, so when a worker dies (killed, out of memory,
+    a crash in native code) and takes the pool down, only those shapes are suspects: each
+    is retried alone, the one whose worker dies again is listed as failed, and a new pool
+    goes on with the rest.
+    """
+    context = multiprocessing.get_context("spawn")  # not fork: the parent may hold JAX or BLAS threads
+    queue, results = list(obj_ids), []
+    while queue:
+        suspects = []
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            in_flight = {}
+            while (queue or in_flight) and not suspects:
+                while queue and len(in_flight) < workers:
+                    obj_id = queue.pop(0)
+                    in_flight[pool.submit(run_one, obj_id)] = obj_id
+                done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    obj_id = in_flight.pop(future)
+                    try:
+                        results.append(future.result())
+                        bar.update()
+                    except concurrent.futures.process.BrokenProcessPool:
+                        suspects.append(obj_id)
+            suspects += in_flight.values()  # the broken pool fails every shape it held
+        for obj_id in suspects:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as alone:
+                try:
+                    results.append(alone.submit(run_one, obj_id).result())
+                except concurrent.futures.process.BrokenProcessPool:
+                    results.append(ShapeResult(obj_id, "failed", tuple(stages),
+                                               "its worker process died (killed, or out of memory)"))
+            bar.update()
+    return results
+
+
 def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bool = False,
-                       obj_ids: Sequence[str] | None = None, progress: bool = True) -> list[ShapeResult]:
+                       obj_ids: Sequence[str] | None = None, progress: bool = True,
+                       shape_fn=None) -> list[ShapeResult]:
     """Preprocesses every shape of `config.data.root` (or `obj_ids`), then packs TFDS.
+
+    `shape_fn` (default `preprocess_shape`, same arguments) does one shape; shapes whose
+    files cannot be packed are listed in failures.csv with the stage `tfds`.
 
     Raises:
       errors.DataError: metainfo.csv is missing or malformed, or an obj_id is unknown.
@@ -184,30 +227,30 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
             raise errors.DataError(f"{layout.metainfo_path(root)}: obj_id(s) {missing} not listed")
         shapes = [s for s in shapes if s.obj_id in set(obj_ids)]
     settings = Settings.from_config(config)
+    shape_fn = shape_fn or preprocess_shape
     shape_stages = [s for s in SHAPE_STAGES if s in stages]
     ids = [s.obj_id for s in shapes]
     results = []
     bar = tqdm(total=len(ids), desc=f"preprocess {os.path.basename(os.path.normpath(root))}",
                unit="shape", disable=not progress, file=sys.stderr)
     workers = max(1, min(int(config.data.num_workers), len(ids)))
+    run_one = functools.partial(shape_fn, root, settings=settings, stages=shape_stages, overwrite=overwrite)
     if workers == 1:
         for obj_id in ids:
-            results.append(preprocess_shape(root, obj_id, settings, shape_stages, overwrite))
+            results.append(run_one(obj_id))
             bar.update()
     else:
-        # spawn, not fork: the parent may already hold JAX or BLAS threads.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(preprocess_shape, root, o, settings, shape_stages, overwrite) for o in ids]
-            for future in concurrent.futures.as_completed(futures):
-                results.append(future.result())
-                bar.update()
+        results = _run_in_workers(ids, workers, run_one, shape_stages, bar)
     bar.close()
     results.sort(key=lambda r: ids.index(r.obj_id))
     write_failures(root, results)
     if "tfds" in stages:
         changed = any(r.status == "done" for r in results)
-        tfds_builder.pack_dataset(config, overwrite=overwrite or changed)
+        _, unpackable = tfds_builder.pack_dataset(config, overwrite=overwrite or changed)
+        bad = dict(unpackable)
+        results = [ShapeResult(r.obj_id, "failed", r.stages + ("tfds",), bad[r.obj_id]) if r.obj_id in bad else r
+                   for r in results]
+        write_failures(root, results)
     return results
 
 

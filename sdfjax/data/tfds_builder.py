@@ -38,11 +38,43 @@ def tfds_dir(config) -> str:
     return config.data.tfds_dir or os.path.join(config.data.root, "tfds")
 
 
-def _ready_shapes(root: str) -> list[layout.ShapeInfo]:
-    """Shapes whose SDF, surface and normalisation files all exist."""
+def _unreadable(path: str) -> str | None:
+    """Why a shape's preprocessed files cannot be packed (a truncated or corrupt file), or None."""
+    try:
+        sdf = np.load(os.path.join(path, layout.SDF_SAMPLES), mmap_mode="r")
+        surface = np.load(os.path.join(path, layout.SURFACE_SAMPLES), mmap_mode="r")
+        with open(os.path.join(path, layout.NORMALIZATION)) as f:
+            norm = json.load(f)
+        float(norm["scale"]), np.asarray(norm["offset"], np.float32).reshape(3)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        return f"unreadable preprocessed file ({type(e).__name__}: {e}); rerun with --overwrite"
+    if sdf.ndim != 2 or sdf.shape[1] != 4 or surface.ndim != 2 or surface.shape[1] != 6:
+        return f"preprocessed arrays of shapes {sdf.shape} and {surface.shape}; expected (N, 4) and (M, 6)"
+    return None
+
+
+def _scan_shapes(root: str) -> tuple[list[layout.ShapeInfo], list[tuple[str, str]]]:
+    """(shapes ready to pack, [(obj_id, reason)] of shapes whose files exist but cannot be read).
+
+    Ready: its SDF, surface and normalisation files exist and read back. Shapes without
+    them (not preprocessed, or failed) are neither.
+    """
     needed = (layout.SDF_SAMPLES, layout.SURFACE_SAMPLES, layout.NORMALIZATION)
-    return [s for s in layout.read_metainfo(root)
-            if all(os.path.isfile(os.path.join(layout.shape_dir(root, s.obj_id), f)) for f in needed)]
+    ready, unreadable = [], []
+    for s in layout.read_metainfo(root):
+        path = layout.shape_dir(root, s.obj_id)
+        if not all(os.path.isfile(os.path.join(path, f)) for f in needed):
+            continue
+        reason = _unreadable(path)
+        if reason is None:
+            ready.append(s)
+        else:
+            unreadable.append((s.obj_id, reason))
+    return ready, unreadable
+
+
+def _ready_shapes(root: str) -> list[layout.ShapeInfo]:
+    return _scan_shapes(root)[0]
 
 
 def _render_shape(root: str, shapes: list[layout.ShapeInfo]) -> tuple[int, int, int] | None:
@@ -139,12 +171,18 @@ def dataset_path(config) -> str:
     return os.path.join(tfds_dir(config), DATASET_NAME, VERSION)
 
 
-def pack_dataset(config, overwrite: bool = False) -> str:
-    """Builds the array_record dataset of `config.data.root`; returns its folder."""
+def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """Builds the array_record dataset of `config.data.root`.
+
+    Returns (its folder, [(obj_id, reason)] of preprocessed shapes left out because a file
+    of theirs cannot be read); the others are packed. An existing dataset is kept unless
+    `overwrite`.
+    """
     path = dataset_path(config)
     if os.path.isdir(path) and not overwrite:
-        return path
-    if not _ready_shapes(config.data.root):
+        return path, []
+    ready, unreadable = _scan_shapes(config.data.root)
+    if not ready:
         raise errors.DataError(f"{config.data.root}: no preprocessed shapes to pack")
     # Build beside the old dataset, then swap, so a failed build keeps the old one.
     staging = tfds_dir(config) + ".building"
@@ -158,7 +196,7 @@ def pack_dataset(config, overwrite: bool = False) -> str:
         os.replace(tfds_dir(config), old)
     os.replace(staging, tfds_dir(config))
     shutil.rmtree(old, ignore_errors=True)
-    return path
+    return path, unreadable
 
 
 def split_index(config, split: str) -> tuple[list[str], list[int]]:

@@ -15,6 +15,8 @@ class MetricsLog:
         self.enabled = enabled
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.writer = SummaryWriter(workdir) if enabled else None
+        if enabled:
+            _drop_partial_last_line(self.path)
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -30,13 +32,35 @@ class MetricsLog:
             self.writer.close()
 
 
+def _drop_partial_last_line(path: str) -> None:
+    """Cuts a last line that a killed run left without its newline, so appended records stay one per line."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, "rb+") as f:
+        content = f.read()
+        if content.endswith(b"\n"):
+            return
+        f.truncate(content.rfind(b"\n") + 1)
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
 def read_metrics(workdir: str) -> list[dict]:
-    """The records of `<workdir>/metrics.jsonl` by step; a resumed run's rewrite of a step wins."""
+    """The records of `<workdir>/metrics.jsonl` by step; a resumed run's rewrite of a step wins.
+
+    A line that does not parse (a run killed mid-write) is skipped.
+    """
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.isfile(path):
         return []
     with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+        records = [r for line in f if line.strip() and (r := _parse(line)) is not None]
     latest = {}  # a resumed run rewrites steps after its checkpoint: keep the last of each
     for r in records:
         latest[r["step"]] = r

@@ -28,17 +28,24 @@ class TrainingDiverged(FloatingPointError):
 
 def resume_or_init(mngr, abstract_state, shardings, init_fn: Callable, check_meta: Callable[[dict], None],
                    init_key: jax.Array, workdir: str):
-    """The latest checkpoint's state placed by `shardings`, or `init_fn(init_key)` when there is none.
+    """The latest readable checkpoint's state placed by `shardings`, or `init_fn(init_key)` when there is none.
 
     `check_meta(saved_meta)` raises ValueError when the checkpoint cannot be resumed
     with this config (another model, another image size).
     """
     if mngr.latest_step() is None:
         return jax.jit(init_fn, out_shardings=shardings)(init_key)
-    check_meta(checkpoint.read_meta(workdir))
-    state, _ = checkpoint.restore(mngr, checkpoint.abstract_with_shardings(abstract_state, shardings))
+    meta = checkpoint.read_meta(workdir)
+    if meta is not None:
+        check_meta(meta)  # before reading the state: a different model cannot be restored into this one
+    state, _, step = checkpoint.restore_good(workdir, checkpoint.abstract_with_shardings(abstract_state, shardings))
+    if step != mngr.latest_step():  # later checkpoints could not be read: this run writes those steps again
+        if parallel.is_main_process():
+            for moved in checkpoint.set_aside_after(workdir, step):
+                print(f"unreadable checkpoint moved to {moved}", file=sys.stderr)
+        mngr.reload()
     if parallel.is_main_process():
-        print(f"resuming from {workdir} at step {int(state['step'])}", file=sys.stderr)
+        print(f"resuming from {workdir} at step {step}", file=sys.stderr)
     return state
 
 
