@@ -67,3 +67,21 @@ def test_meshes_map_back_to_the_original_frame():
     normalization = mesh_lib.Normalization(np.array([1.0, -2.0, 0.5]), 0.25)
     original = isosurface.to_original_frame(mesh, normalization)
     np.testing.assert_allclose(normalization.to_normalized(original.vertices), mesh.vertices, atol=1e-12)
+
+
+def far_sighted_shell(p):  # like a learned SDF far from training samples: flat at 1, then a steep dip to the surface
+    return 1.0 - 2.0 * np.exp(-(((np.linalg.norm(p - np.array([0.031, -0.017, 0.023]), axis=-1) - 0.47) / 0.03) ** 2))
+
+
+def test_a_steeper_field_than_assumed_loses_surface_and_the_measured_margin_keeps_it():
+    resolution = 97
+    dense = isosurface.sdf_grid_dense(far_sighted_shell, resolution)
+    assumed, _ = isosurface.sdf_grid_coarse_to_fine(far_sighted_shell, resolution, block_sizes=(8, 2, 1),
+                                                    lipschitz=1.5)
+    lost = np.sum(np.sign(assumed) != np.sign(dense))
+    assert lost > 1000  # blocks the shell crosses look far from it at their corners
+    slope = isosurface.measured_lipschitz(far_sighted_shell)
+    assert 40 < slope < 2 * np.sqrt(2 / np.e) / 0.03 + 1e-3  # the steepest slope is 57, 0.03 / sqrt(2) from the surface
+    auto, _ = isosurface.sdf_grid_coarse_to_fine(far_sighted_shell, resolution, block_sizes=(8, 2, 1), lipschitz=0)
+    assert np.array_equal(np.sign(auto), np.sign(dense))
+    np.testing.assert_array_equal(isosurface.marching_cubes(dense).faces, isosurface.marching_cubes(auto).faces)

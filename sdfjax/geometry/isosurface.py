@@ -109,6 +109,22 @@ def _corners_of_blocks(blocks: np.ndarray) -> np.ndarray:
     return out
 
 
+AUTO_LIPSCHITZ_RESOLUTION = 65  # grid of the slope measurement: 1.7% of the queries of a 256^3 grid
+AUTO_LIPSCHITZ_SAFETY = 1.25  # the measured slope is a lower bound of the true constant
+
+
+def measured_lipschitz(sdf_fn: SdfFn, resolution: int = AUTO_LIPSCHITZ_RESOLUTION, chunk: int = 1 << 18) -> float:
+    """The steepest slope of the SDF between neighbouring vertices of a resolution^3 grid.
+
+    max |f(v) - f(v')| / |v - v'| over grid edges: a lower bound of the field's Lipschitz
+    constant at the scale of the coarse blocks. A true SDF gives at most 1; a learned one
+    (clamped training, no eikonal term) is often several times steeper near its surface.
+    """
+    values = sdf_grid_dense(sdf_fn, resolution, chunk)
+    voxel = 2.0 / (resolution - 1)
+    return float(max(np.abs(np.diff(values, axis=a)).max() for a in range(3)) / voxel)
+
+
 def sdf_grid_coarse_to_fine(sdf_fn: SdfFn, resolution: int, block_sizes: Sequence[int] | None = None,
                             lipschitz: float = 1.0, chunk: int = 1 << 18) -> tuple[np.ndarray, int]:
     """The SDF grid of `sdf_grid_dense`, exact on every cell the surface can cross.
@@ -118,20 +134,25 @@ def sdf_grid_coarse_to_fine(sdf_fn: SdfFn, resolution: int, block_sizes: Sequenc
       resolution: N, vertices per axis.
       block_sizes: cells per block edge at each level, decreasing, each dividing the
         previous, ending at 1 (default `default_block_sizes(N)`).
-      lipschitz: assumed bound on |grad sdf|; a learned SDF may exceed 1 in places, so a
-        larger value refines more blocks, trading queries for safety.
+      lipschitz: assumed bound on |grad sdf|. The result equals the dense grid's only
+        where the field is no steeper than this. <= 0: measured first
+        (`measured_lipschitz` x AUTO_LIPSCHITZ_SAFETY, at least 1), the safe choice for
+        learned SDFs; its queries are counted.
       chunk: points per `sdf_fn` call.
 
     Returns:
       values (N, N, N) float32 (exact where evaluated; elsewhere a value of the right
       sign), and the number of points queried.
     """
+    queried = 0
+    if lipschitz <= 0:
+        lipschitz = max(1.0, AUTO_LIPSCHITZ_SAFETY * measured_lipschitz(sdf_fn, chunk=chunk))
+        queried = AUTO_LIPSCHITZ_RESOLUTION**3
     sizes = tuple(block_sizes or default_block_sizes(resolution))
     if sizes[-1] != 1 or any(a % b for a, b in zip(sizes, sizes[1:])):
         raise ValueError(f"block_sizes {sizes} must decrease, each dividing the previous, and end at 1")
     voxel = 2.0 / (resolution - 1)
     values = np.full((resolution,) * 3, np.nan, np.float32)
-    queried = 0
     parent_active = None  # active blocks of the previous level
     decided = []  # per level: (block size, inactive blocks' sign or 0 where not decided there)
     for level, block in enumerate(sizes):
