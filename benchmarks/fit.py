@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import time
 
 import jax
 import numpy as np
 from absl import app, flags
+
+from benchmarks import machine
 
 from configs import chair16
 from sdfjax.fit import reconstruct, sdf_fit
@@ -96,7 +97,7 @@ def chamfer_by_dtype(config_spec: str, workdir: str) -> dict:
 def main(argv):
     del argv
     shapes, iters = _SHAPES.value, _ITERS.value
-    result = {"benchmark": "fit", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+    result = {"benchmark": "fit", "machine": machine.describe(),
               "backend": jax.default_backend(), "shapes": shapes, "iters": iters, "samples_per_step": 8000,
               "jax": jax.__version__}
     result["float32"] = time_fit("float32", shapes, iters)

@@ -5,22 +5,24 @@ r"""Coarse-to-fine against dense SDF grids for marching cubes; last line is one 
 
 At N = 256 (DeepSDF's evaluation grid) reports, for the SDF of a procedural chair (a
 union of boxes, evaluated exactly in JAX) and, with `--workdir`, for a trained decoder's
-first train shape: the share of the dense grid's N^3 queries coarse-to-fine makes
-(target <= 0.1), wall time of each and their ratio, and the Chamfer distance between
-the two meshes (target < 1e-9; identical meshes give 0).
+first `--latents` train shapes: the field's measured steepest slope, and for each
+Lipschitz margin (0: measured, the default of the configs) the share of the dense
+grid's N^3 queries coarse-to-fine makes, wall time of each and their ratio, the grid
+vertices whose sign differs from the dense grid's and the Chamfer distance between the
+two meshes (identical meshes give 0).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from benchmarks import machine
 
 from sdfjax import trained as trained_lib
 from sdfjax.fit import scoring
@@ -31,7 +33,8 @@ from sdfjax.launch import common
 _RESOLUTION = flags.DEFINE_integer("resolution", 256, "Grid vertices per axis.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Also measure a trained decoder (its first train latent).")
 _CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --workdir's run.")
-_LIPSCHITZ = flags.DEFINE_float("lipschitz", 1.5, "Coarse-to-fine's Lipschitz margin (config.mesh.lipschitz).")
+_MARGINS = flags.DEFINE_list("margins", ["1.5", "0"], "Coarse-to-fine's Lipschitz margins (0: measured).")
+_LATENTS = flags.DEFINE_integer("latents", 4, "With --workdir: how many trained latents to mesh.")
 
 # A chair as boxes (centre, half extents): seat, back, four legs, two stretchers.
 _CHAIR_BOXES = np.array([
@@ -52,35 +55,46 @@ def procedural_chair_sdf(chunk: int = 1 << 18):
     return isosurface.chunked(_chair_sdf, chunk)
 
 
-def compare(sdf_fn, resolution: int, lipschitz: float) -> dict:
-    sdf_fn(np.zeros((8, 3), np.float32))  # compile
-    start = time.perf_counter()
-    dense = isosurface.sdf_grid_dense(sdf_fn, resolution)
-    dense_seconds = time.perf_counter() - start
+def _coarse_to_fine(sdf_fn, resolution: int, lipschitz: float, dense: np.ndarray, dense_seconds: float) -> dict:
     start = time.perf_counter()
     values, queries = isosurface.sdf_grid_coarse_to_fine(sdf_fn, resolution, lipschitz=lipschitz)
-    fine_seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     a, b = isosurface.marching_cubes(dense), isosurface.marching_cubes(values)
     identical = a.vertices.shape == b.vertices.shape and np.array_equal(a.vertices, b.vertices) \
         and np.array_equal(a.faces, b.faces)
     chamfer = 0.0 if identical else metrics.chamfer_distance(a.vertices, b.vertices)
-    return {"query_fraction": queries / resolution**3, "dense_seconds": dense_seconds,
-            "coarse_to_fine_seconds": fine_seconds, "time_ratio": fine_seconds / dense_seconds,
-            "chamfer_between_meshes": chamfer, "identical_meshes": bool(identical), "faces": int(len(a.faces))}
+    return {"query_fraction": queries / resolution**3, "coarse_to_fine_seconds": seconds,
+            "time_ratio": seconds / dense_seconds, "sign_differences": int(np.sum((values < 0) != (dense < 0))),
+            "chamfer_between_meshes": chamfer, "identical_meshes": bool(identical)}
+
+
+def compare(sdf_fn, resolution: int, margins) -> dict:
+    """Dense against coarse to fine at each Lipschitz margin (0: measured), on one SDF."""
+    sdf_fn(np.zeros((8, 3), np.float32))  # compile
+    start = time.perf_counter()
+    dense = isosurface.sdf_grid_dense(sdf_fn, resolution)
+    dense_seconds = time.perf_counter() - start
+    out = {"dense_seconds": dense_seconds, "faces": int(len(isosurface.marching_cubes(dense).faces)),
+           "measured_slope": isosurface.measured_lipschitz(sdf_fn)}
+    for margin in margins:
+        out["auto" if margin <= 0 else f"lipschitz_{margin:g}"] = _coarse_to_fine(sdf_fn, resolution, margin, dense,
+                                                                                  dense_seconds)
+    return out
 
 
 def main(argv):
     del argv
-    n = _RESOLUTION.value
-    result = {"benchmark": "mesh_extract", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
-              "backend": jax.default_backend(), "resolution": n, "lipschitz": _LIPSCHITZ.value}
-    result["procedural_chair"] = compare(procedural_chair_sdf(), n, _LIPSCHITZ.value)
+    n, margins = _RESOLUTION.value, [float(m) for m in _MARGINS.value]
+    result = {"benchmark": "mesh_extract", "machine": machine.describe(),
+              "backend": jax.default_backend(), "resolution": n, "margins": margins}
+    result["procedural_chair"] = compare(procedural_chair_sdf(), n, margins)
     if _WORKDIR.value:
         config = common.load_config_file(_CONFIG.value)
         trained = trained_lib.load_trained(config, _WORKDIR.value)
         folded = fold_decoder(trained.decoder, trained.params)
-        sdf_fn = scoring.decoder_sdf_fn(folded, trained.latents[0], config.mesh.chunk)
-        result["trained_decoder"] = compare(sdf_fn, n, _LIPSCHITZ.value)
+        for row in range(min(_LATENTS.value, len(trained.latents))):
+            sdf_fn = scoring.decoder_sdf_fn(folded, trained.latents[row], config.mesh.chunk)
+            result[f"trained_decoder_latent_{row}"] = compare(sdf_fn, n, margins)
     print(json.dumps(result))
 
 

@@ -16,14 +16,16 @@ Both are jitted JAX on this machine. Reported: rays/s, decoder evaluations per r
 (ours counts every point of every stage plus the 4 per ray of the final differentiable
 evaluation), and the depth error of each on the pixels both hit against a reference
 trace (256 steps, threshold 1e-6). With `--torch_python`, the PyTorch reference
-`render` workload runs too.
+`render` workload runs too, on the same scene (`--scene sphere_plus_decoder`), camera
+(at (0, 0, -4) looking along +z), focal length and resolution, in float32. Its decoder
+has PyTorch's own random weights: each call costs the same, and the surface is the same
+sphere up to 0.05 f; the naive tracer's work per ray does not depend on the weights.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import time
 
@@ -31,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from benchmarks import machine
 
 from configs import chair16
 from sdfjax.models import decoder as decoder_lib
@@ -84,7 +88,8 @@ def _seconds(fn, repeats: int = 3) -> float:
 def main(argv):
     del argv
     res = _RESOLUTION.value
-    cam = camera_lib.Camera(30.0, 20.0, 4.0, 2.0 * res, res, res)  # the torch reference's focal = 2 x res
+    # The PyTorch reference's camera: at (0, 0, -4) looking along +z, focal 2 x resolution.
+    cam = camera_lib.Camera(180.0, 0.0, 4.0, 2.0 * res, res, res)
     origins, directions = (jnp.asarray(a) for a in cam.rays())
     sdf, params = make_sdf()
     rays = res * res
@@ -104,7 +109,7 @@ def main(argv):
     naive_error, naive_cover = depth_error(naive)
     ours_evals = float(ours["decoder_evals"]) / rays + 4
     naive_evals = 100 + 6
-    result = {"benchmark": "render", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+    result = {"benchmark": "render", "machine": machine.describe(),
               "backend": jax.default_backend(), "resolution": res, "hit_fraction": float(ref_hit.mean()),
               "ours": {"rays_per_s": rays / ours_seconds, "decoder_evals_per_ray": ours_evals,
                        "mean_depth_error": ours_error, "hit_agreement": float(np.mean(np.asarray(ours["hit"]) == ref_hit))},
@@ -116,12 +121,14 @@ def main(argv):
     result["speedup_vs_naive"] = result["ours"]["rays_per_s"] / result["naive"]["rays_per_s"]
     del ours_cover, naive_cover
     if _TORCH.value:
-        out = subprocess.run([_TORCH.value, os.path.abspath(REFERENCE), "render", "--resolution", str(res)],
+        out = subprocess.run([_TORCH.value, os.path.abspath(REFERENCE), "render", "--resolution", str(res),
+                              "--scene", "sphere_plus_decoder", "--focal", str(cam.focal)],
                              capture_output=True, text=True, timeout=1800)
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
         torch = json.loads(out.stdout.strip().splitlines()[-1])
-        result["torch_naive"] = {"rays_per_s": torch["rays_per_s"], "decoder_evals_per_ray": torch["decoder_evals_per_ray"]}
+        result["torch_naive"] = {"rays_per_s": torch["rays_per_s"], "decoder_evals_per_ray": torch["decoder_evals_per_ray"],
+                                 "scene": torch["scene"], "camera": torch["camera"], "focal_px": torch["focal_px"]}
         result["speedup_vs_torch"] = result["ours"]["rays_per_s"] / torch["rays_per_s"]
     print(json.dumps(result))
 

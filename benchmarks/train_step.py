@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import time
 
@@ -26,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags
+
+from benchmarks import machine
 
 from configs import chair16
 from sdfjax import parallel
@@ -102,7 +103,7 @@ def main(argv):
     del argv
     config = chair16.get_config()
     points, scenes = _POINTS.value, _SCENES.value
-    result = {"benchmark": "train_step", "machine": f"{platform.machine()} cpus={os.cpu_count()}",
+    result = {"benchmark": "train_step", "machine": machine.describe(),
               "backend": jax.default_backend(), "points": points, "jax": jax.__version__}
     flops = step_matmul_flops(config.model, points)
     torch_runs = []

@@ -104,7 +104,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mesh = ml_collections.ConfigDict()
     config.mesh.resolution = 256
     config.mesh.coarse_to_fine = True
-    config.mesh.lipschitz = 1.5  # > 1: margin for learned SDFs that are not exactly 1-Lipschitz
+    # Margin of the coarse-to-fine rule. A learned SDF is no distance: the trained cpu decoder's
+    # |grad| reaches 6.5-7.8. 0 measures each field's steepest slope first (x1.25), so the mesh
+    # equals the dense grid's; 1.5 is 2-3x cheaper and has matched dense on the cpu model's latents.
+    config.mesh.lipschitz = 0.0
     config.mesh.chunk = 65_536  # decoder points per call
     config.mesh.original_frame = False  # also write meshes mapped back to the shape's own frame
 

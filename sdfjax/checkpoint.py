@@ -17,12 +17,17 @@ import warnings
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+from sdfjax import io
 
 CHECKPOINTS = "checkpoints"
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.abspath(os.path.join(workdir, CHECKPOINTS))
+    """`<workdir>/checkpoints`, absolute when local (Orbax asks for it); a URL (gs://...) stays as it is."""
+    path = io.join(workdir, CHECKPOINTS)
+    return path if io.is_remote(path) else os.path.abspath(path)
 
 
 def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -78,16 +83,16 @@ def set_aside_after(workdir: str, step: int) -> list[str]:
     """
     moved = []
     for later in sorted(s for s in manager(workdir).all_steps() if s > step):
-        target = os.path.join(os.path.abspath(workdir), "checkpoints_unreadable", f"{later}-{time.time_ns()}")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(os.path.join(checkpoint_dir(workdir), str(later)), target)
+        target = io.join(checkpoint_dir(workdir) + "_unreadable", f"{later}-{time.time_ns()}")
+        io.makedirs(os.path.dirname(target))
+        epath.Path(io.join(checkpoint_dir(workdir), str(later))).rename(target)
         moved.append(target)
     return moved
 
 
 def _abstract_as_saved(workdir: str, step: int, sharding: jax.sharding.Sharding):
     """The saved state tree of `step` as ShapeDtypeStructs placed with `sharding` (from its metadata)."""
-    metadata = ocp.StandardCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
+    metadata = ocp.StandardCheckpointer().metadata(io.join(checkpoint_dir(workdir), str(step), "state"))
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                         metadata.item_metadata.tree)
 

@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sdfjax import checkpoint, parallel
+from sdfjax import checkpoint, io, parallel
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.models import siamese as siamese_lib
 
@@ -129,11 +129,11 @@ def resolve_latent(spec: str, trained: TrainedModel) -> np.ndarray:
         return trained.latents[trained.obj_ids.index(spec)]
     path, _, obj_id = spec.rpartition(":")
     if path.endswith(".npz"):
-        if not os.path.isfile(path):
+        if not io.exists(path):
             raise ValueError(f"{path}: no such latents file")
-        with np.load(path) as f:
-            ids = [str(o) for o in f["obj_ids"]]
-            if obj_id not in ids:
-                raise ValueError(f"{path}: no latent for {obj_id!r} (it has {', '.join(ids[:5])}...)")
-            return f["latents"][ids.index(obj_id)]
+        saved = io.load_npz(path)
+        ids = [str(o) for o in saved["obj_ids"]]
+        if obj_id not in ids:
+            raise ValueError(f"{path}: no latent for {obj_id!r} (it has {', '.join(ids[:5])}...)")
+        return saved["latents"][ids.index(obj_id)]
     raise ValueError(f"latent {spec!r}: expected mean, a latent row, a train obj_id or <latents.npz>:<obj_id>")

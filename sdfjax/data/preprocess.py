@@ -98,6 +98,7 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
                      overwrite: bool = False) -> ShapeResult:
     """Runs the pending `stages` for one shape; never raises for bad input."""
     shape_path = layout.shape_dir(root, obj_id)
+    io.remove_stale_temporaries(shape_path)  # left by a run killed mid-write; this worker owns the folder
     todo = pending_stages(shape_path, stages, overwrite)
     if not todo:
         return ShapeResult(obj_id, "skipped")
@@ -259,7 +260,7 @@ def ensure_dataset(config, progress: bool = True) -> None:
 
     Raises errors.DataError when every shape failed (failures.csv says why).
     """
-    if os.path.isdir(tfds_builder.dataset_path(config)):
+    if io.exists(tfds_builder.dataset_path(config)):
         return
     print(f"no TFDS dataset under {config.data.root}: preprocessing it first", file=sys.stderr)
     results = preprocess_dataset(config, progress=progress)

@@ -202,15 +202,14 @@ def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, 
 def split_index(config, split: str) -> tuple[list[str], list[int]]:
     """obj_ids and labels of the records of `split`, in record order (no record is read)."""
     data_source(config, split)  # checks that the split exists
-    with open(os.path.join(dataset_path(config), "metadata.json")) as f:
-        pairs = json.load(f)["index"][split]
+    pairs = json.loads(io.read_text(os.path.join(dataset_path(config), "metadata.json")))["index"][split]
     return [p[0] for p in pairs], [int(p[1]) for p in pairs]
 
 
 def data_source(config, split: str):
     """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays."""
     path = dataset_path(config)
-    if not os.path.isdir(path):
+    if not io.exists(path):  # config.data.tfds_dir may be a bucket (gs://...)
         raise errors.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
                                f"--config.data.root={config.data.root}")
     builder = tfds.builder_from_directory(path)

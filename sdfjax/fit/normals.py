@@ -118,7 +118,7 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
     out_dir = io.run_dir(workdir, "optimize_normals", out_dir)
     z = np.asarray(z)
     losses = np.asarray(losses).reshape(-1, len(obj_ids))
-    np.savez(os.path.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=z,
+    io.save_npz(io.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=z,
              loss_curve=losses, views=np.asarray(view_ids))
     for i, obj_id in enumerate(obj_ids):
         picture = []

@@ -61,8 +61,8 @@ def load_examples(config) -> tuple[list[str], list[dict]]:
 
 def normalized_mesh_path(config, obj_id: str) -> str:
     """The shape's normalised mesh (what a depth camera sees in completion); DataError when it is missing."""
-    path = os.path.join(layout.shape_dir(config.data.root, obj_id), layout.NORMALIZED_MESH)
-    if not os.path.isfile(path):
+    path = io.join(layout.shape_dir(config.data.root, obj_id), layout.NORMALIZED_MESH)
+    if not io.exists(path):
         raise errors.DataError(f"{path}: not found; shape completion (config.fit.partial) ray-casts the normalised "
                                "mesh that python -m data_gen.preprocess writes")
     return path
@@ -70,7 +70,8 @@ def normalized_mesh_path(config, obj_id: str) -> str:
 
 def depth_view(config, mesh_path: str) -> np.ndarray:
     """SDF observations (N, 5) of one depth view (config.fit.partial_*) of the mesh at `mesh_path`."""
-    mesh = trimesh.load(mesh_path, force="mesh", process=False)
+    mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(mesh_path)), file_type="obj", force="mesh",
+                        process=False)
     rng = np.random.default_rng([config.seed, zlib.crc32(mesh_path.encode())])
     return partial.depth_observations(mesh.vertices, mesh.faces, partial.partial_camera(config), rng)
 
@@ -125,7 +126,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
         bar.close()
     latents = np.concatenate(latents)
     losses = np.concatenate(losses)
-    np.savez(os.path.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=latents, fit_loss=losses,
+    io.save_npz(io.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=latents, fit_loss=losses,
              restart_losses=np.concatenate(restart_losses), init=fc.init, split=fc.split)
     if settings.num_iterations:
         reports.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)

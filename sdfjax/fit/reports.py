@@ -68,5 +68,5 @@ def plot_loss_curves(path: str, curves: np.ndarray, obj_ids: list[str]) -> None:
     if len(obj_ids) <= 8:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    io.save_figure(path, fig)
     plt.close(fig)

@@ -48,7 +48,7 @@ def traverse(config, workdir: str, progress: bool = True, out_dir: str | None = 
     codes = interpolate(trained_lib.resolve_latent(tc.start, trained), trained_lib.resolve_latent(tc.end, trained),
                         tc.steps, tc.interpolation)
     out_dir = io.run_dir(workdir, "traverse", out_dir)
-    np.savez(os.path.join(out_dir, "latents.npz"), latents=codes, start=str(tc.start), end=str(tc.end),
+    io.save_npz(io.join(out_dir, "latents.npz"), latents=codes, start=str(tc.start), end=str(tc.end),
              interpolation=tc.interpolation)
     folded = fold_decoder(trained.decoder, trained.params)
     meshes = []

@@ -146,8 +146,9 @@ def sdf_grid_coarse_to_fine(sdf_fn: SdfFn, resolution: int, block_sizes: Sequenc
     """
     queried = 0
     if lipschitz <= 0:
-        lipschitz = max(1.0, AUTO_LIPSCHITZ_SAFETY * measured_lipschitz(sdf_fn, chunk=chunk))
-        queried = AUTO_LIPSCHITZ_RESOLUTION**3
+        probe = min(AUTO_LIPSCHITZ_RESOLUTION, resolution)
+        lipschitz = max(1.0, AUTO_LIPSCHITZ_SAFETY * measured_lipschitz(sdf_fn, probe, chunk))
+        queried = probe**3
     sizes = tuple(block_sizes or default_block_sizes(resolution))
     if sizes[-1] != 1 or any(a % b for a, b in zip(sizes, sizes[1:])):
         raise ValueError(f"block_sizes {sizes} must decrease, each dividing the previous, and end at 1")

@@ -191,7 +191,7 @@ def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progre
     losses = np.concatenate(curves, axis=1)
 
     out_dir = io.run_dir(workdir, "sketch2shape", out_dir)
-    np.savez(os.path.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
+    io.save_npz(io.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
              initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved),
              obj_ids=np.asarray([o or "" for o in batch.obj_ids]))
     write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, z_final)

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import jax
 import numpy as np
 
-from sdfjax import checkpoint, parallel, trained
+from sdfjax import checkpoint, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import SceneBatcher
 from sdfjax.models import decoder as decoder_lib
@@ -66,7 +65,7 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(decoder, optimizer, tc, steps_per_epoch, config.seed), shardings, mesh)
 
-    os.makedirs(workdir, exist_ok=True)
+    io.makedirs(workdir)
     mngr = checkpoint.manager(workdir)
     state = loop.resume_or_init(mngr, abstract, shardings, init_fn,
                                 lambda saved: trained.check_decoder_matches(saved, config), init_key, workdir)
@@ -83,4 +82,6 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
         mngr=mngr, meta=meta, workdir=workdir, desc="train", progress=progress)
     if parallel.is_main_process() and record:
         logs.plot_loss(workdir)
+    if not record:  # nothing left to train: the last epoch's record of an earlier run
+        record = (logs.read_metrics(workdir) or [{}])[-1]
     return {**record, "workdir": workdir, "obj_ids": meta["obj_ids"], "checkpoint_step": last_good}

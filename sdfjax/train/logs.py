@@ -1,11 +1,19 @@
-"""What a training run logs for people: metrics.jsonl, TensorBoard events and loss.png."""
+"""What a training run logs for people: metrics.jsonl, TensorBoard events and loss.png.
+
+The workdir may be local or remote (gs://...; sdfjax.io). TensorBoard events are written
+for local workdirs only (tensorboardX has no gs:// writer here); metrics.jsonl and
+loss.png go everywhere.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from tensorboardX import SummaryWriter
+
+from sdfjax import io
 
 
 class MetricsLog:
@@ -13,16 +21,20 @@ class MetricsLog:
 
     def __init__(self, workdir: str, enabled: bool):
         self.enabled = enabled
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self.writer = SummaryWriter(workdir) if enabled else None
+        self.path = io.join(workdir, "metrics.jsonl")
+        self.writer = SummaryWriter(workdir) if enabled and not io.is_remote(workdir) else None
+        if enabled and io.is_remote(workdir):
+            print(f"{workdir}: no TensorBoard events on a remote workdir; metrics.jsonl has the same records",
+                  file=sys.stderr)
         if enabled:
             _drop_partial_last_line(self.path)
 
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        io.append_text(self.path, json.dumps(record) + "\n")
+        if self.writer is None:
+            return
         for k, v in record.items():
             if k not in ("epoch", "step") and isinstance(v, (int, float)):
                 self.writer.add_scalar(f"train/{k}", v, record["step"])
@@ -34,13 +46,12 @@ class MetricsLog:
 
 def _drop_partial_last_line(path: str) -> None:
     """Cuts a last line that a killed run left without its newline, so appended records stay one per line."""
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+    if not io.exists(path):
         return
-    with open(path, "rb+") as f:
-        content = f.read()
-        if content.endswith(b"\n"):
-            return
-        f.truncate(content.rfind(b"\n") + 1)
+    content = io.read_bytes(path)
+    if not content or content.endswith(b"\n"):
+        return
+    io.atomic_write_bytes(path, content[:content.rfind(b"\n") + 1])
 
 
 def _parse(line: str) -> dict | None:
@@ -56,11 +67,10 @@ def read_metrics(workdir: str) -> list[dict]:
 
     A line that does not parse (a run killed mid-write) is skipped.
     """
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.isfile(path):
+    path = io.join(workdir, "metrics.jsonl")
+    if not io.exists(path):
         return []
-    with open(path) as f:
-        records = [r for line in f if line.strip() and (r := _parse(line)) is not None]
+    records = [r for line in io.read_text(path).splitlines() if line.strip() and (r := _parse(line)) is not None]
     latest = {}  # a resumed run rewrites steps after its checkpoint: keep the last of each
     for r in records:
         latest[r["step"]] = r
@@ -75,7 +85,7 @@ def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoc
     import matplotlib.pyplot as plt
 
     records = read_metrics(workdir)
-    path = os.path.join(workdir, "loss.png")
+    path = io.join(workdir, "loss.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (series or {"loss": "loss", "sdf_loss": "clamped L1"}).items():
         ax.plot([r[x] for r in records], [r[key] for r in records], label=label)
@@ -84,6 +94,6 @@ def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoc
     ax.set_title(os.path.basename(os.path.normpath(workdir)))
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    io.save_figure(path, fig)
     plt.close(fig)
     return path

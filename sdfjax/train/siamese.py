@@ -20,14 +20,13 @@ recall@1, learning rate, images/s), TensorBoard events and loss.png.
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import checkpoint, parallel, trained
+from sdfjax import checkpoint, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher
 from sdfjax.models import siamese as siamese_lib
@@ -184,7 +183,7 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
             raise ValueError(f"the Siamese checkpoint in {out} was trained on {saved['resolution']} px images; "
                              f"{config.data.root} has {resolution} px")
 
-    os.makedirs(out, exist_ok=True)
+    io.makedirs(out)
     mngr = checkpoint.manager(out)
     state = loop.resume_or_init(mngr, abstract, shardings, init_fn, check_meta, init_key, out)
     start = int(jax.device_get(state["step"]))
@@ -198,4 +197,6 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
         progress=progress)
     if parallel.is_main_process() and record:
         logs.plot_loss(out, {"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, x="step")
+    if not record:  # nothing left to train: the last record of an earlier run
+        record = (logs.read_metrics(out) or [{}])[-1]
     return {**record, "workdir": out, "checkpoint_step": last_good}
