@@ -62,13 +62,15 @@ def test_preprocessing_killed_at_a_random_point_reruns_to_the_same_files(tiny_da
     root = tiny_dataset.data.root
     clean = str(tmp_path / "clean")
     shutil.copytree(root, clean)
-    _finish(_launch("data_gen.preprocess", f"--config.data.root={clean}"))
+    # Enough work per shape (about half a second) that the kill lands inside the run.
+    heavier = ["--config.data.num_sdf_samples=200000", "--config.render.azimuths=(0,90,180,270)"]
+    _finish(_launch("data_gen.preprocess", f"--config.data.root={clean}", *heavier))
 
     rng = random.Random(SEED)
-    process = _launch("data_gen.preprocess", f"--config.data.root={root}")
+    process = _launch("data_gen.preprocess", f"--config.data.root={root}", *heavier)
     first = os.path.join(layout.shape_dir(root, "chair_000_0000"), layout.NORMALIZED_MESH)
     _kill_after(process, lambda: os.path.exists(first), rng.uniform(0.0, 1.0))
-    _finish(_launch("data_gen.preprocess", f"--config.data.root={root}"))
+    _finish(_launch("data_gen.preprocess", f"--config.data.root={root}", *heavier))
 
     assert _shape_files(root) == _shape_files(clean)  # no temporary file left, every file whole
     with open(os.path.join(root, "failures.csv")) as f:
