@@ -43,6 +43,10 @@ def resume_or_init(mngr, abstract_state, shardings, init_fn: Callable, check_met
         if parallel.is_main_process():
             for moved in checkpoint.set_aside_after(workdir, step):
                 print(f"unreadable checkpoint moved to {moved}", file=sys.stderr)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils  # only multi-host runs need it
+
+            multihost_utils.sync_global_devices("sdfjax: unreadable checkpoints set aside")
         mngr.reload()
     if parallel.is_main_process():
         print(f"resuming from {workdir} at step {step}", file=sys.stderr)
