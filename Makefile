@@ -13,7 +13,10 @@ WORKDIR ?= runs/chair16_cpu
 PYTHON312 := $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	  $$c -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: setup test demo bench clean-venv
+RESULTS_CONFIG ?= configs/chairs256.py:cpu
+RESULTS_RUN ?= runs/chairs256_cpu
+
+.PHONY: setup test demo results bench clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +41,11 @@ demo: $(STAMP)
 	VAL=$$(awk -F, '$$3 == "val" {print $$1; exit}' $(DATA)/metainfo.csv); \
 	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
 	  --config.fit.split=val --config.fit.obj_ids=$$VAL
+
+# Every results table of the README, from generation to the report; resumes where it stopped.
+results: $(STAMP)
+	$(PY) -m sdfjax.launch.results --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN) \
+	  --readme=README.md --pictures=docs/results
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling

@@ -85,6 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.fit.samples_per_step = 8000
     config.fit.code_reg_weight = 1e-4
     config.fit.shapes_per_batch = 16  # shapes optimised by one vmapped step
+    config.fit.max_shapes = 0  # > 0: only the first this many shapes of the split (when obj_ids is empty)
     # Shape completion (DeepSDF Sec. 6.3): fit to what one depth camera sees (sdfjax.fit.partial):
     # its hit points (sdf = 0) and free space in front of them (0 <= sdf <= distance to the seen surface).
     config.fit.partial = False

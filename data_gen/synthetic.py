@@ -424,18 +424,29 @@ def make_shape(category: str, seed: int, index: int) -> trimesh.Trimesh:
 
 def write_dataset(out: str, category: str = "chair", num_train: int = 16, num_val: int = 4,
                   num_test: int = 4, seed: int = 0) -> list[layout.ShapeInfo]:
-    """Writes `out/shapes/<obj_id>/mesh.obj` and `out/metainfo.csv`; returns the shapes."""
-    if category not in CATEGORIES:
-        raise ValueError(f"--category={category!r}: expected one of {sorted(CATEGORIES)}")
+    """Writes `out/shapes/<obj_id>/mesh.obj` and `out/metainfo.csv`; returns the shapes.
+
+    `category` may list several (`chair,table`): shapes take them in turn, in every split,
+    for a multi-category set (one latent table, labels from metainfo.csv as for one).
+    """
+    categories = [c.strip() for c in category.split(",") if c.strip()]
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown or not categories:
+        raise ValueError(f"--category={category!r}: expected one or more of {sorted(CATEGORIES)}")
     counts = {"train": num_train, "val": num_val, "test": num_test}
-    ids, index = {}, 0
+    ids, made, index = {}, {}, 0
     for split, n in counts.items():
-        ids[split] = [f"{category}_{seed:03d}_{index + k:04d}" for k in range(n)]
+        ids[split] = []
+        for k in range(n):
+            kind = categories[(index + k) % len(categories)]
+            obj_id = f"{kind}_{seed:03d}_{index + k:04d}"
+            ids[split].append(obj_id)
+            made[obj_id] = (kind, index + k)
         index += n
     shapes = layout.assign_labels(ids)
-    for i, shape in enumerate(shapes):
+    for shape in shapes:
         path = os.path.join(layout.shape_dir(out, shape.obj_id), layout.MESH)
-        io.atomic_export_mesh(path, make_shape(category, seed, i))
+        io.atomic_export_mesh(path, make_shape(made[shape.obj_id][0], seed, made[shape.obj_id][1]))
     layout.write_metainfo(out, shapes)
     return shapes
 
@@ -458,14 +469,15 @@ def main(argv):
     del argv
     f = flags.FLAGS
     shapes = write_dataset(f.out, f.category, f.num_train, f.num_val, f.num_test, f.seed)
-    print(f"wrote {len(shapes)} {f.category}s to {f.out}")
+    print(f"wrote {len(shapes)} shapes ({f.category}) to {f.out}")
     if f.preview:
-        print(f"preview of 64 {f.category}s: {preview(os.path.join(f.out, 'preview.png'), f.category, f.seed)}")
+        first = f.category.split(",")[0].strip()
+        print(f"preview of 64 {first}s: {preview(os.path.join(f.out, 'preview.png'), first, f.seed)}")
 
 
 if __name__ == "__main__":  # flags live here so that importing this module defines none
     flags.DEFINE_string("out", "data/chair16", "Dataset folder to write.")
-    flags.DEFINE_enum("category", "chair", list(CATEGORIES), "Shape category.")
+    flags.DEFINE_string("category", "chair", f"Shape category, or several comma-separated: {', '.join(CATEGORIES)}.")
     flags.DEFINE_integer("num_train", 16, "Training shapes.")
     flags.DEFINE_integer("num_val", 4, "Validation shapes.")
     flags.DEFINE_integer("num_test", 4, "Test shapes.")

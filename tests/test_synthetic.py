@@ -89,3 +89,14 @@ def test_no_two_of_256_chairs_are_near_duplicates():
     for i, j in closest:  # the 10 nearest pairs by the coarse distance, measured finely
         floor = _chamfer(fine(i, 1), fine(i, 2))  # two samplings of one shape: what "identical" measures
         assert _chamfer(fine(i, 1), fine(j, 1)) > 3 * floor, (i, j)
+
+
+def test_a_multi_category_set_alternates_categories_in_every_split(tmp_path):
+    from sdfjax.data import layout
+
+    shapes = synthetic.write_dataset(str(tmp_path / "mixed"), "chair,table", num_train=4, num_val=2, num_test=2)
+    assert [s.obj_id.split("_")[0] for s in shapes] == ["chair", "table"] * 4
+    assert [s.label for s in shapes if s.split == "train"] == [0, 1, 2, 3]
+    assert layout.read_metainfo(str(tmp_path / "mixed")) == shapes
+    table = trimesh.load(tmp_path / "mixed" / "shapes" / shapes[1].obj_id / "mesh.obj", force="mesh")
+    np.testing.assert_allclose(table.vertices, synthetic.make_shape("table", 0, 1).vertices, atol=1e-5)

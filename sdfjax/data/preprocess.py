@@ -30,7 +30,9 @@ import dataclasses
 import functools
 import multiprocessing
 import os
+import resource
 import sys
+import time
 import zlib
 from collections.abc import Sequence
 from io import StringIO
@@ -229,6 +231,7 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
         shapes = [s for s in shapes if s.obj_id in set(obj_ids)]
     settings = Settings.from_config(config)
     shape_fn = shape_fn or preprocess_shape
+    started = time.perf_counter()
     shape_stages = [s for s in SHAPE_STAGES if s in stages]
     ids = [s.obj_id for s in shapes]
     results = []
@@ -245,6 +248,7 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
     bar.close()
     results.sort(key=lambda r: ids.index(r.obj_id))
     write_failures(root, results)
+    shape_seconds = time.perf_counter() - started
     if "tfds" in stages:
         changed = any(r.status == "done" for r in results)
         _, unpackable = tfds_builder.pack_dataset(config, overwrite=overwrite or changed)
@@ -252,7 +256,21 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
         results = [ShapeResult(r.obj_id, "failed", r.stages + ("tfds",), bad[r.obj_id]) if r.obj_id in bad else r
                    for r in results]
         write_failures(root, results)
+    _write_stats(root, results, shape_stages, workers, shape_seconds, time.perf_counter() - started)
     return results
+
+
+def _write_stats(root: str, results, stages, workers: int, shape_seconds: float, seconds: float) -> None:
+    """`<root>/preprocess_stats.json`: this run's throughput (shapes done per minute) and peak memory."""
+    done = sum(r.status == "done" for r in results)
+    io.atomic_write_json(os.path.join(root, "preprocess_stats.json"), {
+        "shapes": len(results), "done": done, "failed": sum(r.status == "failed" for r in results),
+        "stages": list(stages), "workers": workers, "seconds": round(seconds, 2),
+        "shape_stage_seconds": round(shape_seconds, 2),
+        "shapes_per_minute": round(60 * done / shape_seconds, 2) if done and shape_seconds > 0 else None,
+        # Linux reports KiB; the largest worker process (spawned) counts under RUSAGE_CHILDREN.
+        "peak_rss_mb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)})
 
 
 def ensure_dataset(config, progress: bool = True) -> None:

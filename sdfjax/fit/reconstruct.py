@@ -43,7 +43,8 @@ def select_shapes(config, split: str, obj_ids: str = "") -> tuple[list[int], lis
         raise ValueError(f"config.fit.split={split!r}: expected one of {layout.SPLITS}")
     ids, _ = tfds_builder.split_index(config, split)
     if not obj_ids:
-        return list(range(len(ids))), ids
+        count = int(config.fit.get("max_shapes", 0)) or len(ids)  # 0: all
+        return list(range(min(count, len(ids)))), ids[:count]
     wanted = [o.strip() for o in obj_ids.split(",") if o.strip()]
     missing = [o for o in wanted if o not in ids]
     if missing:

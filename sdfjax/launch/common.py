@@ -106,6 +106,7 @@ def run_on_trained(main, workdir_help: str = "Training run folder (its latest ch
     """Defines --config and a required --workdir, then `run(main)`: the launchers that read a checkpoint."""
     define_config_flag()
     flags.DEFINE_string("workdir", None, workdir_help)
+    flags.DEFINE_string("out_dir", "", "Where to write the results (default: a new <workdir>/<command>/<timestamp>).")
     flags.mark_flags_as_required(["workdir"])
     run(main)
 

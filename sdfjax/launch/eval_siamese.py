@@ -20,7 +20,7 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        result = retrieval.evaluate_retrieval(f.config, f.workdir)
+        result = retrieval.evaluate_retrieval(f.config, f.workdir, out_dir=f.out_dir or None)
     print(retrieval.format_recall(result))
     print(f"results and picture in {result['out_dir']}")
 

@@ -20,7 +20,7 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        summary = reconstruct.fit_split(f.config, f.workdir)
+        summary = reconstruct.fit_split(f.config, f.workdir, out_dir=f.out_dir or None)
     print(reports.format_table(summary["rows"] + [summary["mean"]]))
     print(f"chamfer is x1000 in the original frame; results in {summary['out_dir']}")
 

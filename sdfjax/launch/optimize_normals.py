@@ -18,7 +18,7 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        summary = normals.fit_normals_split(f.config, f.workdir)
+        summary = normals.fit_normals_split(f.config, f.workdir, out_dir=f.out_dir or None)
     print(reports.format_table(summary["rows"] + [summary["mean"]]))
     print(f"results and pictures in {summary['out_dir']}")
 

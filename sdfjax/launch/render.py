@@ -38,7 +38,7 @@ def main(argv):
     cameras = [views[v].scaled(config.render.preview_resolution) for v in config.render.preview_views]
     grid = latent_render.latents_picture(trained.decoder, trained.params, latents, cameras,
                                          tracer.TraceSettings.from_config(config.render))
-    path = os.path.join(f.workdir, "render", io.timestamp() + ".png")
+    path = os.path.join(f.out_dir, "render.png") if f.out_dir else os.path.join(f.workdir, "render", io.timestamp() + ".png")
     io.write_png(path, grid)
     print(f"{len(latents)} latents x {len(cameras)} views: {path}")
 

@@ -24,7 +24,8 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_path=f.sketch or None)
+        summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_path=f.sketch or None,
+                                            out_dir=f.out_dir or None)
     if summary["means"]:
         print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
     print(f"meshes, latents and pictures (sketch | start | end | other views) in {summary['out_dir']}")

@@ -19,7 +19,7 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        summary = traverse.traverse(f.config, f.workdir)
+        summary = traverse.traverse(f.config, f.workdir, out_dir=f.out_dir or None)
     print(f"{len(summary['meshes'])} meshes in {summary['out_dir']}")
 
 

@@ -1,0 +1,61 @@
+r"""The results set: 256 train, 32 val and 64 test procedural chairs (`make results`).
+
+Variants (`--config=configs/chairs256.py:<variant>`):
+
+  (default)  DeepSDF's published chairs spec (500,000 samples, 8 x 512 decoder, latent 256,
+             64 scenes x 16,384 points, 2,001 epochs), for a GPU.
+  cpu        sized for a 2-core CPU: `make results` in about two hours.
+  tiny       8 train, 2 val, 2 test chairs in seconds: the results command in the test suite.
+
+    python -m data_gen.synthetic --out=data/chairs256 --num_train=256 --num_val=32 --num_test=64
+    python -m sdfjax.launch.train --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu
+
+Everything not set here is chair16's (configs/chair16.py) at the same variant.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+VARIANTS = ("default", "cpu", "tiny")
+SPLIT_SIZES = {"default": (256, 32, 64), "cpu": (256, 32, 64), "tiny": (8, 2, 2)}
+
+
+def _chair16(variant: str) -> ml_collections.ConfigDict:
+    spec = importlib.util.spec_from_file_location("_chair16_base", os.path.join(os.path.dirname(__file__), "chair16.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "default"
+    if variant not in VARIANTS:
+        raise ValueError(f"configs/chairs256.py: unknown variant {variant!r}; expected one of {VARIANTS}")
+    config = _chair16({"default": "default", "cpu": "cpu", "tiny": "smoke"}[variant])
+    config.variant = variant
+    train, val, test = SPLIT_SIZES[variant]
+    config.data.root = "data/chairs256" if variant != "tiny" else "data/chairs256_tiny"
+    config.data.num_train, config.data.num_val, config.data.num_test = train, val, test  # data_gen.synthetic's sizes
+    config.results = ml_collections.ConfigDict()
+    config.results.test_views = (11, 47)  # sketch-to-shape and retrieval tables: dataset views per test chair
+    config.results.picture_shapes = 8  # rows of the picture grids
+    if variant == "cpu":
+        # 256 shapes at 8 per batch: 32 steps per epoch; 250 epochs = 8,000 steps (about 40 minutes here).
+        config.train.num_epochs = 250
+        config.train.scenes_per_batch = 8
+        config.train.samples_per_scene = 2048
+        config.train.lr_decay_every_epochs = 100
+        config.train.checkpoint_every_epochs = 25
+        config.siamese.num_steps = 2000
+        config.fit.shapes_per_batch = 32
+    elif variant == "tiny":
+        config.train.num_epochs = 10
+        config.siamese.num_steps = 8
+        config.fit.num_iterations = 10
+        config.fit.lr_decay_at = 5
+        config.sketch.iterations = 2
+        config.results.test_views = (0,)
+        config.results.picture_shapes = 2
+    return config

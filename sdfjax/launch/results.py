@@ -1,0 +1,79 @@
+r"""One command for every results table: generate, preprocess, train, fit, encode, retrieve, sketch, report.
+
+    python -m sdfjax.launch.results --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu
+    make results                                     # the same, then the README's tables
+
+Each stage is one of the project's own commands, run as a subprocess with the config and
+its overrides; a stage that finished is skipped on a rerun (its marker is
+<workdir>/results/<stage>.done), and the training stages resume from their checkpoints,
+so an interrupted run goes on where it stopped. Seconds per stage go to
+<workdir>/results/timings.jsonl; the last stage writes the tables (sdfjax.launch.report).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+from sdfjax import io, report
+from sdfjax.launch import common
+
+
+def stages(config_args: list[str], config, workdir: str, readme: str, pictures: str) -> list[tuple[str, list[str]]]:
+    """(name, command) of every stage, in order; `config_args` are this command's --config flags, passed on."""
+    data = config.data.root
+    out = report.results_dir(workdir)
+    base = list(config_args)
+    run = base + [f"--workdir={workdir}"]
+    views = ",".join(str(v) for v in config.results.test_views)
+    py = [sys.executable, "-m"]
+    return [
+        ("generate", py + ["data_gen.synthetic", f"--out={data}", f"--num_train={config.data.num_train}",
+                           f"--num_val={config.data.num_val}", f"--num_test={config.data.num_test}", "--preview"]),
+        ("preprocess", py + ["data_gen.preprocess", *base]),
+        ("train", py + ["sdfjax.launch.train", *run]),
+        ("fit_train", py + ["sdfjax.launch.fit", *run, "--config.fit.split=train", "--config.fit.init=prior",
+                            "--config.fit.num_iterations=0", f"--config.fit.max_shapes={config.data.num_test}",
+                            f"--out_dir={io.join(out, 'fit_train')}"]),
+        ("fit_val", py + ["sdfjax.launch.fit", *run, "--config.fit.split=val", f"--out_dir={io.join(out, 'fit_val')}"]),
+        ("fit_test", py + ["sdfjax.launch.fit", *run, "--config.fit.split=test",
+                           f"--out_dir={io.join(out, 'fit_test')}"]),
+        ("train_siamese", py + ["sdfjax.launch.train_siamese", *run]),
+        ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
+                            "--config.siamese.query_split=test", f"--out_dir={io.join(out, 'retrieval')}"]),
+        ("sketch2shape", py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test",
+                               f"--config.sketch.views=({views},)", f"--out_dir={io.join(out, 'sketch2shape')}"]),
+        ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
+    ]
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    out = report.results_dir(f.workdir)
+    io.makedirs(out)
+    config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
+    for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures):
+        marker = io.join(out, f"{name}.done")
+        if name != "report" and io.exists(marker):
+            print(f"[results] {name}: done before, skipped", file=sys.stderr)
+            continue
+        print(f"[results] {name}: {' '.join(command[2:])}", file=sys.stderr)
+        start = time.monotonic()
+        finished = subprocess.run(command, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+        if finished.returncode != 0:
+            sys.exit(f"error: results stage {name!r} failed (exit {finished.returncode}); rerun to go on from it")
+        seconds = round(time.monotonic() - start, 1)
+        if name != "report":
+            io.append_text(io.join(out, "timings.jsonl"), json.dumps({"stage": name, "seconds": seconds}) + "\n")
+            io.atomic_write_text(marker, f"{seconds}\n")
+    print(f"[results] tables in {io.join(out, 'results.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("readme", "", "Also write the tables into this markdown file's results markers.")
+    flags.DEFINE_string("pictures", "", "Folder for the result pictures (default: <workdir>/results).")
+    common.run_trainer(main, "Run folder: checkpoints, results/ (tables, pictures, timings).")

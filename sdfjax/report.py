@@ -1,0 +1,187 @@
+"""The results tables and pictures of a run, written from the files the results command produced.
+
+    markdown = write_report(config, workdir)        # <workdir>/results/results.md and pictures
+    update_readme("README.md", markdown)            # between <!-- results:begin --> and <!-- results:end -->
+
+Nothing is typed by hand: every number comes from a file under `config.data.root` or
+`<workdir>` (layout of `make results`):
+
+    <data>/preprocess_stats.json          preprocessing throughput and peak memory
+    <workdir>/metrics.jsonl                DeepSDF training (final loss, flatness of the last 10%)
+    <workdir>/results/fit_{train,val,test}/metrics.csv     reconstruction (train: trained latents)
+    <workdir>/results/retrieval/retrieval.json              Siamese retrieval, test sketches
+    <workdir>/results/sketch2shape/metrics.csv              sketch to shape beside its baselines
+    <workdir>/results/timings.jsonl        seconds per stage of the results command
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import statistics
+
+import jax.numpy as jnp
+import numpy as np
+
+from sdfjax import io, trained as trained_lib
+from sdfjax.data import tfds_builder
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import latent_render, pictures, tracer
+from sdfjax.train import logs
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def results_dir(workdir: str) -> str:
+    return io.join(workdir, "results")
+
+
+def _rows(path: str) -> list[dict]:
+    if not io.exists(path):
+        return []
+    return list(csv.DictReader(io.read_text(path).splitlines()))
+
+
+def _shape_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["obj_id"] != "mean_metric"]
+
+
+def flatness(records: list[dict], key: str = "loss") -> float | None:
+    """Relative fall of the loss over the last 10% of epochs: (mean at 90-92%) / (mean of the last 2%) - 1."""
+    if len(records) < 50:
+        return None
+    values = np.asarray([r[key] for r in records], np.float64)
+    n = len(values)
+    early = values[int(0.9 * n):int(0.92 * n)].mean()
+    late = values[int(0.98 * n):].mean()
+    return float(early / late - 1.0)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def reconstruction_table(workdir: str) -> tuple[str, dict]:
+    """Markdown rows of mean and median metrics per split, and the numbers the targets need."""
+    lines = ["| split | shapes | Chamfer x1000 mean | median | EMD | F@0.01 | F@0.02 | NC | empty meshes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    medians = {}
+    for split, label in (("train", "train (trained latents)"), ("val", "val (fitted)"), ("test", "test (fitted)")):
+        shapes = _shape_rows(_rows(io.join(results_dir(workdir), f"fit_{split}", "metrics.csv")))
+        if not shapes:
+            continue
+        chamfer = [float(r["chamfer"]) for r in shapes]
+        finite = [c for c in chamfer if np.isfinite(c)]
+        medians[split] = statistics.median(finite) if finite else None
+
+        def mean(key):
+            values = [float(r[key]) for r in shapes if np.isfinite(float(r[key]))]
+            return float(np.mean(values)) if values else None
+
+        lines.append(f"| {label} | {len(shapes)} | {_fmt(mean('chamfer'))} | {_fmt(medians[split])} | "
+                     f"{_fmt(mean('emd'))} | {_fmt(mean('fscore@0.01'))} | {_fmt(mean('fscore@0.02'))} | "
+                     f"{_fmt(mean('normal_consistency'))} | {len(chamfer) - len(finite)} |")
+    return "\n".join(lines), medians
+
+
+def sketch_table(workdir: str) -> str:
+    rows = [r for r in _rows(io.join(results_dir(workdir), "sketch2shape", "metrics.csv")) if r["obj_id"] == "mean_metric"]
+    lines = ["| method | Chamfer x1000 | EMD | F@0.01 | NC |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {_fmt(float(r['chamfer']))} | {_fmt(float(r['emd']))} | "
+                     f"{_fmt(float(r['fscore@0.01']))} | {_fmt(float(r['normal_consistency']))} |")
+    return "\n".join(lines) if rows else "(no sketch-to-shape results)"
+
+
+def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | None:
+    """Rows of: the test shape's ground-truth normal map | the render of its fitted latent, at two views."""
+    fit_dir = io.join(results_dir(workdir), "fit_test")
+    if not io.exists(io.join(fit_dir, "latents.npz")):
+        return None
+    saved = io.load_npz(io.join(fit_dir, "latents.npz"))
+    trained = trained_lib.load_trained(config, workdir)
+    source = tfds_builder.data_source(config, "test")
+    ids, _ = tfds_builder.split_index(config, "test")
+    views = list(config.results.test_views)
+    settings = tracer.TraceSettings.from_config(config.render)
+    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    rows = []
+    for obj_id, z in list(zip([str(o) for o in saved["obj_ids"]], saved["latents"]))[:count]:
+        example = source[ids.index(obj_id)]
+        row = []
+        for v in views:
+            camera = camera_lib.Camera(*map(float, example["views"][v]), width=example["normal_maps"].shape[2],
+                                       height=example["normal_maps"].shape[1])
+            render = latent_render.render_normal_maps(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(z)},
+                                                      [camera], settings)[0]
+            row += [example["normal_maps"][v], render]
+        rows.append(row)
+    return pictures.picture_grid(rows) if rows else None
+
+
+def sketch_picture(workdir: str, count: int) -> np.ndarray | None:
+    """The first sketch-to-shape pictures (sketch | start | end | three other views), stacked."""
+    folder = io.join(results_dir(workdir), "sketch2shape", "pictures")
+    if not io.exists(folder):
+        return None
+    names = sorted(os.listdir(folder))[:count]
+    images = [io.read_png(io.join(folder, n)) for n in names]
+    return pictures.picture_grid([[im] for im in images]) if images else None
+
+
+def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
+    """Writes `<workdir>/results/results.md` (and the pictures, into `picture_dir` if given); returns the markdown."""
+    out = results_dir(workdir)
+    picture_dir = picture_dir or out
+    stats_path = io.join(config.data.root, "preprocess_stats.json")
+    stats = json.loads(io.read_text(stats_path)) if io.exists(stats_path) else {}
+    records = logs.read_metrics(workdir)
+    timings = [json.loads(line) for line in io.read_text(io.join(out, "timings.jsonl")).splitlines()
+               if line.strip()] if io.exists(io.join(out, "timings.jsonl")) else []
+    retrieval_path = io.join(out, "retrieval", "retrieval.json")
+    retrieval = json.loads(io.read_text(retrieval_path)) if io.exists(retrieval_path) else None
+    table, medians = reconstruction_table(workdir)
+
+    parts = [f"Config `{config.variant}` of `configs/chairs256.py`, data `{config.data.root}`, run `{workdir}`."]
+    if stats:
+        parts.append(f"Preprocessing: {stats['done']} shapes ({', '.join(stats['stages'])}) at "
+                     f"{_fmt(stats['shapes_per_minute'], 1)} shapes/min with {stats['workers']} worker(s); peak memory "
+                     f"{stats['peak_rss_mb_main']:.0f} MB (main process)"
+                     + (f", {stats['peak_rss_mb_worker']:.0f} MB (largest worker)." if stats["workers"] > 1 else "."))
+    if records:
+        change = flatness(records)
+        fall = ("(fewer than 50 epochs: no flatness figure)" if change is None else
+                f"over the last 10% of epochs the loss fell by {100 * change:.2f}%")
+        parts.append(f"DeepSDF training: {len(records)} epochs, final loss {records[-1]['loss']:.5f}; {fall}.")
+    parts += ["", "Reconstruction (Chamfer x1000 in the original frame, DeepSDF's definition):", "", table]
+    if medians.get("test") is not None and medians.get("train"):
+        parts.append(f"\nTest median / train median: {medians['test'] / medians['train']:.2f} (target <= 2).")
+    if retrieval:
+        parts += ["", f"Retrieval ({retrieval['queries']} test sketches against {retrieval['index_shapes']} shapes x "
+                  f"{retrieval['views_per_shape']} views of `{retrieval['index_split']}`): Recall@1 "
+                  f"{retrieval['recall_at_1_object']:.3f} (chance {retrieval['chance_recall_at_1']:.3f}), Recall@5 "
+                  f"{retrieval['recall_at_5_object']:.3f} (chance {retrieval['chance_recall_at_5']:.3f})."]
+    parts += ["", "Sketch to shape (test sketches, mean rows):", "", sketch_table(workdir)]
+    for name, picture in (("reconstruction.png", reconstruction_picture(config, workdir,
+                                                                        config.results.picture_shapes)),
+                          ("sketch_to_shape.png", sketch_picture(workdir, config.results.picture_shapes))):
+        if picture is not None:
+            io.write_png(io.join(picture_dir, name), picture)
+            parts += ["", f"![{name}]({io.join(picture_dir, name)})"]
+    if timings:
+        parts += ["", "| stage | seconds |", "|---|---|"] + [f"| {t['stage']} | {t['seconds']} |" for t in timings]
+        parts.append(f"| total | {sum(t['seconds'] for t in timings)} |")
+    markdown = "\n".join(parts) + "\n"
+    io.atomic_write_text(io.join(out, "results.md"), markdown)
+    return markdown
+
+
+def update_readme(path: str, markdown: str) -> None:
+    """Replaces what stands between the results markers of `path` (ValueError when they are missing)."""
+    text = io.read_text(path)
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{path}: no {BEGIN} ... {END} markers to write the results between")
+    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{markdown}{END}", text, flags=re.S)
+    io.atomic_write_text(path, new)
