@@ -15,7 +15,9 @@ has a real surface (a lumpy sphere) for both tracers to find. In the same run:
 Both are jitted JAX on this machine. Reported: rays/s, decoder evaluations per ray
 (ours counts every point of every stage plus the 4 per ray of the final differentiable
 evaluation), and the depth error of each on the pixels both hit against a reference
-trace (256 steps, threshold 1e-6). With `--torch_python`, the PyTorch reference
+trace (256 steps, threshold 1e-6). With `--workdir`, the tracer is also checked on a
+trained decoder (`trained_decoder_check`): hit agreement and depth against a 400-step
+trace, unfinished rays, evaluations per ray. With `--torch_python`, the PyTorch reference
 `render` workload runs too, on the same scene (`--scene sphere_plus_decoder`), camera
 (at (0, 0, -4) looking along +z), focal length and resolution, in float32. Its decoder
 has PyTorch's own random weights: each call costs the same, and the surface is the same
@@ -24,6 +26,7 @@ sphere up to 0.05 f; the naive tracer's work per ray does not depend on the weig
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -37,12 +40,18 @@ from absl import app, flags
 from benchmarks import machine
 
 from configs import chair16
+from sdfjax import trained as trained_lib
+from sdfjax.launch import common
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import tracer
+from sdfjax.render import latent_render, tracer
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Image side in pixels.")
 _TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference render.")
+_WORKDIR = flags.DEFINE_string("workdir", "", "A trained run: also check the tracer against a long trace on its decoder.")
+_CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --workdir's run.")
+_LATENTS = flags.DEFINE_integer("latents", 4, "With --workdir: trained latents to render.")
+_VIEWS = flags.DEFINE_list("views", ["0", "11", "47", "62"], "With --workdir: dataset views to render.")
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
 
 
@@ -83,6 +92,57 @@ def _seconds(fn, repeats: int = 3) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def trained_decoder_check(config, workdir: str, latents: int, views: list[int]) -> dict:
+    """The tracer against a 400-step trace on a trained decoder, latents x dataset views at the dataset resolution.
+
+    Reports hit agreement, the depth error on pixels both hit, unfinished rays, decoder
+    evaluations per ray, and the same for the staged bulk alone (no finishing rounds: what
+    the tracer did before they existed, unfinished rays counted as misses).
+    """
+    trained = trained_lib.load_trained(config, workdir)
+    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    settings = tracer.TraceSettings.from_config(config.render)
+    bulk = dataclasses.replace(settings, max_steps=sum(settings.stage_steps))
+    reference = dataclasses.replace(settings, stage_steps=(400,), stage_fractions=(1.0,), max_steps=400)
+    cameras = [camera_lib.views_from_config(config.render)[v] for v in views]
+    origins, directions = camera_lib.stack_rays(cameras)
+    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
+    fns = {name: jax.jit(lambda z, s=s: tracer.render(sdf_fn, {"decoder": trained.params, "z": z}, origins,
+                                                              directions, s))
+           for name, s in (("ours", settings), ("bulk_only", bulk), ("reference", reference))}
+    totals = {name: {"hits": 0, "agree": 0, "depth_error_sum": 0.0, "depth_error_max": 0.0, "both": 0,
+                     "unfinished": 0, "evals": 0, "rays": 0, "seconds": 0.0} for name in ("ours", "bulk_only")}
+    reference_hits = 0
+    for row in range(min(latents, len(trained.latents))):
+        z = jnp.asarray(trained.latents[row])
+        ref = fns["reference"](z)
+        ref_hit, ref_depth = np.asarray(ref["hit"]), np.asarray(ref["depth"])
+        for name in totals:
+            out = fns[name](z)
+            t = totals[name]
+            t["seconds"] += _seconds(lambda: fns[name](z), repeats=1)
+            hit = np.asarray(out["hit"])
+            both = hit & ref_hit
+            error = np.abs(np.asarray(out["depth"])[both] - ref_depth[both])
+            t["hits"] += int(hit.sum())
+            t["agree"] += int(np.sum(hit == ref_hit))
+            t["both"] += int(both.sum())
+            t["depth_error_sum"] += float(error.sum())
+            t["depth_error_max"] = max(t["depth_error_max"], float(error.max()) if error.size else 0.0)
+            t["unfinished"] += int(np.asarray(out["unfinished"]).sum())
+            t["evals"] += int(out["decoder_evals"]) + 4 * len(hit)
+            t["rays"] += len(hit)
+        reference_hits += int(ref_hit.sum())
+    result = {"latents": min(latents, len(trained.latents)), "views": views, "resolution": cameras[0].width,
+              "threshold": settings.threshold, "reference_hits": reference_hits}
+    for name, t in totals.items():
+        result[name] = {"hit_agreement": t["agree"] / t["rays"], "hits": t["hits"],
+                        "mean_depth_error": t["depth_error_sum"] / max(t["both"], 1),
+                        "max_depth_error": t["depth_error_max"], "unfinished_rays": t["unfinished"],
+                        "decoder_evals_per_ray": t["evals"] / t["rays"], "rays_per_s": t["rays"] / t["seconds"]}
+    return result
 
 
 def main(argv):
@@ -130,6 +190,10 @@ def main(argv):
         result["torch_naive"] = {"rays_per_s": torch["rays_per_s"], "decoder_evals_per_ray": torch["decoder_evals_per_ray"],
                                  "scene": torch["scene"], "camera": torch["camera"], "focal_px": torch["focal_px"]}
         result["speedup_vs_torch"] = result["ours"]["rays_per_s"] / torch["rays_per_s"]
+    if _WORKDIR.value:
+        config = common.load_config_file(_CONFIG.value)
+        result["trained_decoder"] = trained_decoder_check(config, _WORKDIR.value, _LATENTS.value,
+                                                          [int(v) for v in _VIEWS.value])
     print(json.dumps(result))
 
 

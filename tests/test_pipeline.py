@@ -236,3 +236,13 @@ def test_tfds_round_trip_without_tensorflow(tiny_dataset):
     np.testing.assert_array_equal(source[0]["sdf_samples"], expected)
     with pytest.raises(errors.DataError, match="split 'nope'"):
         tfds_builder.data_source(tiny_dataset, "nope")
+
+
+def test_a_dataset_larger_than_tfds_shuffle_buffer_packs_without_tensorflow(tiny_dataset, monkeypatch):
+    """TFDS spills a buffer over its limit (1 GB) through tf.io.gfile: packing must keep it in memory."""
+    from tensorflow_datasets.core import shuffle as tfds_shuffle
+
+    monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 1024)  # this tiny set is far over it
+    preprocess.preprocess_dataset(tiny_dataset, progress=False)
+    assert len(tfds_builder.data_source(tiny_dataset, "train")) == 2
+    assert tfds_shuffle.MAX_MEM_BUFFER_SIZE == 1024  # restored after packing

@@ -192,3 +192,31 @@ def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu
     np.testing.assert_allclose(normal(z, 100.0), normal(z, 0.0), rtol=1e-6)  # same normals
     assert float(jnp.abs(jax.jacfwd(normal)(z, 0.0)).max()) < 1e-4  # ReLU: piecewise constant in z
     assert float(jnp.abs(jax.jacfwd(normal)(z, 100.0)).max()) > 1e-3
+
+
+def test_on_a_trained_decoder_the_tracer_agrees_with_a_long_trace_and_reports_what_it_could_not_finish(tmp_path):
+    from sdfjax import trained as trained_lib
+    from tests.conftest import train_smoke_decoder
+
+    config, workdir = train_smoke_decoder(tmp_path)
+    model = trained_lib.load_trained(config, workdir)
+    sdf = latent_render.decoder_sdf(model.decoder)
+    cameras = [camera_lib.Camera(a, e, 4.0, 128.0, 64, 64) for a in (0.0, 70.0, 200.0) for e in (-30.0, 20.0)]
+    origins, directions = (a.reshape(-1, 3) for a in camera_lib.stack_rays(cameras))
+    settings = tracer.TraceSettings()
+    long_trace = tracer.TraceSettings(stage_steps=(400,), stage_fractions=(1.0,), max_steps=400)
+    bulk_only = tracer.TraceSettings(max_steps=sum(settings.stage_steps))
+    render = jax.jit(lambda p, s: tracer.render(sdf, p, origins, directions, s), static_argnums=1)
+    for z in model.latents:
+        params = {"decoder": model.params, "z": jnp.asarray(z)}
+        ours, ref = render(params, settings), render(params, long_trace)
+        assert np.mean(np.asarray(ours["hit"]) == np.asarray(ref["hit"])) >= 0.999
+        both = np.asarray(ours["hit"] & ref["hit"])
+        assert both.sum() > 200
+        np.testing.assert_allclose(np.asarray(ours["depth"])[both], np.asarray(ref["depth"])[both],
+                                   atol=settings.threshold)
+        # A ray out of budget is flagged, never a hit; with the staged bulk alone some are.
+        short = render(params, bulk_only)
+        unfinished = np.asarray(short["unfinished"])
+        assert not np.any(unfinished & np.asarray(short["hit"]))
+        assert np.all(np.asarray(short["hit"]) | unfinished | ~np.asarray(ref["hit"]))  # lost hits are all flagged

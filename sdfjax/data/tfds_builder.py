@@ -23,9 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from sdfjax import errors, io
 from sdfjax.data import layout
@@ -171,6 +173,19 @@ def dataset_path(config) -> str:
     return os.path.join(tfds_dir(config), DATASET_NAME, VERSION)
 
 
+def _packed_bytes(root: str, shapes) -> int:
+    """About how many bytes the shapes' records take: their arrays, and their images as raw uint8."""
+    total = 0
+    render = _render_shape(root, shapes)
+    for s in shapes:
+        path = layout.shape_dir(root, s.obj_id)
+        total += sum(os.path.getsize(os.path.join(path, f)) for f in (layout.SDF_SAMPLES, layout.SURFACE_SAMPLES))
+        if render:
+            v, h, w = render
+            total += v * h * w * 4  # normal map (3) and sketch (1) bytes per pixel
+    return total
+
+
 def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, str]]]:
     """Builds the array_record dataset of `config.data.root`.
 
@@ -189,7 +204,11 @@ def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, 
     shutil.rmtree(staging, ignore_errors=True)
     tfds.disable_progress_bar()  # preprocess shows its own progress
     builder = SdfShapes(config.data.root, data_dir=staging, file_format="array_record")
-    builder.download_and_prepare()
+    # TFDS spills a shuffle buffer over 1 GB to disk through tf.io.gfile, i.e. TensorFlow, which is
+    # not a dependency (a 352-chair set at the cpu spec is 1.4 GB): keep the records in memory instead.
+    needed = 2 * _packed_bytes(config.data.root, ready)
+    with mock.patch.object(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", max(tfds_shuffle.MAX_MEM_BUFFER_SIZE, needed)):
+        builder.download_and_prepare()
     old = tfds_dir(config) + ".old"
     shutil.rmtree(old, ignore_errors=True)
     if os.path.isdir(tfds_dir(config)):

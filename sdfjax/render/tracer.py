@@ -13,8 +13,12 @@ are background at once) and steps by the SDF value until it is within `threshold
 the surface or leaves the sphere. The steps run under `stop_gradient` in `lax`
 loops, in stages: after each stage the rays still marching are gathered to the front
 and only a shrinking number of them (`stage_fractions` of all rays) is marched in the
-next, so converged rays stop costing decoder evaluations; a ray still marching when
-its stage's capacity is full, or after the last stage, is reported as not hit.
+next, so converged rays stop costing decoder evaluations. Then finishing rounds of
+`round_steps` steps march the rays still going, `finish_fraction` of all rays at a
+time and compacted again each round, until every ray has hit, left the sphere, or
+used `max_steps` steps: only such a ray is not finished, and it is reported
+(`unfinished`), never silently turned into a miss. A trained decoder (clamped
+training: small values far from its surface) needs these rounds for its grazing rays.
 
 Gradients. The hit point is made differentiable once, by implicit differentiation
 (IDR, Yariv et al. 2020, Eq. 3): with x0 the converged point and v the ray direction,
@@ -43,18 +47,24 @@ _MAX_NEWTON_STEP = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class TraceSettings:
-    """Sphere-tracing settings: total steps = sum(stage_steps)."""
+    """Sphere-tracing settings (module docstring): the staged bulk, then finishing rounds up to a budget."""
 
     stage_steps: Sequence[int] = (6, 6, 8, 16, 32)
     stage_fractions: Sequence[float] = (1.0, 0.5, 0.25, 0.125, 0.0625)
     threshold: float = 2e-4  # |sdf| below which a ray has hit
     step_scale: float = 1.0  # < 1 for SDFs that overestimate distances
     bound_radius: float = 1.0
+    max_steps: int = 400  # per ray: a ray still marching after this many steps is reported unfinished
+    finish_fraction: float = 0.0625  # rays marched per finishing round (the stragglers, compacted)
+    round_steps: int = 16  # steps per finishing round
 
     @classmethod
     def from_config(cls, render_config) -> "TraceSettings":
         return cls(stage_steps=tuple(render_config.stage_steps), stage_fractions=tuple(render_config.stage_fractions),
-                   threshold=render_config.threshold, step_scale=render_config.step_scale)
+                   threshold=render_config.threshold, step_scale=render_config.step_scale,
+                   max_steps=int(render_config.get("max_steps", 400)),
+                   finish_fraction=float(render_config.get("finish_fraction", 0.0625)),
+                   round_steps=int(render_config.get("round_steps", 16)))
 
 
 def sphere_entry(origins: jax.Array, directions: jax.Array, radius: float = 1.0):
@@ -67,54 +77,79 @@ def sphere_entry(origins: jax.Array, directions: jax.Array, radius: float = 1.0)
 
 
 def _march(sdf_fn, params, origins, directions, state, steps: int, settings: TraceSettings):
-    """`steps` sphere-tracing steps of the rays in `state` (a dict of per-ray arrays)."""
+    """Up to `steps` sphere-tracing steps of the rays in `state`; (state, steps run).
+
+    A ray marches while active and within its budget (`steps` per ray counts its own
+    steps); the loop ends early once no ray of `state` marches.
+    """
 
     def body(carry):
         i, s = carry
         points = origins + s["t"][:, None] * directions
+        marching = s["active"] & (s["steps"] < settings.max_steps)
         f = sdf_fn(params, points)
-        f = jnp.where(s["active"], f, jnp.inf)
+        f = jnp.where(marching, f, jnp.inf)
         closer = f < s["min_sdf"]
         min_sdf = jnp.where(closer, f, s["min_sdf"])
         t_min = jnp.where(closer, s["t"], s["t_min"])
-        hit = s["active"] & (f < settings.threshold)
-        t = jnp.where(s["active"] & ~hit, s["t"] + settings.step_scale * f, s["t"])
+        hit = marching & (f < settings.threshold)
+        t = jnp.where(marching & ~hit, s["t"] + settings.step_scale * f, s["t"])
         left = t > s["t_out"]
         active = s["active"] & ~hit & ~left
         return i + 1, {**s, "t": t, "hit": s["hit"] | hit, "active": active, "min_sdf": min_sdf, "t_min": t_min,
-                       "evals": s["evals"] + 1}
+                       "steps": s["steps"] + marching.astype(jnp.int32)}
 
     def cond(carry):
         i, s = carry
-        return (i < steps) & jnp.any(s["active"])
+        return (i < steps) & jnp.any(s["active"] & (s["steps"] < settings.max_steps))
 
-    _, state = jax.lax.while_loop(cond, body, (0, state))
-    return state
+    run, state = jax.lax.while_loop(cond, body, (0, state))
+    return state, run
+
+
+def _march_compacted(sdf_fn, params, origins, directions, state, capacity: int, steps: int, settings):
+    """`_march` of the first `capacity` rays still marching (gathered to the front); (state, evaluations)."""
+    marching = state["active"] & (state["steps"] < settings.max_steps)  # out-of-budget rays take no room
+    order = jnp.argsort(~marching, stable=True)[:capacity]
+    sub = {k: v[order] for k, v in state.items()}
+    sub, run = _march(sdf_fn, params, origins[order], directions[order], sub, steps, settings)
+    return {k: v.at[order].set(sub[k]) for k, v in state.items()}, capacity * run
 
 
 def trace(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array,
           settings: TraceSettings = TraceSettings()) -> dict:
-    """The marching part (no gradients): per-ray t, hit, min_sdf, t_min, and evaluation counts.
+    """The marching part (no gradients): per-ray t, hit, unfinished, min_sdf, t_min, steps; and evaluation counts.
 
-    Returns the per-ray arrays and `decoder_evals`, the number of points the SDF was
-    evaluated at (rays x steps actually run in each stage, padding included).
+    Every ray that enters the bounding sphere marches until it hits, leaves the sphere,
+    or has used `settings.max_steps` steps; only then is it reported `unfinished` (never
+    silently a miss). `decoder_evals` counts the points the SDF was evaluated at (rays x
+    steps run in each stage and round, padding included).
     """
     params = jax.lax.stop_gradient(params)
     n = origins.shape[0]
     t_in, t_out, enters = sphere_entry(origins, directions, settings.bound_radius)
     state = {"t": t_in, "t_out": t_out, "active": enters, "hit": jnp.zeros(n, bool),
-             "min_sdf": jnp.full(n, jnp.inf), "t_min": t_in, "evals": jnp.zeros(n, jnp.int32)}
+             "min_sdf": jnp.full(n, jnp.inf), "t_min": t_in, "steps": jnp.zeros(n, jnp.int32)}
     evaluated = jnp.zeros((), jnp.int32)
     for steps, fraction in zip(settings.stage_steps, settings.stage_fractions):
         capacity = max(1, min(n, int(round(fraction * n))))
-        # Rays still marching first; the first `capacity` of them march in this stage.
-        order = jnp.argsort(~state["active"], stable=True)[:capacity]
-        sub = {k: v[order] for k, v in state.items()}
-        before = sub["evals"]
-        sub = _march(sdf_fn, params, origins[order], directions[order], sub, steps, settings)
-        evaluated += capacity * jnp.max(sub["evals"] - before)
-        state = {k: v.at[order].set(sub[k]) for k, v in state.items()}
-    state["hit"] = state["hit"] & ~state["active"]  # still marching at the end: not a hit
+        state, evals = _march_compacted(sdf_fn, params, origins, directions, state, capacity, steps, settings)
+        evaluated += evals
+    # Finishing rounds: the stragglers (grazing rays, a learned field's small steps far from
+    # its surface), compacted again each round so none waits for ever, until all are done.
+    capacity = max(1, min(n, int(round(settings.finish_fraction * n))))
+
+    def unfinished_rays(s):
+        return s["active"] & (s["steps"] < settings.max_steps)
+
+    def round_body(carry):
+        s, e = carry
+        s, evals = _march_compacted(sdf_fn, params, origins, directions, s, capacity, settings.round_steps, settings)
+        return s, e + evals
+
+    state, evaluated = jax.lax.while_loop(lambda c: jnp.any(unfinished_rays(c[0])), round_body, (state, evaluated))
+    state["unfinished"] = state["active"]  # out of budget, neither hit nor out of the sphere
+    state["hit"] = state["hit"] & ~state["active"]
     state["min_sdf"] = jnp.where(enters, state["min_sdf"], jnp.inf)
     state["decoder_evals"] = evaluated
     return jax.lax.stop_gradient(state)
@@ -149,8 +184,8 @@ def render(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array,
     min_sdf = jnp.where(jnp.isfinite(marched["min_sdf"]), sdf_fn(params, origins + t_min[:, None] * directions),
                         1.0)
     return {"hit": hit, "depth": jnp.where(hit, depth, 0.0), "points": points, "normals": normals,
-            "min_sdf": min_sdf, "decoder_evals": marched["decoder_evals"],
-            "steps": marched["evals"]}
+            "min_sdf": min_sdf, "decoder_evals": marched["decoder_evals"], "steps": marched["steps"],
+            "unfinished": marched["unfinished"]}
 
 
 def normal_image(normals: jax.Array, hit: jax.Array, height: int, width: int) -> jax.Array:
