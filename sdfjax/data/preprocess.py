@@ -261,8 +261,13 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
 
 
 def _write_stats(root: str, results, stages, workers: int, shape_seconds: float, seconds: float) -> None:
-    """`<root>/preprocess_stats.json`: this run's throughput (shapes done per minute) and peak memory."""
+    """`<root>/preprocess_stats.json`: this run's throughput (shapes done per minute) and peak memory.
+
+    A run that preprocessed no shape (all done before) keeps the file of the run that did.
+    """
     done = sum(r.status == "done" for r in results)
+    if not done and io.exists(os.path.join(root, "preprocess_stats.json")):
+        return
     io.atomic_write_json(os.path.join(root, "preprocess_stats.json"), {
         "shapes": len(results), "done": done, "failed": sum(r.status == "failed" for r in results),
         "stages": list(stages), "workers": workers, "seconds": round(seconds, 2),
