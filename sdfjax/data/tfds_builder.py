@@ -75,10 +75,6 @@ def _scan_shapes(root: str) -> tuple[list[layout.ShapeInfo], list[tuple[str, str
     return ready, unreadable
 
 
-def _ready_shapes(root: str) -> list[layout.ShapeInfo]:
-    return _scan_shapes(root)[0]
-
-
 def _render_shape(root: str, shapes: list[layout.ShapeInfo]) -> tuple[int, int, int] | None:
     """(V, H, W) when every shape has renders of one view set, else None (no image features)."""
     sizes = set()
@@ -111,8 +107,10 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version(VERSION)
 
-    def __init__(self, root: str, **kwargs):
+    def __init__(self, root: str, shapes: list[layout.ShapeInfo], **kwargs):
+        """`shapes`: the ready shapes to pack (`_scan_shapes`), read once by the caller."""
         self._root = root
+        self._shapes = list(shapes)
         super().__init__(**kwargs)
 
     @classmethod
@@ -120,7 +118,7 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
         return DATASET_NAME
 
     def _info(self) -> tfds.core.DatasetInfo:
-        shapes = _ready_shapes(self._root) if self._root else []
+        shapes = self._shapes
         index = {split: [[s.obj_id, s.label] for s in shapes if s.split == split] for split in layout.SPLITS}
         features = {
             "obj_id": tfds.features.Text(),
@@ -147,7 +145,7 @@ class SdfShapes(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager
-        shapes = _ready_shapes(self._root)
+        shapes = self._shapes
         return {split: self._generate_examples([s for s in shapes if s.split == split])
                 for split in layout.SPLITS if any(s.split == split for s in shapes)}
 
@@ -203,7 +201,7 @@ def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, 
     staging = tfds_dir(config) + ".building"
     shutil.rmtree(staging, ignore_errors=True)
     tfds.disable_progress_bar()  # preprocess shows its own progress
-    builder = SdfShapes(config.data.root, data_dir=staging, file_format="array_record")
+    builder = SdfShapes(config.data.root, ready, data_dir=staging, file_format="array_record")
     # TFDS spills a shuffle buffer over 1 GB to disk through tf.io.gfile, i.e. TensorFlow, which is
     # not a dependency (a 352-chair set at the cpu spec is 1.4 GB): keep the records in memory instead.
     needed = 2 * _packed_bytes(config.data.root, ready)
