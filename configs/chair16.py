@@ -160,21 +160,51 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.siamese.query_split = "val"  # eval_siamese: sketches of this split are the queries
     config.siamese.picture_queries = 6  # eval_siamese: queries shown with their top-5
 
-    # Sketch to shape: latent optimisation through the tracer against the Siamese embedding.
+    # Sketch-to-latent encoder (Sketch2Shape's encoder; sdfjax.train.encoder): sketch -> DeepSDF latent.
+    config.encoder = ml_collections.ConfigDict()
+    config.encoder.width = 64  # the Siamese tower's: ResNet-18 widths (64, 128, 256, 512)
+    config.encoder.stage_blocks = (2, 2, 2, 2)
+    config.encoder.compute_dtype = "float32"  # or "bfloat16"
+    config.encoder.shapes_per_batch = 16  # P shapes x K views per batch
+    config.encoder.views_per_shape = 4
+    config.encoder.num_steps = 20_000
+    config.encoder.lr = 1e-3
+    config.encoder.warmup_steps = 500
+    config.encoder.weight_decay = 1e-4
+    config.encoder.sdf_weight = 1.0  # weight of the clamped SDF L1 through the frozen decoder
+    config.encoder.sdf_points = 512  # uniform points in [-1, 1]^3 per sketch for that term
+    config.encoder.holdout_views = ()  # dataset views never trained on (held-out latent error)
+    config.encoder.steps_per_log = 100
+    config.encoder.checkpoint_every_steps = 2_000
+    config.encoder.cache_shapes = 2048
+    config.encoder.rotation_degrees = 8.0  # augmentation: rotation in +-this
+    config.encoder.scale_range = 0.1  # scale in 1 +- this
+    config.encoder.shift_fraction = 0.05  # shift in +- this share of the side
+    config.encoder.wobble_pixels = 0.7  # std of a smooth hand-drawn displacement field
+    config.encoder.max_dilation = 1  # lines thickened by 0..this pixels
+    config.encoder.drop_boxes = 3  # erased boxes (dropped and broken strokes)
+    config.encoder.drop_size = 4  # pixels a side, at most
+
+    # Sketch to shape: encoder start, then latent refinement through the tracer (sdfjax.sketch2shape).
     config.sketch = ml_collections.ConfigDict()
     config.sketch.azimuth = 40.0  # --sketch=<png>: the view the sketch was drawn from (degrees)
     config.sketch.elevation = -30.0
     config.sketch.views = (11,)  # --config.fit.split mode: dataset view indices of each shape's sketches
-    config.sketch.init = "retrieval"  # retrieval (mean of the top-k retrieved train latents) | mean
+    config.sketch.init = "encoder"  # encoder | retrieval (mean of the top-k retrieved train latents) | mean
     config.sketch.retrieval_k = 5
     config.sketch.iterations = 100
     config.sketch.lr = 3e-3
-    config.sketch.embedding_weight = 1.0
-    config.sketch.silhouette_weight = 1.0
-    config.sketch.code_reg_weight = 1e-4
-    config.sketch.batch = 8  # sketches optimised by one vmapped step
+    config.sketch.embedding_weight = 1.0  # Siamese embedding distance
+    config.sketch.silhouette_weight = 1.0  # two-sided silhouette (sdfjax.render.silhouette)
+    config.sketch.surface_eps = 0.003  # rays outside the outline are pushed this far off the surface
+    config.sketch.enclosed = "unknown"  # regions the lines enclose: unknown (left out) | inside
+    config.sketch.prior_weight = 1e-2  # Gaussian (Mahalanobis) prior fitted to the trained latents
+    config.sketch.prior_shrinkage = 0.1  # covariance shrinkage towards its mean variance
+    config.sketch.trust_weight = 0.0  # mean (z - z_start)^2: a trust region around the start
+    config.sketch.batch = 8  # objects optimised by one vmapped step
     config.sketch.fill = 0.8  # user sketches: the drawing's longer side takes this share of the image (dataset median)
     config.sketch.references = True  # split mode: also score retrieval alone and SDF fitting (upper bound)
+    config.sketch.sdf_fit_dir = ""  # split mode: read the SDF-fit rows from this fit run's metrics.csv
 
     if variant == "cpu":
         config.data.num_sdf_samples = 100_000
@@ -201,6 +231,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.siamese.warmup_steps = 100
         config.siamese.steps_per_log = 50
         config.siamese.checkpoint_every_steps = 500
+        config.encoder.width = 16
+        config.encoder.shapes_per_batch = 8
+        config.encoder.views_per_shape = 4
+        config.encoder.num_steps = 2000
+        config.encoder.warmup_steps = 100
+        config.encoder.steps_per_log = 50
+        config.encoder.checkpoint_every_steps = 500
         config.sketch.iterations = 60
         config.sketch.retrieval_k = 1  # this small latent space: means of several chairs are not chairs
     elif variant == "smoke":
@@ -246,6 +283,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.siamese.steps_per_log = 4
         config.siamese.checkpoint_every_steps = 4
         config.siamese.picture_queries = 2
+        config.encoder.width = 4
+        config.encoder.stage_blocks = (1, 1, 1, 1)
+        config.encoder.shapes_per_batch = 2
+        config.encoder.views_per_shape = 2
+        config.encoder.num_steps = 12
+        config.encoder.warmup_steps = 2
+        config.encoder.steps_per_log = 4
+        config.encoder.checkpoint_every_steps = 4
+        config.encoder.sdf_points = 64
         config.sketch.views = (0,)
         config.sketch.azimuth = 0.0
         config.sketch.elevation = 10.0

@@ -19,11 +19,14 @@ import numpy as np
 
 from sdfjax import checkpoint, io, parallel
 from sdfjax.models import decoder as decoder_lib
+from sdfjax.models import latent_encoder
 from sdfjax.models import siamese as siamese_lib
 
 DECODER_KEYS = ("latent_dim", "hidden_dim", "num_layers", "skip_layers", "weight_norm", "fourier_frequencies")
 SIAMESE_KEYS = ("width", "stage_blocks", "embedding_dim", "normalize", "shared_tower")
 SIAMESE_SUBDIR = "siamese"
+ENCODER_KEYS = ("width", "stage_blocks")
+ENCODER_SUBDIR = "encoder"
 
 
 @dataclasses.dataclass
@@ -60,6 +63,16 @@ def check_siamese_matches(meta: dict, siamese_config) -> None:
     diff = _differences(meta["siamese"], siamese_config, SIAMESE_KEYS)
     if diff:
         raise ValueError("the Siamese checkpoint's encoder does not match config.siamese: "
+                         + ", ".join(f"{k} saved {a} vs config {b}" for k, (a, b) in diff.items()))
+
+
+def check_encoder_matches(meta: dict, encoder_config, latent_dim: int) -> None:
+    """Raises ValueError when a sketch-to-latent checkpoint differs from `encoder_config` or the latent size."""
+    diff = _differences(meta["encoder"], encoder_config, ENCODER_KEYS)
+    if meta.get("latent_dim") != latent_dim:
+        diff["latent_dim"] = (meta.get("latent_dim"), latent_dim)
+    if diff:
+        raise ValueError("the encoder checkpoint does not match config.encoder / config.model: "
                          + ", ".join(f"{k} saved {a} vs config {b}" for k, (a, b) in diff.items()))
 
 
@@ -108,6 +121,26 @@ def load_siamese(workdir: str) -> tuple[siamese_lib.Siamese, dict, dict]:
                          f"python -m sdfjax.launch.train_siamese --workdir={workdir}")
     state, meta, _ = restored
     model = siamese_lib.from_config(ml_collections.ConfigDict(meta["siamese"]))
+    return model, jax.device_get(state["params"]), meta
+
+
+def encoder_dir(workdir: str) -> str:
+    """Where a run keeps its sketch-to-latent encoder: `<workdir>/encoder`."""
+    return os.path.join(workdir, ENCODER_SUBDIR)
+
+
+def load_encoder(workdir: str) -> tuple[siamese_lib.Tower, dict, dict]:
+    """(model, params, meta) of the latest sketch-to-latent checkpoint of `workdir`, as it was trained.
+
+    ValueError (one line) when there is none.
+    """
+    out = encoder_dir(workdir)
+    restored = _restore_replicated(out)
+    if restored is None:
+        raise ValueError(f"{checkpoint.checkpoint_dir(out)}: no sketch-to-latent encoder checkpoint; train one with "
+                         f"python -m sdfjax.launch.train_encoder --workdir={workdir}")
+    state, meta, _ = restored
+    model = latent_encoder.from_config(ml_collections.ConfigDict(meta["encoder"]), int(meta["latent_dim"]))
     return model, jax.device_get(state["params"]), meta
 
 

@@ -43,3 +43,13 @@ def train_smoke_decoder(root):
     workdir = str(root / "run")
     deepsdf.train(config, workdir, progress=False)
     return config, workdir
+
+
+@pytest.fixture(scope="session")
+def trained_pair(tmp_path_factory):
+    """(config, workdir, summary): a smoke DeepSDF and Siamese encoder trained on 2 procedural chairs (1 val, 1 test)."""
+    from sdfjax.train import siamese
+
+    config, workdir = train_smoke_decoder(tmp_path_factory.mktemp("siamese"))
+    summary = siamese.train_siamese(config, workdir, progress=False)
+    return config, workdir, summary

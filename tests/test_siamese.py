@@ -20,7 +20,7 @@ from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
 from sdfjax.sketch2shape import encoders, optimize, retrieval, sketches
-from sdfjax.train import logs, siamese
+from sdfjax.train import augment, logs, siamese
 from sdfjax.train.losses import TRIPLET_KINDS, triplet_loss
 from tests.conftest import train_smoke_decoder
 
@@ -82,12 +82,12 @@ def test_triplet_loss_is_zero_for_separated_clusters_and_finite_for_duplicates()
 def test_rotation_and_line_thickening():
     image = np.ones((9, 9), np.float32)
     image[4, 1:8] = 0.0  # a horizontal line through the centre
-    np.testing.assert_allclose(siamese.rotate_image(jnp.asarray(image), 0.0), image, atol=1e-6)
-    np.testing.assert_allclose(siamese.rotate_image(jnp.asarray(image), np.pi / 2), np.rot90(image), atol=1e-5)
-    thick = np.asarray(siamese.thicken_lines(jnp.asarray(image), jnp.asarray(1), 2))
+    np.testing.assert_allclose(augment.rotate_image(jnp.asarray(image), 0.0), image, atol=1e-6)
+    np.testing.assert_allclose(augment.rotate_image(jnp.asarray(image), np.pi / 2), np.rot90(image), atol=1e-5)
+    thick = np.asarray(augment.thicken_lines(jnp.asarray(image), jnp.asarray(1), 2))
     assert np.all(thick[3:6, 0:9] == 0.0) and np.all(thick[:3] == 1.0)  # 1 px -> 3 px, ends grown by 1
-    np.testing.assert_array_equal(siamese.thicken_lines(jnp.asarray(image), jnp.asarray(0), 2), image)
-    assert np.sum(np.asarray(siamese.thicken_lines(jnp.asarray(image), jnp.asarray(2), 2)) == 0) == 5 * 11 - 4 * 2 - 2
+    np.testing.assert_array_equal(augment.thicken_lines(jnp.asarray(image), jnp.asarray(0), 2), image)
+    assert np.sum(np.asarray(augment.thicken_lines(jnp.asarray(image), jnp.asarray(2), 2)) == 0) == 5 * 11 - 4 * 2 - 2
 
 
 def _sphere_normal_map(centre, camera):
@@ -104,12 +104,12 @@ def test_flipping_a_normal_map_renders_the_mirrored_shape():
     image = _sphere_normal_map(offset, camera)
     mirrored = _sphere_normal_map(-0.3 * right + 0.1 * up, camera)
     sketch_img = np.ones((32, 32), np.float32)
-    flipped_sketch, flipped = siamese.flip_pair(jnp.asarray(sketch_img), jnp.asarray(image), jnp.asarray(right))
+    flipped_sketch, flipped = augment.flip_pair(jnp.asarray(sketch_img), jnp.asarray(image), jnp.asarray(right))
     flipped = np.asarray(flipped)
     hit = np.all(mirrored < 1.0, -1) & np.all(flipped < 1.0, -1)
     assert np.mean(np.all(mirrored < 1.0, -1) == np.all(flipped < 1.0, -1)) > 0.99
     assert np.max(np.abs(flipped[hit] - mirrored[hit])) < 0.02
-    twice = siamese.flip_pair(flipped_sketch, jnp.asarray(flipped), jnp.asarray(right))[1]
+    twice = augment.flip_pair(flipped_sketch, jnp.asarray(flipped), jnp.asarray(right))[1]
     np.testing.assert_allclose(twice, image, atol=1e-5)
 
 
@@ -207,14 +207,6 @@ def test_image_files_of_any_mode_load_and_bad_files_are_refused(tmp_path):
 
 # --- training, retrieval and sketch-to-shape on a smoke model ----------------------------------
 
-@pytest.fixture(scope="module")
-def trained_pair(tmp_path_factory):
-    """A smoke DeepSDF and Siamese encoder trained on 2 procedural chairs (1 val, 1 test)."""
-    config, workdir = train_smoke_decoder(tmp_path_factory.mktemp("siamese"))
-    summary = siamese.train_siamese(config, workdir, progress=False)
-    return config, workdir, summary
-
-
 def test_siamese_training_logs_checkpoints_and_resumes_to_the_same_result(trained_pair, tmp_path):
     config, workdir, full = trained_pair
     records = logs.read_metrics(trained_lib.siamese_dir(workdir))
@@ -306,70 +298,3 @@ def test_retrieval_evaluation_writes_recalls_and_a_picture(trained_pair, tmp_pat
     config.siamese.index_split = "train"
     with pytest.raises(ValueError, match="lacks the query shapes"):
         retrieval.evaluate_retrieval(config, workdir, progress=False, out_dir=str(tmp_path / "bad"))
-
-
-def test_sketch_to_shape_step_lowers_its_loss(trained_pair):
-    config, workdir, _ = trained_pair
-    trained = trained_lib.load_trained(config, workdir)
-    model, enc_params, _ = trained_lib.load_siamese(workdir)
-    example = tfds_builder.data_source(config, "train")[0]
-    target_sketch = example["sketches"][0]
-    camera = camera_lib.Camera(*map(float, example["views"][0]), width=32, height=32)
-    target = encoders.embedder(model, enc_params, "sketch")(target_sketch[None])
-    outline = sketches.filled_outline(target_sketch).reshape(1, -1)
-    sk = config.sketch.copy_and_resolve_references()
-    sk.lr = 0.02
-    encoder = encoders.normal_map_encoder(model, enc_params)
-    sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    optimizer, step = optimize.make_step(sdf_fn, encoder, tracer.TraceSettings(), 32, sk)
-    z = jnp.asarray(trained.latents.mean(0, keepdims=True) + 0.3 * np.random.default_rng(0).normal(
-        size=(1, trained.latents.shape[1])), jnp.float32)
-    opt = jax.vmap(optimizer.init)(z)
-    o, d = camera_lib.stack_rays([camera])
-    losses = []
-    for _ in range(25):
-        z, opt, loss, parts = step(trained.params, z, opt, o, d, jnp.asarray(target), jnp.asarray(outline))
-        losses.append(float(loss[0]))
-    assert np.all(np.isfinite(losses))
-    # At a small step the gradient is a descent direction: the first 10 steps each lower the loss. Later
-    # steps jump as pixels enter and leave the silhouette (not smooth; the sketch issue), so the best is kept.
-    assert np.all(np.diff(losses[:10]) < 0) and min(losses) < 0.96 * losses[0], losses
-
-
-def test_sketch_to_shape_on_split_and_user_sketch_with_launchers(trained_pair, tmp_path):
-    config, workdir, _ = trained_pair
-    config = config.copy_and_resolve_references()
-    summary = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "split"))
-    with open(tmp_path / "split" / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["obj_id"], r["method"]) for r in rows] == [
-        ("chair_000_0002_v00", "sketch2shape"), ("chair_000_0002_v00", "retrieval"), ("chair_000_0002_v00", "sdf_fit"),
-        ("mean_metric", "sketch2shape"), ("mean_metric", "retrieval"), ("mean_metric", "sdf_fit")]
-    assert rows[1]["retrieved"] in ("chair_000_0000", "chair_000_0001")
-    assert all(np.isfinite(float(r["chamfer"])) for r in rows)
-    assert os.listdir(tmp_path / "split" / "meshes") == ["chair_000_0002_v00.obj"]
-    assert summary["losses"].shape == (config.sketch.iterations, 1)
-    picture = np.asarray(Image.open(tmp_path / "split" / "pictures" / "chair_000_0002_v00.png"))
-    size = config.render.preview_resolution
-    assert picture.shape[:2] == (size, 6 * size + 5 * 2)
-
-    user = _drawing(200, 150, 1.0, 0.0)
-    Image.fromarray((user * 255).astype(np.uint8)).save(tmp_path / "my chair.png")
-    flags = [f"--config={ROOT}/configs/chair16.py:smoke", f"--config.data.root={config.data.root}",
-             f"--workdir={workdir}"]
-    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
-                          f"--sketch={tmp_path / 'my chair.png'}", "--config.sketch.init=mean"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
-    runs = os.listdir(os.path.join(workdir, "sketch2shape"))
-    made = sorted(os.listdir(os.path.join(workdir, "sketch2shape", runs[0])))
-    assert made == ["latents.npz", "meshes", "pictures"]
-    assert os.listdir(os.path.join(workdir, "sketch2shape", runs[0], "meshes")) == ["my chair.obj"]
-    assert os.listdir(os.path.join(workdir, "sketch2shape", runs[0], "pictures")) == ["my chair.png"]
-    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
-    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags, f"--sketch={tmp_path / 'bad.png'}"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
-    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.eval_siamese", *flags],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0 and "Recall@1" in out.stdout, out.stderr[-3000:]

@@ -164,10 +164,12 @@ class ViewBatcher(_ShapeBatcher):
     """
 
     def __init__(self, source, labels: np.ndarray, shapes_per_batch: int, views_per_shape: int, seed: int,
-                 process_index: int = 0, process_count: int = 1, cache_shapes: int = 2048):
-        super().__init__(labels, shapes_per_batch, seed, process_index, process_count, "siamese.shapes_per_batch")
+                 process_index: int = 0, process_count: int = 1, cache_shapes: int = 2048,
+                 view_subset=None, field: str = "siamese.shapes_per_batch"):
+        super().__init__(labels, shapes_per_batch, seed, process_index, process_count, field)
         self.shapes = ShapeCache(source, cache_shapes, read=images_and_views)
         self.views_per_shape = views_per_shape
+        self.view_subset = None if view_subset is None else np.asarray(view_subset, np.int64)  # None: every view
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
         first, scenes = self.local_scenes(step)
@@ -175,7 +177,8 @@ class ViewBatcher(_ShapeBatcher):
         for row, index in enumerate(scenes):
             rng = np.random.default_rng([self.seed, step, first + row, 2])
             shape_sketches, shape_normals, views = self.shapes[int(index)]
-            picked = rng.choice(len(views), self.views_per_shape, replace=self.views_per_shape > len(views))
+            allowed = np.arange(len(views)) if self.view_subset is None else self.view_subset
+            picked = allowed[rng.choice(len(allowed), self.views_per_shape, replace=self.views_per_shape > len(allowed))]
             sketches.append(shape_sketches[picked])
             normal_maps.append(shape_normals[picked])
             labels.append(np.full(len(picked), self.labels[index], np.int32))

@@ -1,4 +1,4 @@
-r"""One command for every results table: generate, preprocess, train, fit, encode, retrieve, sketch, report.
+r"""One command for every results table: generate, preprocess, train, fit, encoders, retrieve, sketch, report.
 
     python -m sdfjax.launch.results --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu
     make results                                     # the same, then the README's tables
@@ -42,10 +42,12 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
         ("fit_test", py + ["sdfjax.launch.fit", *run, "--config.fit.split=test",
                            f"--out_dir={io.join(out, 'fit_test')}"]),
         ("train_siamese", py + ["sdfjax.launch.train_siamese", *run]),
+        ("train_encoder", py + ["sdfjax.launch.train_encoder", *run]),
         ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
                             "--config.siamese.query_split=test", f"--out_dir={io.join(out, 'retrieval')}"]),
         ("sketch2shape", py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test",
-                               f"--config.sketch.views=({views},)", f"--out_dir={io.join(out, 'sketch2shape')}"]),
+                               f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
+                               f"--out_dir={io.join(out, 'sketch2shape')}"]),
         ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
     ]
 

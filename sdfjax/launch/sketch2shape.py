@@ -1,15 +1,20 @@
-r"""Sketch to shape: optimises a DeepSDF latent until its render matches a sketch (Sketch2Shape).
+r"""Sketch to shape: encoder start, then a DeepSDF latent refined until its renders match the sketches.
 
     # a drawing of your own, seen from azimuth 40, elevation -30 (degrees)
     python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
         --sketch=my_chair.png --config.sketch.azimuth=40 --config.sketch.elevation=-30
+    # one chair drawn from the front and from the side: one latent for both
+    python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
+        --sketch=front.png,side.png --azimuths=0,90 --elevations=10,10
     # the val sketches of the dataset (views config.sketch.views), scored against the true shapes
     python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
         --config.fit.split=val
 
-Needs the DeepSDF checkpoint and the Siamese encoder (train_siamese) in the workdir.
+Needs the DeepSDF checkpoint, the Siamese encoder (train_siamese) and, for the default
+--config.sketch.init=encoder, the sketch-to-latent encoder (train_encoder) in the workdir.
 Writes <workdir>/sketch2shape/<timestamp>/: meshes/, latents.npz, pictures/ and, for
-dataset sketches, metrics.csv (sketch2shape beside retrieval alone and SDF fitting).
+dataset sketches, metrics.csv (sketch2shape beside the encoder alone, retrieval alone and
+SDF fitting).
 """
 
 from absl import flags
@@ -24,7 +29,12 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_path=f.sketch or None,
+        views = None
+        if f.azimuths or f.elevations:
+            if len(f.azimuths) != len(f.elevations):
+                raise ValueError(f"--azimuths has {len(f.azimuths)} values and --elevations {len(f.elevations)}")
+            views = [(float(a), float(e)) for a, e in zip(f.azimuths, f.elevations)]
+        summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_paths=f.sketch or None, views=views,
                                             out_dir=f.out_dir or None)
     if summary["means"]:
         print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
@@ -32,5 +42,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("sketch", "", "A PNG (or any image) of a drawing; empty: the sketches of config.fit.split.")
+    flags.DEFINE_list("sketch", [], "PNGs (or any images) of drawings of one object, comma-separated; empty: the "
+                      "sketches of config.fit.split.")
+    flags.DEFINE_list("azimuths", [], "Per --sketch: the azimuth it was drawn from (degrees); default "
+                      "config.sketch.azimuth.")
+    flags.DEFINE_list("elevations", [], "Per --sketch: the elevation (degrees); default config.sketch.elevation.")
     common.run_on_trained(main, "Run folder with the DeepSDF checkpoint and siamese/ (train_siamese).")

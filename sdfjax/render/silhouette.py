@@ -1,9 +1,19 @@
 """Silhouette losses on the sphere tracer's minimum SDF along each ray.
 
 A ray's `min_sdf` (sdfjax.render.tracer) is positive when the ray misses the shape and
-at most the hit threshold when it hits, and it is differentiable in the shape's
-parameters, so a target object mask pulls the surface onto the rays inside it and
-pushes it off the rays outside it.
+at most the hit threshold when it hits (the tracer stops there, so it is never much
+below 0), and it is differentiable in the shape's parameters. A target object mask
+pulls the surface onto the rays inside it and pushes it off the rays outside it.
+
+Two-sided form (Sketch2Shape's silhouette term, with a surface epsilon):
+
+    inside the mask:  relu(min_sdf - hit_threshold)   missed rays pulled in; hit rays left alone
+    outside the mask: relu(margin - min_sdf)          rays that hit or pass within `margin` pushed off
+
+With margin = hit_threshold = 0 it is the one-sided relu(min_sdf) / relu(-min_sdf) of
+earlier versions, which only inflates: a hit ray's min_sdf lies in [0, threshold), so
+relu(min_sdf) pushes every hit pixel outward and relu(-min_sdf) is 0 outside, so
+nothing removes material.
 """
 
 from __future__ import annotations
@@ -12,6 +22,21 @@ import jax
 import jax.numpy as jnp
 
 
-def silhouette_loss(min_sdf: jax.Array, mask: jax.Array) -> jax.Array:
-    """mean over rays of relu(min_sdf) inside the target mask and relu(-min_sdf) outside it."""
-    return jnp.mean(jnp.where(mask, jax.nn.relu(min_sdf), jax.nn.relu(-min_sdf)))
+def silhouette_loss(min_sdf: jax.Array, mask: jax.Array, margin: float = 0.0, hit_threshold: float = 0.0,
+                    known: jax.Array | None = None, balanced: bool = False) -> jax.Array:
+    """The module docstring's two-sided loss; rays where `known` is False count 0.
+
+    balanced=False: the mean over all rays. balanced=True: the mean over the known rays
+    inside the mask plus the mean over those outside it, so that a thin object (a sketch's
+    lines, a few percent of the pixels) weighs as much as its background: with one mean, a
+    near miss of d on a line costs d and a hit outside costs `margin`, and shrinking every
+    part a little lowers the loss.
+    """
+    inside = jax.nn.relu(min_sdf - hit_threshold)
+    outside = jax.nn.relu(margin - min_sdf)
+    known = jnp.ones_like(mask) if known is None else known
+    if balanced:
+        inside_rays, outside_rays = known & mask, known & ~mask
+        return (jnp.sum(jnp.where(inside_rays, inside, 0.0)) / jnp.maximum(jnp.sum(inside_rays), 1)
+                + jnp.sum(jnp.where(outside_rays, outside, 0.0)) / jnp.maximum(jnp.sum(outside_rays), 1))
+    return jnp.mean(jnp.where(known, jnp.where(mask, inside, outside), 0.0))

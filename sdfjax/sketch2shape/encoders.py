@@ -1,8 +1,9 @@
-"""Using the trained Siamese encoder: batches of images in, embeddings out.
+"""Using the trained encoders: batches of images in, embeddings or latents out.
 
     model, params, meta = sdfjax.trained.load_siamese(workdir)
     embed_sketches = embedder(model, params, "sketch")        # numpy images -> numpy (N, D)
     encode_normals = normal_map_encoder(model, params)        # traced (B, H, W, 3) -> (B, D), differentiable
+    predict_latents = latent_predictor(*sdfjax.trained.load_encoder(workdir)[:2])  # sketches -> (N, L) latents
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import jax
 
 from sdfjax.geometry import isosurface
+from sdfjax.models import latent_encoder
 from sdfjax.models import siamese as siamese_lib
 
 
@@ -22,3 +24,9 @@ def embedder(model, params, modality: str, batch: int = 64):
 def normal_map_encoder(model, params):
     """images (B, H, W, 3) in [0, 1] -> (B, D): the normal-map tower as a traceable function (for losses)."""
     return lambda images: model.apply(params, siamese_lib.normal_input(images), "normal")
+
+
+def latent_predictor(model, params, batch: int = 64):
+    """numpy sketches (N, H, W) uint8 or [0, 1] -> (N, L) latents of the sketch-to-latent encoder."""
+    fn = jax.jit(lambda sketches: latent_encoder.encode(model, params, sketches))
+    return isosurface.chunked(fn, batch)

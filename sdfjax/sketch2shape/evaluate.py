@@ -3,14 +3,40 @@
   retrieval  the decoder's mesh of the nearest training shape's latent (what the
              Siamese encoder retrieves for the sketch);
   sdf_fit    DeepSDF reconstruction of the true shape from its SDF samples (the upper
-             bound: what the decoder can represent at all).
+             bound: what the decoder can represent at all). With config.sketch.sdf_fit_dir
+             (a folder where sdfjax.launch.fit wrote metrics.csv for these shapes, as the
+             results command's fit_test stage does) its rows are read, not fitted again.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 
+from sdfjax import errors, io
 from sdfjax.fit import reconstruct, scoring
+
+
+def read_fit_rows(fit_dir: str, obj_ids: set[str]) -> dict[str, dict]:
+    """{obj_id: metrics row} of `obj_ids` found in `fit_dir`/metrics.csv (empty when fit_dir is empty)."""
+    if not fit_dir:
+        return {}
+    path = io.join(fit_dir, "metrics.csv")
+    if not io.exists(path):
+        raise errors.DataError(f"{path}: not found; config.sketch.sdf_fit_dir names a folder where "
+                               "python -m sdfjax.launch.fit wrote its metrics")
+    rows = {}
+    for row in csv.DictReader(io.read_text(path).splitlines()):
+        if row["obj_id"] in obj_ids:
+            rows[row["obj_id"]] = {k: _number(v) for k, v in row.items() if v not in ("", None)}
+    return rows
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def reference_rows(config, workdir: str, names, obj_ids, records, folded, trained, retrieved, out_dir: str,
@@ -30,11 +56,15 @@ def reference_rows(config, workdir: str, names, obj_ids, records, folded, traine
             scored_by_shape[key] = scoring.mesh_and_score(no_mesh, folded, trained.latents[row_of[nearest]], example,
                                                           nearest, out_dir)
         rows.append({"obj_id": name, "method": "retrieval", "retrieved": nearest, **scored_by_shape[key]})
-    fit_config = config.copy_and_resolve_references()
-    fit_config.fit.obj_ids = ",".join(sorted(set(obj_ids)))
-    fit_config.fit.save_mesh = False
-    fitted = reconstruct.fit_split(fit_config, workdir, progress=progress, out_dir=os.path.join(out_dir, "sdf_fit"))
-    by_obj = {r["obj_id"]: r for r in fitted["rows"]}
+    by_obj = read_fit_rows(config.sketch.get("sdf_fit_dir", ""), set(obj_ids))
+    missing = sorted(set(obj_ids) - set(by_obj))
+    if missing:
+        fit_config = config.copy_and_resolve_references()
+        fit_config.fit.obj_ids = ",".join(missing)
+        fit_config.fit.save_mesh = False
+        fitted = reconstruct.fit_split(fit_config, workdir, progress=progress,
+                                       out_dir=os.path.join(out_dir, "sdf_fit"))
+        by_obj.update({r["obj_id"]: r for r in fitted["rows"]})
     for name, obj_id in zip(names, obj_ids):
         rows.append({**by_obj[obj_id], "obj_id": name, "method": "sdf_fit"})
     return rows

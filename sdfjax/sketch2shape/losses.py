@@ -1,36 +1,75 @@
-"""The loss that compares a rendered latent with a sketch (Sketch2Shape).
+"""The loss that compares a rendered latent with one or several sketches of one object (Sketch2Shape).
 
-For a sketch S seen from camera C, with N(z, C) the normal map the sphere tracer renders
-of latent z (differentiable through the IDR hit point and the autodiff normals), E the
-Siamese encoder's towers, min_sdf the smallest SDF along each pixel's ray and
-outline(S) the sketch's filled outline:
+For sketches S_v (v = 1..V, one object drawn from V views) seen from cameras C_v, with
+N(z, C) the normal map the sphere tracer renders of latent z (differentiable through
+the IDR hit point and the autodiff normals), E the Siamese encoder's towers, min_sdf
+the smallest SDF along each pixel's ray, and each sketch's outline masks (inside,
+known) from sdfjax.sketch2shape.sketches.outline_masks:
 
-    L(z) = w_e * || E_sketch(S) - E_normal(N(z, C)) ||_2
-           + w_s * mean_pixels [in outline(S): relu(min_sdf), outside: relu(-min_sdf)]
-           + w_r * mean(z^2)
+    L(z) = w_e * mean_v || E_sketch(S_v) - E_normal(N(z, C_v)) ||_2
+           + w_s * mean_v silhouette(min_sdf_v; inside_v, known_v, margin = surface_eps)
+           + w_p * mean_dims (W (z - mu))^2                              a Gaussian prior
+           + w_t * mean_dims (z - z0)^2                                  a trust region
+
+The silhouette term is two-sided and balanced between the object's and the background's
+rays (sdfjax.render.silhouette). mu and W = (Sigma + lambda
+I)^(-1/2) come from the trained latent table (`gaussian_prior`), so the prior is the
+squared Mahalanobis distance per dimension: about 1 for a trained latent, and large
+where the decoder never learned a shape. z0 is where the optimisation started (the
+encoder's latent): the trust region keeps the refinement near a good start.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sdfjax.render import tracer
 from sdfjax.render.silhouette import silhouette_loss
 
 
-def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embedding, origins, directions, outline, settings,
-                resolution: int, sketch_config):
-    """(loss, (embedding distance, silhouette)) of the module docstring for one sketch.
+def gaussian_prior(latents: np.ndarray, shrinkage: float = 1e-2) -> dict[str, np.ndarray]:
+    """{"mean" (L,), "whiten" (L, L)} of a Gaussian fitted to trained latents (T, L).
 
-    `encoder` maps normal maps (1, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders);
-    `target_embedding` is E_sketch(S) (D,); origins and directions (R*R, 3) are the
-    sketch camera's rays and `outline` (R*R,) bool its filled outline.
+    The covariance is shrunk towards its mean variance (Ledoit-Wolf style, weight
+    `shrinkage`) so that it is invertible with fewer latents than dimensions.
     """
-    out = tracer.render(sdf_fn, {"decoder": decoder_params, "z": z}, origins, directions, settings)
-    image = tracer.normal_image(out["normals"], out["hit"], resolution, resolution)
-    rendered = encoder(image[None])[0]
-    embedding = jnp.sqrt(jnp.sum((rendered - target_embedding) ** 2) + 1e-12)
-    silhouette = silhouette_loss(out["min_sdf"], outline)
-    loss = (sketch_config.embedding_weight * embedding + sketch_config.silhouette_weight * silhouette
-            + sketch_config.code_reg_weight * jnp.mean(z**2))
-    return loss, (embedding, silhouette)
+    latents = np.asarray(latents, np.float64)
+    mean = latents.mean(axis=0)
+    centred = latents - mean
+    cov = centred.T @ centred / max(len(latents) - 1, 1)
+    level = float(np.trace(cov)) / len(cov) if np.trace(cov) > 0 else 1.0
+    cov = (1.0 - shrinkage) * cov + shrinkage * level * np.eye(len(cov))
+    values, vectors = np.linalg.eigh(cov)
+    whiten = vectors @ np.diag(1.0 / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T
+    return {"mean": mean.astype(np.float32), "whiten": whiten.astype(np.float32)}
+
+
+def prior_energy(z: jax.Array, prior: dict) -> jax.Array:
+    """mean_dims (W (z - mu))^2: the squared Mahalanobis distance of z per dimension."""
+    return jnp.mean((prior["whiten"] @ (z - prior["mean"])) ** 2)
+
+
+def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, directions, inside, known, z0,
+                prior, settings, resolution: int, sketch_config):
+    """(loss, (embedding distance, silhouette, prior)) of the module docstring for one object.
+
+    `encoder` maps normal maps (V, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders);
+    `target_embeddings` are E_sketch(S_v) (V, D); origins and directions (V, R*R, 3) are
+    the sketch cameras' rays and `inside`, `known` (V, R*R) bool the outline masks;
+    z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`.
+    """
+    sk = sketch_config
+    params = {"decoder": decoder_params, "z": z}
+    out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
+    images = jax.vmap(lambda n, h: tracer.normal_image(n, h, resolution, resolution))(out["normals"], out["hit"])
+    rendered = encoder(images)
+    embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
+    silhouette = jnp.mean(jax.vmap(lambda m, i, k: silhouette_loss(m, i, sk.surface_eps, settings.threshold, k,
+                                                                        balanced=True))(
+        out["min_sdf"], inside, known))
+    prior_term = prior_energy(z, prior)
+    loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
+            + sk.trust_weight * jnp.mean((z - z0) ** 2))
+    return loss, (embedding, silhouette, prior_term)

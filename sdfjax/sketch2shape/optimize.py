@@ -1,24 +1,28 @@
-"""Sketch to shape (Sketch2Shape): a DeepSDF latent optimised until its render matches a sketch.
+"""Sketch to shape (Sketch2Shape): a DeepSDF latent from one or several sketches of one object.
 
-    summary = sketch_to_shape(config, workdir, sketch_path="chair.png")   # a user's drawing
-    summary = sketch_to_shape(config, workdir)                            # config.fit.split's sketches
+    summary = sketch_to_shape(config, workdir, sketch_paths=["front.png", "side.png"],
+                              views=[(0, 10), (90, 10)])                # a user's drawings, one object
+    summary = sketch_to_shape(config, workdir)                          # config.fit.split's sketches
 
-For a sketch S seen from camera C, the latent z (decoder and encoder frozen) minimises
-the embedding + silhouette + prior loss of sdfjax.sketch2shape.losses. z starts at the
-mean trained latent, or at the mean of the trained latents of the `retrieval_k`
-training shapes the encoder retrieves for S (sdfjax.sketch2shape.retrieval). Many
-sketches are optimised at once: one jitted step (sdfjax.fit.optimizer.latent_step) is
-vmapped over sketches, each with its own camera and Adam state. The loss is not smooth
-(pixels enter and leave the silhouette), so each sketch keeps the iterate with the
-lowest loss met, not the last one.
+1. Start (`config.sketch.init`): `encoder` (default) maps each sketch straight to a latent
+   (sdfjax.models.latent_encoder; several sketches of one object: the mean of theirs),
+   `retrieval` takes the mean trained latent of the `retrieval_k` training shapes the
+   Siamese encoder retrieves, `mean` the mean trained latent.
+2. Refinement (decoder and encoders frozen): z minimises the loss of
+   sdfjax.sketch2shape.losses (Siamese embedding + two-sided silhouette + Gaussian prior
+   + trust region around the start), all sketches of the object at once. One jitted step
+   (sdfjax.fit.optimizer.latent_step) is vmapped over objects, each with its own cameras
+   and Adam state. The loss is not smooth (pixels enter and leave the silhouette), so each
+   object keeps the iterate with the lowest loss met, the start included: the choice uses
+   the sketch alone, never the true shape.
 
 A user's image is normalised first (sdfjax.sketch2shape.sketches.normalize_sketch).
 
 Writes `<workdir>/sketch2shape/<timestamp>/`: meshes/<name>.obj, latents.npz,
-pictures/<name>.png (sketch | render from the sketch's view at the start | at the end
-| three other views), and in split mode metrics.csv: per sketch, the metrics of
-sketch-to-shape beside its baselines (sdfjax.sketch2shape.evaluate), with a mean row
-per method.
+pictures/<name>.png (sketch | start and result from the sketch's view | result from
+three other views) and in split mode metrics.csv: per sketch, the refined shape
+("sketch2shape") beside its start ("encoder") and the baselines
+(sdfjax.sketch2shape.evaluate), with a mean row per method.
 """
 
 from __future__ import annotations
@@ -40,54 +44,64 @@ from sdfjax.fit.optimizer import init_states, latent_step
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import evaluate, retrieval
-from sdfjax.sketch2shape.encoders import embedder, normal_map_encoder
-from sdfjax.sketch2shape.losses import sketch_loss
-from sdfjax.sketch2shape.sketches import filled_outline, load_image, normalize_sketch
+from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
+from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
+from sdfjax.sketch2shape.sketches import load_image, normalize_sketch, outline_masks
 
-INITS = ("retrieval", "mean")
-METHODS = ("sketch2shape", "retrieval", "sdf_fit")
+INITS = ("encoder", "retrieval", "mean")
+METHODS = ("sketch2shape", "encoder", "retrieval", "sdf_fit")
 
 
 @dataclasses.dataclass
 class SketchBatch:
-    """Sketches to optimise, with the view each was drawn from."""
+    """Objects to shape, each drawn from V views (the same V for every object of a batch)."""
 
     names: list[str]
-    sketches: np.ndarray  # (B, R, R) uint8
-    cameras: list[camera_lib.Camera]  # (B,) at resolution R
+    sketches: np.ndarray  # (B, V, R, R) uint8
+    cameras: list[list[camera_lib.Camera]]  # (B, V) at resolution R
     obj_ids: list[str | None]  # ground-truth shape (split mode) or None
 
 
 def make_step(sdf_fn, encoder, settings, resolution: int, sketch_config):
-    """(optimizer, step); step(decoder_params, z (B, L), opt, origins (B, R*R, 3), directions, targets (B, D),
-    outlines (B, R*R)) -> (z, opt, loss (B,), (embedding distance, silhouette)), jitted."""
+    """(optimizer, step); step(decoder_params, prior, z (B, L), opt, origins (B, V, R*R, 3), directions,
+    targets (B, V, D), inside (B, V, R*R), known, z0 (B, L)) -> (z, opt, loss (B,), (embedding, silhouette,
+    prior)), jitted."""
     optimizer = optax.adam(sketch_config.lr)
 
-    def loss_fn(z, decoder_params, origins, directions, target, outline):
-        return sketch_loss(sdf_fn, decoder_params, z, encoder, target, origins, directions, outline, settings,
-                           resolution, sketch_config)
+    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, z0):
+        return sketch_loss(sdf_fn, decoder_params, z, encoder, targets, origins, directions, inside, known, z0,
+                           prior, settings, resolution, sketch_config)
 
-    sketches_step = latent_step(loss_fn, optimizer, in_axes=(None, 0, 0, 0, 0))
+    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0))
 
     @jax.jit
-    def step(decoder_params, z, opt, origins, directions, targets, outlines):
-        return sketches_step(z, opt, decoder_params, origins, directions, targets, outlines)
+    def step(decoder_params, prior, z, opt, origins, directions, targets, inside, known, z0):
+        return objects_step(z, opt, decoder_params, prior, origins, directions, targets, inside, known, z0)
 
     return optimizer, step
 
 
-def user_batch(config, sketch_path: str, resolution: int) -> SketchBatch:
-    """A user's drawing at `resolution`, seen from config.sketch's azimuth and elevation."""
+def user_batch(config, sketch_paths: list[str], views: list[tuple[float, float]] | None,
+               resolution: int) -> SketchBatch:
+    """A user's drawings of one object at `resolution`; `views` (azimuth, elevation) in degrees per drawing,
+    default config.sketch's azimuth and elevation for a single drawing."""
     sk = config.sketch
-    sketch = normalize_sketch(load_image(sketch_path), resolution, sk.fill, name=sketch_path)
-    camera = camera_lib.Camera(float(sk.azimuth), float(sk.elevation), config.render.distance, config.render.focal,
-                               config.render.resolution, config.render.resolution).scaled(resolution)
-    name = os.path.splitext(os.path.basename(sketch_path))[0]
-    return SketchBatch([name], sketch[None], [camera], [None])
+    if views is None:
+        views = [(float(sk.azimuth), float(sk.elevation))] * len(sketch_paths)
+    if len(views) != len(sketch_paths):
+        raise ValueError(f"{len(sketch_paths)} sketches but {len(views)} views: give one azimuth and elevation "
+                         "per sketch")
+    sketches = np.stack([normalize_sketch(load_image(p), resolution, sk.fill, name=p) for p in sketch_paths])
+    cameras = [camera_lib.Camera(float(a), float(e), config.render.distance, config.render.focal,
+                                 config.render.resolution, config.render.resolution).scaled(resolution)
+               for a, e in views]
+    name = "+".join(os.path.splitext(os.path.basename(p))[0] for p in sketch_paths)
+    return SketchBatch([name], sketches[None], [cameras], [None])
 
 
 def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
-    """The dataset sketches (views config.sketch.views) of the shapes config.fit selects, and their records."""
+    """The dataset sketches (views config.sketch.views) of the shapes config.fit selects, one object each,
+    and their records."""
     sk = config.sketch
     obj_ids, examples = reconstruct.load_examples(config)
     if "sketches" not in examples[0]:
@@ -99,39 +113,41 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
         raise ValueError(f"config.sketch.views={tuple(sk.views)}: the dataset has views 0..{num_views - 1} "
                          "((-1,) for all)")
     if examples[0]["sketches"].shape[-1] != resolution:
-        raise ValueError(f"the Siamese encoder was trained on {resolution} px images; {config.data.root} has "
+        raise ValueError(f"the encoders were trained on {resolution} px images; {config.data.root} has "
                          f"{examples[0]['sketches'].shape[-1]} px")
     names, sketches, cameras, ids, records = [], [], [], [], []
     for obj_id, example in zip(obj_ids, examples):
         for v in views:
             a, e, d, f = map(float, example["views"][v])
             names.append(f"{obj_id}_v{v:02d}")
-            sketches.append(example["sketches"][v])
-            cameras.append(camera_lib.Camera(a, e, d, f, resolution, resolution))
+            sketches.append(example["sketches"][v][None])
+            cameras.append([camera_lib.Camera(a, e, d, f, resolution, resolution)])
             ids.append(obj_id)
             records.append(example)
     return SketchBatch(names, np.stack(sketches), cameras, ids), records
 
 
-def optimize_batch(step, optimizer, decoder_params, initial: np.ndarray, rays: tuple, iterations: int, bar=None):
-    """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T, B)).
+def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
+                   bar=None):
+    """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
 
-    The best iterate is the one with the lowest loss met; `rays` are the step's per-sketch
-    arrays (origins, directions, targets, outlines).
+    The best iterate is the one with the lowest loss met, the start included; `arrays` are
+    the step's per-object arrays (origins, directions, targets, inside, known, z0).
     """
     z = jnp.asarray(initial)
     opt = init_states(optimizer, z)
     curve, best_z, best_loss = [], np.array(z), np.full(len(initial), np.inf)
-    for _ in range(iterations):
+    for _ in range(iterations + 1):
         before = np.asarray(z)
-        z, opt, loss, _ = step(decoder_params, z, opt, *rays)
+        new_z, new_opt, loss, _ = step(decoder_params, prior, z, opt, *arrays)
         loss = np.asarray(loss)  # the loss of `before`
         better = loss < best_loss
         best_z[better], best_loss[better] = before[better], loss[better]
         curve.append(loss)
+        z, opt = new_z, new_opt
         if bar is not None:
             bar.update()
-    return best_z, np.asarray(curve).reshape(iterations, len(initial))
+    return best_z, np.asarray(curve).reshape(iterations + 1, len(initial))
 
 
 def _padded(a: np.ndarray, size: int) -> np.ndarray:
@@ -139,11 +155,33 @@ def _padded(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)]) if len(a) < size else a
 
 
-def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progress: bool = True,
-                    out_dir: str | None = None) -> dict:
-    """Optimises latents for a user's sketch or for the sketches of `config.fit.split`; see the module docstring.
+def initial_latents(config, workdir: str, trained, batch: SketchBatch, retrieved) -> dict[str, np.ndarray]:
+    """{"encoder" (if trained), "retrieval", "mean"}: (B, L) starting latents of each object."""
+    out = {"mean": np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))}
+    row_of = {o: i for i, o in enumerate(trained.obj_ids)}
+    out["retrieval"] = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
+    try:
+        model, params, meta = trained_lib.load_encoder(workdir)
+    except ValueError:
+        if config.sketch.init == "encoder":
+            raise
+        return {k: np.asarray(v, np.float32) for k, v in out.items()}
+    if int(meta["resolution"]) != batch.sketches.shape[-1]:
+        raise ValueError(f"the sketch-to-latent encoder was trained on {meta['resolution']} px sketches; these are "
+                         f"{batch.sketches.shape[-1]} px")
+    b, v = batch.sketches.shape[:2]
+    predicted = latent_predictor(model, params)(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]))
+    out["encoder"] = predicted.reshape(b, v, -1).mean(axis=1)
+    return {k: np.asarray(val, np.float32) for k, val in out.items()}
 
-    Returns {"out_dir", "names", "rows" (split mode), "means" (per method), "losses" (T, B)}.
+
+def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
+                    views: list[tuple[float, float]] | None = None, progress: bool = True,
+                    out_dir: str | None = None) -> dict:
+    """Shapes a user's sketches of one object, or every sketch of `config.fit.split`; see the module docstring.
+
+    Returns {"out_dir", "names", "rows" (split mode), "means" (per method), "losses" (T + 1, B),
+    "initial", "latents"}.
     """
     sk = config.sketch
     if sk.init not in INITS:
@@ -151,38 +189,41 @@ def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progre
     trained = trained_lib.load_trained(config, workdir)
     model, enc_params, meta = trained_lib.load_siamese(workdir)
     resolution = int(meta["resolution"])
-    if sketch_path is not None:
-        batch, records = user_batch(config, sketch_path, resolution), [None]
+    if sketch_paths:
+        batch, records = user_batch(config, list(sketch_paths), views, resolution), [None]
     else:
         batch, records = split_batch(config, resolution)
+    b, v = batch.sketches.shape[:2]
 
-    targets = embedder(model, enc_params, "sketch")(batch.sketches)
-    outlines = np.stack([filled_outline(s).reshape(-1) for s in batch.sketches])
-    # Retrieval among the training shapes: the init and the retrieval baseline.
-    retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets, max(1, sk.retrieval_k))
-    row_of = {o: i for i, o in enumerate(trained.obj_ids)}
-    if sk.init == "retrieval":
-        initial = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
-    else:
-        initial = np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))
-    initial = np.asarray(initial, np.float32)
+    targets = embedder(model, enc_params, "sketch")(batch.sketches.reshape(b * v, resolution, resolution))
+    targets = targets.reshape(b, v, -1)
+    masks = [[outline_masks(s, sk.enclosed) for s in obj] for obj in batch.sketches]
+    inside = np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks])
+    known = np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks])
+    # Retrieval among the training shapes (from the object's first sketch): an init and a baseline.
+    retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets[:, 0], max(1, sk.retrieval_k))
+    starts = initial_latents(config, workdir, trained, batch, retrieved)
+    initial = starts[sk.init]
 
     settings = tracer.TraceSettings.from_config(config.render)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
     optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), settings, resolution, sk)
     size = max(1, sk.batch)
     z_all, curves = [], []
-    bar = tqdm(total=-(-len(batch.names) // size) * sk.iterations, desc="sketch2shape", unit="step",
+    bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        for start in range(0, len(batch.names), size):
+        for start in range(0, b, size):
             part = slice(start, start + size)
             count = len(batch.names[part])
-            origins, directions = camera_lib.stack_rays(batch.cameras[part])
-            rays = tuple(jnp.asarray(_padded(np.asarray(a), size))
-                         for a in (origins, directions, targets[part], outlines[part]))
-            best_z, curve = optimize_batch(step, optimizer, trained.params, _padded(initial[part], size), rays,
-                                           sk.iterations, bar)
+            rays = [camera_lib.stack_rays(cams) for cams in batch.cameras[part]]
+            origins = np.stack([np.asarray(r[0]) for r in rays])
+            directions = np.stack([np.asarray(r[1]) for r in rays])
+            arrays = tuple(jnp.asarray(_padded(np.asarray(a), size)) for a in
+                           (origins, directions, targets[part], inside[part], known[part], initial[part]))
+            best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
+                                           arrays, sk.iterations, bar)
             z_all.append(best_z[:count])
             curves.append(curve[:, :count])
     finally:
@@ -192,21 +233,28 @@ def sketch_to_shape(config, workdir: str, sketch_path: str | None = None, progre
 
     out_dir = io.run_dir(workdir, "sketch2shape", out_dir)
     io.save_npz(io.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
-             initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved),
-             obj_ids=np.asarray([o or "" for o in batch.obj_ids]))
+                initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved),
+                obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
+                **{f"start_{k}": a for k, a in starts.items()})
     write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, z_final)
 
     folded = fold_decoder(trained.decoder, trained.params)
-    summary = {"out_dir": out_dir, "names": batch.names, "losses": losses, "rows": [], "means": {}}
-    if sketch_path is not None:
+    summary = {"out_dir": out_dir, "names": batch.names, "losses": losses, "rows": [], "means": {},
+               "initial": initial, "latents": z_final}
+    if sketch_paths:
         mesh_config = config.copy_and_resolve_references()
         mesh_config.fit.metrics = False
         scoring.mesh_and_score(mesh_config, folded, z_final[0], {"offset": np.zeros(3), "scale": 1.0},
                                batch.names[0], out_dir)
         return summary
-    final = [float(losses[-1, i]) if len(losses) else float("nan") for i in range(len(batch.names))]
     rows = scoring.score_latents(config, folded, z_final, records, batch.names, out_dir, progress,
-                                 extra=[{"method": "sketch2shape", "fit_loss": loss} for loss in final])
+                                 extra=[{"method": "sketch2shape", "fit_loss": float(losses[:, i].min()),
+                                         "start_loss": float(losses[0, i])} for i in range(b)])
+    if "encoder" in starts:
+        no_mesh = config.copy_and_resolve_references()
+        no_mesh.fit.save_mesh = False
+        rows += scoring.score_latents(no_mesh, folded, starts["encoder"], records, batch.names, out_dir, progress,
+                                      extra=[{"method": "encoder"}] * b)
     if sk.references:
         rows += evaluate.reference_rows(config, workdir, batch.names, batch.obj_ids, records, folded, trained,
                                         retrieved, out_dir, progress)
@@ -222,17 +270,20 @@ def other_views(camera: camera_lib.Camera, resolution: int) -> list[camera_lib.C
 
 
 def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, final) -> None:
-    """pictures/<name>.png: sketch | start | end (sketch's view) | end from three other views."""
+    """pictures/<name>.png: one row per sketch of the object: sketch | start | result (sketch's view) | result
+    from three other views."""
     size = config.render.preview_resolution
     render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
         sdf_fn, {"decoder": trained.params, "z": z}, oo, dd, settings))(o, d))
     for i, name in enumerate(batch.names):
-        cameras = [batch.cameras[i].scaled(size)] + other_views(batch.cameras[i], size)
-        origins, directions = camera_lib.stack_rays(cameras)
-        images = []
-        for z in (initial[i], final[i]):
-            out = render(jnp.asarray(z), origins, directions)
-            images.append([np.asarray(tracer.normal_image(n, h, size, size)) for n, h in zip(out["normals"],
-                                                                                            out["hit"])])
-        row = [pictures.upsample(batch.sketches[i], size), images[0][0], images[1][0]] + images[1][1:]
-        io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid([row]))
+        rows = []
+        for sketch, camera in zip(batch.sketches[i], batch.cameras[i]):
+            cameras = [camera.scaled(size)] + other_views(camera, size)
+            origins, directions = camera_lib.stack_rays(cameras)
+            images = []
+            for z in (initial[i], final[i]):
+                out = render(jnp.asarray(z), origins, directions)
+                images.append([np.asarray(tracer.normal_image(n, h, size, size))
+                               for n, h in zip(out["normals"], out["hit"])])
+            rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + images[1][1:])
+        io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))

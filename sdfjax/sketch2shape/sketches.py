@@ -3,6 +3,7 @@
     grey = load_image("chair.png")                     # any image file -> (H, W) in [0, 1]
     sketch = normalize_sketch(grey, 256, fill=0.8)     # cropped, centred, 1 px black lines on white
     inside = filled_outline(sketch)                    # the region the drawing encloses
+    inside, known = outline_masks(sketch)              # what the silhouette loss may trust
 
 A user's drawing may be grey or colour, with or without alpha, dark lines on light or
 light on dark, of any size; `normalize_sketch` crops it to the drawing, centres it,
@@ -22,18 +23,29 @@ from skimage import measure, morphology
 from sdfjax import errors
 
 
-def load_image(path: str) -> np.ndarray:
+MAX_PIXELS = 4096 * 4096  # a sketch larger than this is refused before it is decoded
+
+
+def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Any image file as float greyscale (H, W) in [0, 1], transparency composited on white.
 
-    Raises errors.DataError naming the file when it is missing or not an image.
+    Raises errors.DataError naming the file when it is missing, not an image, or larger
+    than `max_pixels` (checked from the header, before decoding: a decompression bomb,
+    a small file that decodes to gigabytes, is refused without being decoded).
     """
     if not os.path.isfile(path):
         raise errors.DataError(f"{path}: no such sketch file")
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise errors.DataError(f"{path}: the image is {width} x {height} pixels, more than the "
+                                       f"{max_pixels:,} a sketch may have; scale it down")
             im.load()
             rgba = im.convert("RGBA")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except errors.DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     grey = Image.alpha_composite(background, rgba).convert("L")
@@ -75,3 +87,25 @@ def filled_outline(sketch: np.ndarray) -> np.ndarray:
     lines = np.asarray(sketch) < 128
     closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
     return scipy.ndimage.binary_fill_holes(closed)
+
+
+ENCLOSED = ("unknown", "inside")
+
+
+def outline_masks(sketch: np.ndarray, enclosed: str = "unknown") -> tuple[np.ndarray, np.ndarray]:
+    """(inside, known) (H, W) bool masks of a black-on-white sketch for the silhouette loss.
+
+    Lines (closed by one pixel) are the object; background that reaches the image border
+    is not. A region the lines enclose may be a face of the object (a seat seen from
+    above) or background between parts (between slats or legs): lines alone cannot tell,
+    so with `enclosed="unknown"` such regions are left out of the loss (known = False);
+    `"inside"` counts them as object (the filled outline of earlier versions).
+    """
+    if enclosed not in ENCLOSED:
+        raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
+    lines = np.asarray(sketch) < 128
+    closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
+    filled = scipy.ndimage.binary_fill_holes(closed)
+    if enclosed == "inside":
+        return filled, np.ones_like(filled)
+    return closed, closed | ~filled

@@ -31,44 +31,11 @@ from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.train import logs, loop
+from sdfjax.train.augment import flip_pair, rotate_image, thicken_lines
 from sdfjax.train.losses import pairwise_distances, triplet_loss
 
 
 # --- augmentation -------------------------------------------------------------------------
-
-def rotate_image(image: jax.Array, angle: jax.Array, fill: float = 1.0) -> jax.Array:
-    """(H, W) image rotated by `angle` radians about its centre (bilinear; `fill` outside)."""
-    h, w = image.shape
-    i, j = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
-    ci, cj = (h - 1) / 2.0, (w - 1) / 2.0
-    c, s = jnp.cos(angle), jnp.sin(angle)
-    src_i = ci + c * (i - ci) - s * (j - cj)
-    src_j = cj + s * (i - ci) + c * (j - cj)
-    return jax.scipy.ndimage.map_coordinates(image, [src_i, src_j], order=1, mode="constant", cval=fill)
-
-
-def thicken_lines(sketch: jax.Array, pixels: jax.Array, max_pixels: int) -> jax.Array:
-    """Dark lines on light (H, W) grown by `pixels` (0..max_pixels) 3x3 minimum filters."""
-    out = grown = sketch
-    for t in range(1, max_pixels + 1):
-        grown = jax.lax.reduce_window(grown, jnp.inf, jax.lax.min, (3, 3), (1, 1), "SAME")
-        out = jnp.where(pixels >= t, grown, out)
-    return out
-
-
-def flip_pair(sketch: jax.Array, normal_map: jax.Array, right: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Left-right mirror of a sketch (H, W) and its normal map (H, W, 3) in [0, 1].
-
-    The mirror image is the view of the shape reflected across the plane through the
-    camera's forward and up axes, so each normal n becomes n - 2 (n . r) r with r the
-    camera's right vector (object frame); the white background stays white.
-    """
-    background = jnp.all(normal_map >= 1.0, axis=-1, keepdims=True)
-    n = normal_map * 2.0 - 1.0
-    n = n - 2.0 * jnp.sum(n * right, axis=-1, keepdims=True) * right
-    mirrored = jnp.where(background, 1.0, (n + 1.0) / 2.0)
-    return sketch[:, ::-1], mirrored[:, ::-1]
-
 
 def augment_pair(key: jax.Array, sketch: jax.Array, normal_map: jax.Array, right: jax.Array, siamese_config):
     """One training pair augmented (see the module docstring); float images in [0, 1]."""

@@ -1,0 +1,38 @@
+r"""Trains the sketch-to-latent encoder (Sketch2Shape) against a trained DeepSDF run.
+
+    python -m sdfjax.launch.train_encoder --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu
+    python -m sdfjax.launch.train_encoder --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
+        --config.encoder.holdout_views=(11,47)
+
+Needs the DeepSDF checkpoint in the workdir (its decoder and latent table are the targets).
+Writes <workdir>/encoder/ (checkpoints, metrics.jsonl, loss.png); resumes when it holds a
+checkpoint. Multi-host flags as for sdfjax.launch.train.
+"""
+
+import math
+
+from absl import flags, logging
+
+from sdfjax import parallel
+from sdfjax.launch import common
+from sdfjax.train import encoder, loop
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    common.quiet_logging(logging.WARNING)
+    common.initialize_from_flags()
+    with common.exit_on(loop.TrainingDiverged):
+        common.prepare_dataset(f.config)
+        summary = encoder.train_encoder(f.config, f.workdir)
+    if parallel.is_main_process() and summary.get("loss") is not None:
+        held = summary["holdout_latent_mse"]
+        print(f"trained to step {summary['step']}: loss {summary['loss']:.4g}, latent MSE {summary['latent_mse']:.4g}, "
+              f"SDF L1 {summary['sdf_l1']:.4g}"
+              + ("" if math.isnan(held) else f"; held-out views {summary['holdout_views']}: latent MSE {held:.4g}")
+              + f"; checkpoint step {summary['checkpoint_step']} in {summary['workdir']}/checkpoints")
+
+
+if __name__ == "__main__":
+    common.run_trainer(main, "Run folder (the DeepSDF run's): the encoder goes to <workdir>/encoder.")

@@ -1,0 +1,208 @@
+"""Training the sketch-to-latent encoder (Sketch2Shape's encoder): sketches of a train shape -> its latent.
+
+    summary = train_encoder(config, workdir)      # after DeepSDF training in the same workdir
+
+The DeepSDF decoder f and its trained latent table Z stay frozen; the encoder E
+(sdfjax.models.latent_encoder) learns, for a sketch S of train shape i from any dataset
+view,
+
+    L(E) = mean_dims (E(S) - Z_i)^2
+           + w_sdf * mean_x | clamp(f(E(S), x)) - clamp(f(Z_i, x)) |,   x ~ U[-1, 1]^3
+
+with DeepSDF's clamp (train.clamp_distance). The second term is Sketch2Shape's
+observation that two latents far apart in L2 can decode to the same shape: it measures
+the error where it matters, in SDF space. Sketches are augmented on the device
+(sdfjax.train.augment.augment_sketch: rotation, scale, shift, wobble, thickness,
+dropped and broken strokes).
+
+`encoder.holdout_views` are never trained on: the summary's `holdout_latent_mse` is the
+latent error on those views of the train shapes (and `initial_holdout_latent_mse`
+before training), so a run shows whether the encoder reads shapes, not pictures.
+
+Writes `<workdir>/encoder/`: checkpoints/ (Orbax; resumed automatically),
+metrics.jsonl (loss, latent_mse, sdf_l1, learning rate, sketches/s), TensorBoard
+events and loss.png.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sdfjax import checkpoint, io, parallel, trained
+from sdfjax.data import tfds_builder
+from sdfjax.data.batching import ViewBatcher, images_and_views
+from sdfjax.geometry import isosurface
+from sdfjax.models import latent_encoder
+from sdfjax.train import logs, loop
+from sdfjax.train.augment import augment_sketch
+
+
+def lr_schedule(encoder_config) -> optax.Schedule:
+    """Linear warm-up to `lr`, then cosine decay to 1% of it at `num_steps`."""
+    ec = encoder_config
+    warmup = min(ec.warmup_steps, max(ec.num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(0.0, ec.lr, warmup, max(ec.num_steps, warmup + 1), ec.lr * 0.01)
+
+
+def make_optimizer(encoder_config) -> optax.GradientTransformation:
+    return optax.adamw(lr_schedule(encoder_config), weight_decay=encoder_config.weight_decay)
+
+
+def init_state(model, optimizer, key: jax.Array, resolution: int) -> dict:
+    params = latent_encoder.init_params(model, key, resolution)
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+
+
+def encoder_loss(model, params, sketches, targets, decoder, decoder_params, points, encoder_config,
+                 clamp_distance: float):
+    """(loss, {latent_mse, sdf_l1}) of the module docstring for float sketches (B, H, W) in [0, 1],
+    target latents (B, L) and SDF query points (B, P, 3)."""
+    predicted = model.apply(params, jnp.repeat(sketches[..., None] * 2.0 - 1.0, 3, axis=-1))
+    latent_mse = jnp.mean((predicted - targets) ** 2)
+    loss = latent_mse
+    sdf_l1 = jnp.zeros(())
+    if encoder_config.sdf_weight > 0:
+        def clamped(z):
+            return jnp.clip(decoder.apply(decoder_params, z[:, None, :], points), -clamp_distance, clamp_distance)
+        sdf_l1 = jnp.mean(jnp.abs(clamped(predicted) - clamped(targets)))
+        loss = loss + encoder_config.sdf_weight * sdf_l1
+    return loss, {"latent_mse": latent_mse, "sdf_l1": sdf_l1}
+
+
+def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.ndarray, encoder_config,
+                    clamp_distance: float, seed: int):
+    """step(state, batch) -> (state, metrics); batch as `ViewBatcher.local_batch` with labels = latent rows."""
+    base_key = jax.random.key(seed)
+    table = jnp.asarray(latent_table, jnp.float32)
+    decoder_params = jax.device_put(decoder_params)
+
+    def step(state, batch):
+        key = jax.random.fold_in(jax.random.fold_in(base_key, 11), state["step"])
+        k_aug, k_points = jax.random.split(key)
+        sketches = batch["sketches"].astype(jnp.float32) / 255.0
+        sketches = jax.vmap(lambda k, s: augment_sketch(k, s, encoder_config))(
+            jax.random.split(k_aug, len(sketches)), sketches)
+        targets = table[batch["labels"]]
+        points = jax.random.uniform(k_points, (len(sketches), encoder_config.sdf_points, 3), minval=-1.0, maxval=1.0)
+
+        def loss_fn(params):
+            return encoder_loss(model, params, sketches, targets, decoder, decoder_params, points, encoder_config,
+                                clamp_distance)
+
+        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, **parts, "grad_norm": optax.tree.norm(grads)}
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+    return step
+
+
+def jit_train_step(step_fn, mesh):
+    replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
+    return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+                   donate_argnums=0)
+
+
+def latent_rows(config, model: trained.TrainedModel) -> np.ndarray:
+    """Row of `model.latents` of each train record, in record order; ValueError naming a shape without one."""
+    obj_ids, _ = tfds_builder.split_index(config, "train")
+    row_of = {o: i for i, o in enumerate(model.obj_ids)}
+    missing = [o for o in obj_ids if o not in row_of]
+    if missing:
+        raise ValueError(f"train shapes {missing[:3]} have no trained latent in the DeepSDF checkpoint; "
+                         "the encoder needs the DeepSDF run trained on this dataset")
+    return np.asarray([row_of[o] for o in obj_ids], np.int32)
+
+
+def holdout_views(encoder_config, num_views: int) -> tuple[np.ndarray, np.ndarray]:
+    """(views trained on, views held out) of `num_views` dataset views."""
+    held = sorted({int(v) for v in encoder_config.holdout_views})
+    if held and (held[0] < 0 or held[-1] >= num_views):
+        raise ValueError(f"encoder.holdout_views={tuple(held)}: the dataset has views 0..{num_views - 1}")
+    kept = np.asarray([v for v in range(num_views) if v not in held], np.int64)
+    if not len(kept):
+        raise ValueError("encoder.holdout_views holds out every view: nothing is left to train on")
+    return kept, np.asarray(held, np.int64)
+
+
+def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarray, views: np.ndarray) -> float:
+    """Mean squared latent error of the encoder on `views` of every record of `source` (no augmentation)."""
+    if not len(views):
+        return float("nan")
+    fn = isosurface.chunked(jax.jit(lambda s: latent_encoder.encode(model, params, s)), 64)
+    errors = []
+    for index in range(len(source)):
+        sketches, _, _ = images_and_views(source[index])
+        errors.append(np.mean((fn(sketches[views]) - table[rows[index]]) ** 2))
+    return float(np.mean(errors))
+
+
+def _meta(config, resolution: int) -> dict:
+    return {"encoder": json.loads(config.encoder.to_json_best_effort()), "resolution": resolution,
+            "latent_dim": config.model.latent_dim, "data_root": config.data.root}
+
+
+def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Trains (or resumes) the sketch-to-latent encoder against the DeepSDF run in `workdir`."""
+    ec = config.encoder
+    deepsdf = trained.load_trained(config, workdir)
+    out = trained.encoder_dir(workdir)
+    rows = latent_rows(config, deepsdf)
+    source = tfds_builder.data_source(config, "train")
+    _, _, views = images_and_views(source[0])
+    kept, held = holdout_views(ec, len(views))
+    batcher = ViewBatcher(source, rows, ec.shapes_per_batch, ec.views_per_shape, config.seed, jax.process_index(),
+                          jax.process_count(), ec.cache_shapes, view_subset=kept, field="encoder.shapes_per_batch")
+    resolution = batcher.shapes[0][0].shape[-1]
+    mesh = parallel.make_mesh()
+    if (ec.shapes_per_batch * ec.views_per_shape) % jax.device_count():
+        raise ValueError(f"encoder.shapes_per_batch x views_per_shape = {ec.shapes_per_batch * ec.views_per_shape} "
+                         f"must divide by the {jax.device_count()} devices")
+    model = latent_encoder.from_config(ec, config.model.latent_dim)
+    optimizer = make_optimizer(ec)
+    init_fn = lambda k: init_state(model, optimizer, k, resolution)  # noqa: E731
+    init_key = jax.random.fold_in(jax.random.key(config.seed), 3)
+    abstract = jax.eval_shape(init_fn, init_key)
+    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    train_step = jit_train_step(make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, deepsdf.latents,
+                                                ec, config.train.clamp_distance, config.seed), mesh)
+
+    def check_meta(saved: dict) -> None:
+        trained.check_encoder_matches(saved, ec, config.model.latent_dim)
+        if saved["resolution"] != resolution:
+            raise ValueError(f"the encoder checkpoint in {out} was trained on {saved['resolution']} px sketches; "
+                             f"{config.data.root} has {resolution} px")
+
+    io.makedirs(out)
+    mngr = checkpoint.manager(out)
+    state = loop.resume_or_init(mngr, abstract, shardings, init_fn, check_meta, init_key, out)
+    start = int(jax.device_get(state["step"]))
+    initial_holdout = (latent_mse_on_views(model, jax.device_get(state["params"]), source, rows, deepsdf.latents,
+                                           held) if start == 0 else None)
+    end = ec.num_steps if stop_after_steps is None else min(ec.num_steps, start + stop_after_steps)
+    state, record, last_good = loop.run_steps(
+        train_step, state, (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end)),
+        start=start, end=end, total_steps=ec.num_steps, steps_per_period=ec.steps_per_log,
+        checkpoint_every_periods=max(1, ec.checkpoint_every_steps // ec.steps_per_log),
+        schedules={"lr": lr_schedule(ec)}, items_per_step=ec.shapes_per_batch * ec.views_per_shape,
+        items_name="sketches_per_s", mngr=mngr, meta=_meta(config, resolution), workdir=out, desc="train encoder",
+        progress=progress)
+    if parallel.is_main_process() and record:
+        logs.plot_loss(out, {"loss": "encoder loss", "latent_mse": "latent MSE", "sdf_l1": "SDF L1 (clamped)"},
+                       x="step")
+    if not record:  # nothing left to train: the last record of an earlier run
+        record = (logs.read_metrics(out) or [{}])[-1]
+    summary = {**record, "workdir": out, "checkpoint_step": last_good,
+               "holdout_views": held.tolist(),
+               "holdout_latent_mse": latent_mse_on_views(model, jax.device_get(state["params"]), source, rows,
+                                                         deepsdf.latents, held)}
+    if initial_holdout is not None:
+        summary["initial_holdout_latent_mse"] = initial_holdout
+    return summary

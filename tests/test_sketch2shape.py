@@ -1,0 +1,283 @@
+"""Sketch to shape: two-sided silhouette, outline masks, the sketch-to-latent encoder, refinement, user sketches."""
+
+import csv
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from PIL import Image
+
+from sdfjax import errors, trained as trained_lib
+from sdfjax.data import tfds_builder
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import edges, latent_render, tracer
+from sdfjax.render.silhouette import silhouette_loss
+from sdfjax.sketch2shape import encoders, losses, optimize, sketches
+from sdfjax.train import encoder as encoder_train
+from sdfjax.train import logs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAMERA = camera_lib.Camera(30.0, 20.0, 4.0, 64.0, 32, 32)
+
+
+# --- the silhouette term on an analytic sphere ------------------------------------------------------
+
+def _fit_radius(start: float, mask, margin: float, hit_threshold: float, steps: int = 150) -> float:
+    """Adam on a sphere's radius against a target silhouette mask; returns the final radius."""
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+    settings = tracer.TraceSettings()
+    sdf = lambda p, x: jnp.linalg.norm(x, axis=-1) - p  # noqa: E731
+
+    @jax.jit
+    def step(r, opt):
+        loss, g = jax.value_and_grad(lambda r: silhouette_loss(
+            tracer.render(sdf, r, origins, directions, settings)["min_sdf"], mask, margin, hit_threshold))(r)
+        updates, opt = optimizer.update(g, opt)
+        return optax.apply_updates(r, updates), opt
+
+    optimizer = optax.adam(0.01)
+    r = jnp.float32(start)
+    opt = optimizer.init(r)
+    for _ in range(steps):
+        r, opt = step(r, opt)
+    return float(r)
+
+
+def _sphere_mask(radius: float):
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+    return tracer.render(lambda p, x: jnp.linalg.norm(x, axis=-1) - p, jnp.float32(radius), origins, directions)["hit"]
+
+
+def test_two_sided_silhouette_shrinks_a_large_sphere_and_grows_a_small_one():
+    mask = _sphere_mask(0.5)
+    threshold = tracer.TraceSettings().threshold
+    assert abs(_fit_radius(0.7, mask, 0.01, threshold) - 0.5) < 0.03
+    assert abs(_fit_radius(0.3, mask, 0.01, threshold) - 0.5) < 0.03
+    # The one-sided form only inflates: a too-large sphere never shrinks (the bug this replaces).
+    assert _fit_radius(0.7, mask, 0.0, 0.0) >= 0.7
+
+
+def test_outline_masks_leave_enclosed_background_unknown():
+    sketch = np.full((40, 40), 255, np.uint8)
+    sketch[5, 5:35] = sketch[34, 5:35] = sketch[5:35, 5] = sketch[5:35, 34] = 0  # a square frame
+    inside, known = sketches.outline_masks(sketch)
+    assert inside[5, 10] and known[5, 10]  # on a line: object
+    assert not inside[0, 0] and known[0, 0]  # background reaching the border: not object
+    assert not known[20, 20]  # enclosed by the lines: could be a face or a hole
+    filled, everywhere = sketches.outline_masks(sketch, "inside")
+    assert filled[20, 20] and everywhere.all()
+    with pytest.raises(ValueError, match="config.sketch.enclosed='nope'"):
+        sketches.outline_masks(sketch, "nope")
+
+
+def test_gaussian_prior_whitens_the_trained_latents():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(4, 4))
+    latents = rng.normal(size=(5000, 4)) @ mixing.T + 3.0
+    prior = losses.gaussian_prior(latents, shrinkage=0.0)
+    white = (latents - prior["mean"]) @ prior["whiten"].T
+    np.testing.assert_allclose(np.cov(white.T), np.eye(4), atol=0.05)
+    assert float(losses.prior_energy(jnp.asarray(prior["mean"]), prior)) == pytest.approx(0.0, abs=1e-6)
+    far = prior["mean"] + 10 * np.linalg.inv(prior["whiten"])[:, 0]  # 10 standard deviations along one axis
+    assert float(losses.prior_energy(jnp.asarray(far), prior)) == pytest.approx(100 / 4, rel=1e-3)
+
+
+# --- the sketch-to-latent encoder -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_models(trained_pair):
+    """The smoke DeepSDF + Siamese run with a sketch-to-latent encoder trained on view 0 only (view 1 held out)."""
+    config, workdir, _ = trained_pair
+    config = config.copy_and_resolve_references()
+    config.encoder.holdout_views = (1,)
+    config.encoder.num_steps = 40
+    config.encoder.steps_per_log = 10
+    config.encoder.checkpoint_every_steps = 20
+    summary = encoder_train.train_encoder(config, workdir, progress=False)
+    return config, workdir, summary
+
+
+def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, tmp_path):
+    config, workdir, summary = trained_models
+    assert summary["holdout_views"] == [1]
+    assert summary["holdout_latent_mse"] < 0.3 * summary["initial_holdout_latent_mse"], summary
+    records = logs.read_metrics(trained_lib.encoder_dir(workdir))
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    assert records[-1]["latent_mse"] < records[0]["latent_mse"] and records[-1]["sdf_l1"] > 0
+    assert os.path.isfile(os.path.join(trained_lib.encoder_dir(workdir), "loss.png"))
+    model, params, meta = trained_lib.load_encoder(workdir)
+    assert meta["latent_dim"] == config.model.latent_dim
+    # Resumed after an interruption: the same parameters as the run that went through.
+    other = str(tmp_path / "resumed")
+    os.makedirs(other)
+    os.symlink(os.path.join(workdir, "checkpoints"), os.path.join(other, "checkpoints"))
+    encoder_train.train_encoder(config, other, progress=False, stop_after_steps=20)
+    resumed = encoder_train.train_encoder(config, other, progress=False)
+    assert resumed["step"] == 40
+    _, again, _ = trained_lib.load_encoder(other)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    changed = config.copy_and_resolve_references()
+    changed.encoder.width = 8
+    with pytest.raises(ValueError, match="width saved 4 vs config 8"):
+        encoder_train.train_encoder(changed, other, progress=False)
+    changed = config.copy_and_resolve_references()
+    changed.encoder.holdout_views = (0, 1)
+    with pytest.raises(ValueError, match="holds out every view"):
+        encoder_train.train_encoder(changed, other, progress=False)
+    with pytest.raises(ValueError, match="no sketch-to-latent encoder checkpoint"):
+        trained_lib.load_encoder(str(tmp_path / "empty"))
+
+
+# --- refinement -------------------------------------------------------------------------------------
+
+def _decoder_sketch(sdf_fn, decoder_params, z, camera):
+    """The sketch the dataset pipeline would draw of the decoder's shape z from `camera`."""
+    o, d = (jnp.asarray(a) for a in camera.rays())
+    out = tracer.render(sdf_fn, {"decoder": decoder_params, "z": jnp.asarray(z)}, o, d)
+    h, w = camera.height, camera.width
+    normals = (np.asarray(tracer.normal_image(out["normals"], out["hit"], h, w)) * 255).astype(np.uint8)
+    return edges.sketch_from_render(normals, np.asarray(out["depth"]).reshape(h, w),
+                                    np.asarray(out["hit"]).reshape(h, w))
+
+
+def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(trained_models):
+    config, workdir, _ = trained_models
+    trained = trained_lib.load_trained(config, workdir)
+    model, enc_params, _ = trained_lib.load_siamese(workdir)
+    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    truth = trained.latents[0]
+    cameras = [camera_lib.Camera(a, 10.0, 4.0, 64.0, 32, 32) for a in (30.0, 120.0)]
+    drawn = np.stack([_decoder_sketch(sdf_fn, trained.params, truth, c) for c in cameras])
+    inside, known = zip(*(sketches.outline_masks(s) for s in drawn))
+    sk = config.sketch.copy_and_resolve_references()
+    sk.lr, sk.embedding_weight, sk.prior_weight = 0.02, 0.0, 0.0
+    optimizer, step = optimize.make_step(sdf_fn, encoders.normal_map_encoder(model, enc_params),
+                                         tracer.TraceSettings(), 32, sk)
+    start = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
+    o, d = camera_lib.stack_rays(cameras)
+    targets = encoders.embedder(model, enc_params, "sketch")(drawn)
+    arrays = tuple(jnp.asarray(a)[None] for a in (o, d, targets, np.reshape(inside, (2, -1)),
+                                                  np.reshape(known, (2, -1)), start))
+    prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
+    best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], arrays, 40)
+
+    def silhouette_iou(z):
+        hits = [np.asarray(tracer.render(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(z)},
+                                         *(jnp.asarray(a) for a in c.rays()))["hit"]) for c in cameras]
+        want = [np.asarray(tracer.render(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(truth)},
+                                         *(jnp.asarray(a) for a in c.rays()))["hit"]) for c in cameras]
+        return np.sum(np.logical_and(hits, want)) / np.sum(np.logical_or(hits, want))
+
+    points = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (4096, 3)), jnp.float32)
+
+    def sdf_error(z):  # clamped L1 in SDF space: two latents far apart can be one shape
+        f = lambda z: jnp.clip(sdf_fn({"decoder": trained.params, "z": jnp.asarray(z)}, points), -0.1, 0.1)  # noqa: E731
+        return float(jnp.mean(jnp.abs(f(z) - f(truth))))
+
+    assert curve.shape == (41, 1) and curve[:, 0].min() < 0.7 * curve[0, 0], curve[:, 0]
+    assert sdf_error(best[0]) < 0.75 * sdf_error(start), (sdf_error(best[0]), sdf_error(start))
+    assert silhouette_iou(best[0]) > silhouette_iou(start) + 0.1, (silhouette_iou(best[0]), silhouette_iou(start))
+
+
+# --- whole runs and user files ----------------------------------------------------------------------
+
+def _drawing(h, w):
+    image = np.ones((h, w), np.float32)
+    image[h // 4:h // 4 + 3, w // 5:4 * w // 5] = 0.0  # a seat
+    image[h // 4:3 * h // 4, w // 5:w // 5 + 3] = 0.0  # a leg
+    image[h // 4:3 * h // 4, 4 * w // 5 - 3:4 * w // 5] = 0.0
+    image[h // 10:h // 4, 4 * w // 5 - 3:4 * w // 5] = 0.0  # a back
+    return image
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height pixels over a few bytes of data (a decompression bomb's shape)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                + chunk(b"IEND", b""))
+
+
+def test_bad_sketch_files_are_refused_with_their_name(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(errors.DataError, match="notes.png: not a readable image"):
+        sketches.load_image(str(tmp_path / "notes.png"))
+    Image.fromarray(np.full((50, 50), 200, np.uint8)).save(tmp_path / "blank.png")
+    with pytest.raises(errors.DataError, match="blank.png: the image is blank"):
+        sketches.normalize_sketch(sketches.load_image(str(tmp_path / "blank.png")), 32,
+                                  name=str(tmp_path / "blank.png"))
+    Image.new("L", (4100, 4100), 255).save(tmp_path / "huge.png")
+    with pytest.raises(errors.DataError, match="huge.png: the image is 4100 x 4100 pixels"):
+        sketches.load_image(str(tmp_path / "huge.png"))
+    _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(errors.DataError, match="bomb.png: "):
+        sketches.load_image(str(tmp_path / "bomb.png"))
+
+
+def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_models, tmp_path):
+    config, workdir, _ = trained_models
+    config = config.copy_and_resolve_references()
+    summary = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "split"))
+    with open(tmp_path / "split" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    name = "chair_000_0002_v00"
+    assert [(r["obj_id"], r["method"]) for r in rows] == [
+        (name, "sketch2shape"), (name, "encoder"), (name, "retrieval"), (name, "sdf_fit"),
+        ("mean_metric", "sketch2shape"), ("mean_metric", "encoder"), ("mean_metric", "retrieval"),
+        ("mean_metric", "sdf_fit")]
+    assert rows[2]["retrieved"] in ("chair_000_0000", "chair_000_0001")
+    assert np.isfinite(float(rows[2]["chamfer"])) and np.isfinite(float(rows[3]["chamfer"]))
+    # The best iterate is chosen by the loss alone, the start included: never worse than the start.
+    assert float(rows[0]["fit_loss"]) <= float(rows[0]["start_loss"])
+    assert os.listdir(tmp_path / "split" / "meshes") == [f"{name}.obj"]
+    assert summary["losses"].shape == (config.sketch.iterations + 1, 1)
+    np.testing.assert_allclose(np.load(tmp_path / "split" / "latents.npz")["start_encoder"], summary["initial"])
+    picture = np.asarray(Image.open(tmp_path / "split" / "pictures" / f"{name}.png"))
+    size = config.render.preview_resolution
+    assert picture.shape[:2] == (size, 6 * size + 5 * 2)
+    # SDF-fit rows read from an earlier fit's metrics.csv instead of fitting again.
+    config.sketch.sdf_fit_dir = str(tmp_path / "split" / "sdf_fit")
+    config.sketch.iterations = 1
+    again = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "again"))
+    assert not os.path.exists(tmp_path / "again" / "sdf_fit")
+    assert again["means"]["sdf_fit"]["chamfer"] == pytest.approx(summary["means"]["sdf_fit"]["chamfer"], rel=1e-4)
+
+    for view, (h, w) in (("front", (200, 150)), ("side", (120, 260))):
+        Image.fromarray((_drawing(h, w) * 255).astype(np.uint8)).save(tmp_path / f"my {view}.png")
+    flags = [f"--config={ROOT}/configs/chair16.py:smoke", f"--config.data.root={config.data.root}",
+             f"--workdir={workdir}"]
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
+                          f"--sketch={tmp_path / 'my front.png'},{tmp_path / 'my side.png'}",
+                          "--azimuths=0,90", "--elevations=10,10", f"--out_dir={tmp_path / 'user'}"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "user")) == ["latents.npz", "meshes", "pictures"]
+    saved = np.load(tmp_path / "user" / "latents.npz")
+    assert saved["latents"].shape == (1, config.model.latent_dim)  # one latent for both drawings
+    assert os.listdir(tmp_path / "user" / "meshes") == ["my front+my side.obj"]
+    picture = np.asarray(Image.open(tmp_path / "user" / "pictures" / "my front+my side.png"))
+    assert picture.shape[0] == 2 * size + 2  # a row per drawing
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
+                          f"--sketch={tmp_path / 'my front.png'}", "--azimuths=0,90", "--elevations=10,10"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode != 0 and "1 sketches but 2 views" in out.stderr.strip().splitlines()[-1]
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags, f"--sketch={tmp_path / 'bad.png'}"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.train_encoder", *flags,
+                          "--config.encoder.holdout_views=(1,)"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "held-out views [1]: latent MSE" in out.stdout, out.stderr[-3000:]
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.eval_siamese", *flags],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "Recall@1" in out.stdout, out.stderr[-3000:]
