@@ -10,7 +10,9 @@ Nothing is typed by hand: every number comes from a file under `config.data.root
     <workdir>/metrics.jsonl                DeepSDF training (final loss, flatness of the last 10%)
     <workdir>/results/fit_{train,val,test}/metrics.csv     reconstruction (train: trained latents)
     <workdir>/results/retrieval/retrieval.json              Siamese retrieval, test sketches
+    <workdir>/encoder/metrics.jsonl        the sketch-to-latent encoder's training
     <workdir>/results/sketch2shape/metrics.csv              sketch to shape beside its baselines
+    <workdir>/results/sketch2shape_hand/metrics.csv         the same on hand-drawn-style sketches
     <workdir>/results/timings.jsonl        seconds per stage of the results command
 """
 
@@ -86,13 +88,43 @@ def reconstruction_table(workdir: str) -> tuple[str, dict]:
     return "\n".join(lines), medians
 
 
-def sketch_table(workdir: str) -> str:
-    rows = [r for r in _rows(io.join(results_dir(workdir), "sketch2shape", "metrics.csv")) if r["obj_id"] == "mean_metric"]
-    lines = ["| method | Chamfer x1000 | EMD | F@0.01 | NC |", "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {_fmt(float(r['chamfer']))} | {_fmt(float(r['emd']))} | "
-                     f"{_fmt(float(r['fscore@0.01']))} | {_fmt(float(r['normal_consistency']))} |")
-    return "\n".join(lines) if rows else "(no sketch-to-shape results)"
+SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"))
+
+
+def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
+    """Markdown: per method the mean and median Chamfer and the mean EMD, F-score and normal consistency of
+    the sketches of `run`, then how often refinement beat its start and the ratios the targets name."""
+    rows = _rows(io.join(results_dir(workdir), run, "metrics.csv"))
+    if not rows:
+        return "(no sketch-to-shape results)"
+    per_sketch = [r for r in rows if r["obj_id"] != "mean_metric"]
+    lines = ["| method | sketches | Chamfer x1000 mean | median | EMD | F@0.01 | NC |", "|---|---|---|---|---|---|---|"]
+    medians, by_method = {}, {}
+    for r in (r for r in rows if r["obj_id"] == "mean_metric"):
+        mine = [float(x["chamfer"]) for x in per_sketch if x["method"] == r["method"]]
+        finite = [c for c in mine if np.isfinite(c)]
+        medians[r["method"]] = statistics.median(finite) if finite else None
+        by_method[r["method"]] = {x["obj_id"]: float(x["chamfer"]) for x in per_sketch if x["method"] == r["method"]}
+        lines.append(f"| {r['method']} | {len(mine)} | {_fmt(float(r['chamfer']))} | {_fmt(medians[r['method']])} | "
+                     f"{_fmt(float(r['emd']))} | {_fmt(float(r['fscore@0.01']))} | "
+                     f"{_fmt(float(r['normal_consistency']))} |")
+    notes = []
+    refined, start = by_method.get("sketch2shape", {}), by_method.get("encoder", {})
+    pairs = [(refined[k], start[k]) for k in refined if k in start and np.isfinite(refined[k]) and np.isfinite(start[k])]
+    if pairs:
+        notes.append(f"refinement better than its start (the encoder) on {sum(a < b for a, b in pairs)} of "
+                     f"{len(pairs)} sketches")
+    ours = medians.get("sketch2shape")
+    for method, label in (("retrieval", "retrieval's"), ("sdf_fit", "SDF fitting's")):
+        if ours is not None and medians.get(method):
+            notes.append(f"median Chamfer {ours / medians[method]:.2f} x {label}")
+    return "\n".join(lines) + ("\n\n" + "; ".join(notes) + "." if notes else "")
+
+
+def _median_chamfer(workdir: str, run: str, method: str) -> float | None:
+    values = [float(r["chamfer"]) for r in _rows(io.join(results_dir(workdir), run, "metrics.csv"))
+              if r["obj_id"] != "mean_metric" and r["method"] == method and np.isfinite(float(r["chamfer"]))]
+    return statistics.median(values) if values else None
 
 
 def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | None:
@@ -154,7 +186,9 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
         change = flatness(records)
         fall = ("(fewer than 50 epochs: no flatness figure)" if change is None else
                 f"over the last 10% of epochs the loss fell by {100 * change:.2f}%")
-        parts.append(f"DeepSDF training: {len(records)} epochs, final loss {records[-1]['loss']:.5f}; {fall}.")
+        seconds = sum(r.get("seconds", 0.0) for r in records)
+        parts.append(f"DeepSDF training: {len(records)} epochs in {seconds / 60:.1f} minutes (sum of the epochs' "
+                     f"seconds in metrics.jsonl), final loss {records[-1]['loss']:.5f}; {fall}.")
     parts += ["", "Reconstruction (Chamfer x1000 in the original frame, DeepSDF's definition):", "", table]
     if medians.get("test") is not None and medians.get("train"):
         parts.append(f"\nTest median / train median: {medians['test'] / medians['train']:.2f} (target <= 2).")
@@ -163,7 +197,20 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                   f"{retrieval['views_per_shape']} views of `{retrieval['index_split']}`): Recall@1 "
                   f"{retrieval['recall_at_1_object']:.3f} (chance {retrieval['chance_recall_at_1']:.3f}), Recall@5 "
                   f"{retrieval['recall_at_5_object']:.3f} (chance {retrieval['chance_recall_at_5']:.3f})."]
-    parts += ["", "Sketch to shape (test sketches, mean rows):", "", sketch_table(workdir)]
+    encoder_records = logs.read_metrics(trained_lib.encoder_dir(workdir)) if io.exists(
+        trained_lib.encoder_dir(workdir)) else []
+    if encoder_records:
+        last = encoder_records[-1]
+        parts += ["", f"Sketch-to-latent encoder: {last['step']} steps, final latent MSE {last['latent_mse']:.4f}, "
+                  f"SDF L1 {last['sdf_l1']:.4f} (augmented train sketches)."]
+    views = ", ".join(str(v) for v in config.results.test_views)
+    for run, label in SKETCH_RUNS:
+        parts += ["", f"Sketch to shape, test shapes (no model saw them), {label}, views {views}:", "",
+                  sketch_table(workdir, run)]
+    clean, hand = (_median_chamfer(workdir, run, "sketch2shape") for run, _ in SKETCH_RUNS)
+    if clean and hand:
+        parts.append(f"\nHand-drawn style / dataset sketches, median Chamfer of sketch2shape: {hand / clean:.2f} "
+                     "(target <= 1.5).")
     for name, picture in (("reconstruction.png", reconstruction_picture(config, workdir,
                                                                         config.results.picture_shapes)),
                           ("sketch_to_shape.png", sketch_picture(workdir, config.results.picture_shapes))):

@@ -22,11 +22,13 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     out = tmp_path / "run" / "results"
     timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()]
     assert [t["stage"] for t in timings] == ["generate", "preprocess", "train", "fit_train", "fit_val", "fit_test",
-                                             "train_siamese", "retrieval", "sketch2shape"]
+                                             "train_siamese", "train_encoder", "retrieval", "sketch2shape",
+                                             "sketch2shape_hand"]
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("# Title\n<!-- results:begin -->\n") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "old" not in readme and readme.count("| test (fitted) | 2 |") == 1 and "Recall@1" in readme
-    assert "| sketch2shape |" in readme and "| retrieval |" in readme and "| sdf_fit |" in readme
+    assert readme.count("| sketch2shape | 2 |") == 2 and readme.count("| encoder | 2 |") == 2  # both styles
+    assert "| retrieval |" in readme and "| sdf_fit |" in readme
     assert (out / "results.md").read_text() in readme
     assert (tmp_path / "pictures" / "reconstruction.png").stat().st_size > 0
     assert (tmp_path / "pictures" / "sketch_to_shape.png").stat().st_size > 0
@@ -34,5 +36,22 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
 
     again = _results(tmp_path)  # everything done: only the report runs again
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stderr.count("done before, skipped") == 9
-    assert len((out / "timings.jsonl").read_text().splitlines()) == 9
+    assert again.stderr.count("done before, skipped") == 11
+    assert len((out / "timings.jsonl").read_text().splitlines()) == 11
+
+
+def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tmp_path):
+    from sdfjax import report
+    from sdfjax.fit import reports
+
+    chamfers = {"sketch2shape": [1.0, 2.0, 6.0], "encoder": [2.0, 3.0, 5.0], "retrieval": [4.0, 4.0, 8.0],
+                "sdf_fit": [0.5, 0.5, 1.0]}
+    rows = [{"obj_id": f"s{i}", "method": m, "chamfer": c[i], "emd": 0.1} for m, c in chamfers.items()
+            for i in range(3)]
+    out = tmp_path / "results" / "sketch2shape"
+    out.mkdir(parents=True)
+    reports.write_metrics_csv(str(out / "metrics.csv"), rows, group_by="method")
+    table = report.sketch_table(str(tmp_path))
+    assert "| sketch2shape | 3 | 3.000 | 2.000 |" in table and "| retrieval | 3 | 5.333 | 4.000 |" in table
+    assert "refinement better than its start (the encoder) on 2 of 3 sketches" in table
+    assert "median Chamfer 0.50 x retrieval's" in table and "median Chamfer 4.00 x SDF fitting's" in table

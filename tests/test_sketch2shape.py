@@ -14,7 +14,8 @@ import optax
 import pytest
 from PIL import Image
 
-from sdfjax import errors, trained as trained_lib
+from sdfjax import errors
+from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer

@@ -45,9 +45,10 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
         ("train_encoder", py + ["sdfjax.launch.train_encoder", *run]),
         ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
                             "--config.siamese.query_split=test", f"--out_dir={io.join(out, 'retrieval')}"]),
-        ("sketch2shape", py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test",
-                               f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
-                               f"--out_dir={io.join(out, 'sketch2shape')}"]),
+        *[(name, py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test", f"--config.sketch.style={style}",
+                       f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
+                       f"--out_dir={io.join(out, name)}"])
+          for name, style in (("sketch2shape", "dataset"), ("sketch2shape_hand", "hand_drawn"))],
         ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
     ]
 

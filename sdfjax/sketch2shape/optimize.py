@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from sdfjax import errors, io, trained as trained_lib
+from sdfjax import errors, io
+from sdfjax import trained as trained_lib
 from sdfjax.fit import reconstruct, reports, scoring
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import init_states, latent_step
@@ -45,10 +47,12 @@ from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import evaluate, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
+from sdfjax.sketch2shape.hand_drawn import hand_drawn
 from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
 from sdfjax.sketch2shape.sketches import load_image, normalize_sketch, outline_masks
 
 INITS = ("encoder", "retrieval", "mean")
+STYLES = ("dataset", "hand_drawn")
 METHODS = ("sketch2shape", "encoder", "retrieval", "sdf_fit")
 
 
@@ -101,7 +105,8 @@ def user_batch(config, sketch_paths: list[str], views: list[tuple[float, float]]
 
 def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
     """The dataset sketches (views config.sketch.views) of the shapes config.fit selects, one object each,
-    and their records."""
+    and their records; with config.sketch.style="hand_drawn", each redrawn by
+    sdfjax.sketch2shape.hand_drawn (seeded by config.seed and the sketch's name)."""
     sk = config.sketch
     obj_ids, examples = reconstruct.load_examples(config)
     if "sketches" not in examples[0]:
@@ -115,12 +120,17 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
     if examples[0]["sketches"].shape[-1] != resolution:
         raise ValueError(f"the encoders were trained on {resolution} px images; {config.data.root} has "
                          f"{examples[0]['sketches'].shape[-1]} px")
+    if sk.style not in STYLES:
+        raise ValueError(f"config.sketch.style={sk.style!r}: expected one of {STYLES}")
     names, sketches, cameras, ids, records = [], [], [], [], []
     for obj_id, example in zip(obj_ids, examples):
         for v in views:
             a, e, d, f = map(float, example["views"][v])
             names.append(f"{obj_id}_v{v:02d}")
-            sketches.append(example["sketches"][v][None])
+            sketch = example["sketches"][v]
+            if sk.style == "hand_drawn":
+                sketch = hand_drawn(sketch, np.random.default_rng([config.seed, zlib.crc32(names[-1].encode())]))
+            sketches.append(sketch[None])
             cameras.append([camera_lib.Camera(a, e, d, f, resolution, resolution)])
             ids.append(obj_id)
             records.append(example)

@@ -22,7 +22,6 @@ from skimage import measure, morphology
 
 from sdfjax import errors
 
-
 MAX_PIXELS = 4096 * 4096  # a sketch larger than this is refused before it is decoded
 
 

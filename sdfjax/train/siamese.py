@@ -34,7 +34,6 @@ from sdfjax.train import logs, loop
 from sdfjax.train.augment import flip_pair, rotate_image, thicken_lines
 from sdfjax.train.losses import pairwise_distances, triplet_loss
 
-
 # --- augmentation -------------------------------------------------------------------------
 
 def augment_pair(key: jax.Array, sketch: jax.Array, normal_map: jax.Array, right: jax.Array, siamese_config):
