@@ -138,11 +138,12 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
 
 
 def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
-                   bar=None):
+                   on_step=None):
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
 
     The best iterate is the one with the lowest loss met, the start included; `arrays` are
-    the step's per-object arrays (origins, directions, targets, inside, known, z0).
+    the step's per-object arrays (origins, directions, targets, inside, known, z0);
+    `on_step()` is called after each of the iterations + 1 steps (a progress bar's update).
     """
     z = jnp.asarray(initial)
     opt = init_states(optimizer, z)
@@ -155,8 +156,8 @@ def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, 
         best_z[better], best_loss[better] = before[better], loss[better]
         curve.append(loss)
         z, opt = new_z, new_opt
-        if bar is not None:
-            bar.update()
+        if on_step is not None:
+            on_step()
     return best_z, np.asarray(curve).reshape(iterations + 1, len(initial))
 
 
@@ -233,7 +234,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
             arrays = tuple(jnp.asarray(_padded(np.asarray(a), size)) for a in
                            (origins, directions, targets[part], inside[part], known[part], initial[part]))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
-                                           arrays, sk.iterations, bar)
+                                           arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])
             curves.append(curve[:, :count])
     finally:

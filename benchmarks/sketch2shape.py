@@ -1,0 +1,117 @@
+r"""Sketch to shape for one user's sketch, and batched, on a trained run; last line is one JSON object.
+
+    python -m benchmarks.sketch2shape --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu
+
+Workload: the test split's dataset sketches (view --view) of the first --sketches shapes,
+with the run's own decoder, Siamese and sketch-to-latent encoders (what the page and the
+results table use). Timed after compilation (sdfjax.sketch2shape.interactive compiles
+at start-up, reported as startup_s):
+
+  encoder_shape_s   sketch -> encoder latent -> mesh (config.mesh) + one normal map from the
+                    sketch's view: what the page shows first (target < 2 s on the cpu models)
+  refined_shape_s   the same sketch -> encoder -> config.sketch.iterations refinement steps
+                    -> mesh + normal map (target < 15 s)
+  batched_sketches_per_s   refinement of config.sketch.batch sketches by one vmapped step,
+                    per second (meshes excluded)
+
+Beside the speed, the quality of those same sketches: Chamfer x1000 of the encoder's and
+the refined mesh against the true shape (DeepSDF's definition), medians.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from benchmarks import machine
+from sdfjax.data import tfds_builder
+from sdfjax.geometry import metrics
+from sdfjax.geometry import mesh as mesh_lib
+from sdfjax.launch import common
+from sdfjax.render import camera as camera_lib
+from sdfjax.sketch2shape import interactive, optimize
+from sdfjax.sketch2shape.sketches import outline_masks
+
+_CONFIG = flags.DEFINE_string("config", "configs/chairs256.py:cpu", "Config of --workdir's run.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/chairs256_cpu", "A run with DeepSDF, siamese/ and encoder/.")
+_SKETCHES = flags.DEFINE_integer("sketches", 3, "Test sketches timed one at a time (median reported).")
+_VIEW = flags.DEFINE_integer("view", 11, "Dataset view of the sketches.")
+_DATA_ROOT = flags.DEFINE_string("data_root", "", "Overrides config.data.root.")
+
+
+def _chamfer(mesh, example) -> float:
+    surface = example["surface_samples"]
+    normalization = mesh_lib.Normalization(np.asarray(example["offset"], np.float64), float(example["scale"]))
+    return metrics.evaluate_mesh(mesh, surface[:, :3], surface[:, 3:], normalization, emd_points=256)["chamfer"]
+
+
+def _median(values: list[float]) -> float | None:
+    """Median of the finite values (an empty mesh scores NaN), None when there is none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return round(statistics.median(finite), 4) if finite else None
+
+
+def main(argv):
+    del argv
+    config = common.load_config_file(_CONFIG.value)
+    if _DATA_ROOT.value:
+        config.data.root = _DATA_ROOT.value
+    start = time.perf_counter()
+    s2s = interactive.SketchToShape(config, _WORKDIR.value)
+    startup = time.perf_counter() - start
+    source = tfds_builder.data_source(config, "test")
+    examples = [source[i % len(source)] for i in range(max(_SKETCHES.value, config.sketch.batch))]
+    cameras = [camera_lib.Camera(*map(float, e["views"][_VIEW.value]), width=s2s.resolution, height=s2s.resolution)
+               for e in examples]
+    sketches = [e["sketches"][_VIEW.value][None] for e in examples]
+
+    encoder_s, refined_s, chamfer_encoder, chamfer_refined = [], [], [], []
+    for example, sketch, camera in list(zip(examples, sketches, cameras))[:_SKETCHES.value]:
+        t0 = time.perf_counter()
+        z0 = s2s.encode(sketch)
+        mesh0 = s2s.mesh(z0)
+        s2s.normal_map(z0, camera)
+        encoder_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        z0 = s2s.encode(sketch)
+        z = s2s.refine(sketch, [camera], z0)
+        mesh = s2s.mesh(z)
+        s2s.normal_map(z, camera)
+        refined_s.append(time.perf_counter() - t0)
+        chamfer_encoder.append(_chamfer(mesh0, example))
+        chamfer_refined.append(_chamfer(mesh, example))
+
+    b = config.sketch.batch
+    masks = [outline_masks(s[0], config.sketch.enclosed) for s in sketches[:b]]
+    rays = [camera_lib.stack_rays([c]) for c in cameras[:b]]
+    stacked = np.stack(sketches[:b])
+    initial = s2s.predict(stacked[:, 0])
+    arrays = tuple(jnp.asarray(a) for a in (
+        np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
+        s2s.embed(stacked[:, 0])[:, None], np.stack([m[0].reshape(1, -1) for m in masks]),
+        np.stack([m[1].reshape(1, -1) for m in masks]), initial))
+    run = lambda iters: optimize.optimize_batch(s2s.step, s2s.optimizer, s2s.trained.params, s2s.prior,  # noqa: E731
+                                                initial, arrays, iters)
+    run(1)  # compile the batch-of-b step
+    t0 = time.perf_counter()
+    run(config.sketch.iterations)
+    batched = b / (time.perf_counter() - t0)
+
+    result = {"benchmark": "sketch2shape", "machine": machine.describe(), "config": _CONFIG.value,
+              "workdir": _WORKDIR.value, "resolution": s2s.resolution, "iterations": config.sketch.iterations,
+              "startup_s": round(startup, 2), "encoder_shape_s": round(statistics.median(encoder_s), 3),
+              "refined_shape_s": round(statistics.median(refined_s), 3), "batch": b,
+              "batched_sketches_per_s": round(batched, 3),
+              "chamfer_x1000_encoder_median": _median(chamfer_encoder),
+              "chamfer_x1000_refined_median": _median(chamfer_refined),
+              "sketches_timed": len(encoder_s)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,106 @@
+"""Sketch to shape for one object at a time, compiled once: what a web page or a benchmark calls.
+
+    s2s = SketchToShape(config, workdir)                 # loads the models, compiles every step
+    z0 = s2s.encode(sketches)                             # (V, R, R) uint8 -> (L,): the encoder's guess
+    z = s2s.refine(sketches, cameras, z0, on_step=print)  # the refinement of sdfjax.sketch2shape.optimize
+    mesh = s2s.mesh(z)                                    # trimesh.Trimesh (normalised frame) or None
+    image = s2s.normal_map(z, camera)                     # (H, W, 3) uint8
+
+Same models, loss and best-iterate rule as the batch driver (sdfjax.sketch2shape.optimize),
+for a batch of one object, so the page's answer is the evaluated method's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sdfjax import trained as trained_lib
+from sdfjax.fit import scoring
+from sdfjax.fit.folded import fold_decoder
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import latent_render, tracer
+from sdfjax.sketch2shape import optimize
+from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
+from sdfjax.sketch2shape.losses import gaussian_prior
+from sdfjax.sketch2shape.sketches import outline_masks
+
+
+class SketchToShape:
+    """The trained DeepSDF run of `workdir` with its Siamese and sketch-to-latent encoders, ready to shape sketches."""
+
+    def __init__(self, config, workdir: str, warm_views: tuple[int, ...] = (1,)):
+        self.config = config
+        self.trained = trained_lib.load_trained(config, workdir)
+        self.siamese, self.siamese_params, meta = trained_lib.load_siamese(workdir)
+        self.resolution = int(meta["resolution"])
+        model, params, _ = trained_lib.load_encoder(workdir)
+        self.predict = latent_predictor(model, params, batch=4)
+        self.embed = embedder(self.siamese, self.siamese_params, "sketch", batch=4)
+        self.settings = tracer.TraceSettings.from_config(config.render)
+        self.sdf_fn = latent_render.decoder_sdf(self.trained.decoder)
+        self.prior = {k: jnp.asarray(a) for k, a in
+                      gaussian_prior(self.trained.latents, config.sketch.prior_shrinkage).items()}
+        self.optimizer, self.step = optimize.make_step(self.sdf_fn, normal_map_encoder(self.siamese, self.siamese_params),
+                                                       self.settings, self.resolution, config.sketch)
+        self.folded = fold_decoder(self.trained.decoder, self.trained.params)
+        self._render = jax.jit(lambda z, o, d: tracer.render(
+            self.sdf_fn, {"decoder": self.trained.params, "z": z}, o, d, self.settings))
+        for views in warm_views:  # compile now, not on a user's first click
+            blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)
+            blank[:, self.resolution // 4, self.resolution // 4:-self.resolution // 4] = 0
+            camera = self.camera(0.0, 10.0)
+            z = self.encode(blank)
+            self.refine(blank, [camera] * views, z, iterations=1)
+            self.normal_map(z, camera)
+        self.mesh(self.trained.latents.mean(axis=0))
+
+    def camera(self, azimuth: float, elevation: float, resolution: int | None = None) -> camera_lib.Camera:
+        """The dataset's camera (config.render distance and focal length) at `resolution` (default the sketches')."""
+        r = self.config.render
+        return camera_lib.Camera(float(azimuth), float(elevation), r.distance, r.focal, r.resolution,
+                                 r.resolution).scaled(resolution or self.resolution)
+
+    def encode(self, sketches: np.ndarray) -> np.ndarray:
+        """(L,) latent: the mean of the encoder's latents of the object's sketches (V, R, R)."""
+        return self.predict(np.asarray(sketches)).mean(axis=0)
+
+    def refine(self, sketches: np.ndarray, cameras: list[camera_lib.Camera], z0: np.ndarray,
+               iterations: int | None = None, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """The refined latent (L,) of one object's sketches (V, R, R) seen from `cameras`, starting at z0.
+
+        `on_step(done, total)` reports progress after each optimiser step.
+        """
+        sketches = np.asarray(sketches)
+        iterations = self.config.sketch.iterations if iterations is None else iterations
+        inside, known = zip(*(outline_masks(s, self.config.sketch.enclosed) for s in sketches))
+        origins, directions = camera_lib.stack_rays(cameras)
+        targets = self.embed(sketches)
+        z0 = np.asarray(z0, np.float32)
+        arrays = tuple(jnp.asarray(a)[None] for a in (origins, directions, targets,
+                                                      np.reshape(inside, (len(sketches), -1)),
+                                                      np.reshape(known, (len(sketches), -1)), z0))
+        done = [0]
+
+        def step_done():
+            done[0] += 1
+            if on_step is not None:
+                on_step(done[0], iterations + 1)
+
+        best, _ = optimize.optimize_batch(self.step, self.optimizer, self.trained.params, self.prior, z0[None], arrays,
+                                          iterations, step_done)
+        return best[0]
+
+    def mesh(self, z: np.ndarray):
+        """The mesh of latent z at config.mesh (normalised frame), or None when it has no surface."""
+        return scoring.mesh_of_latent(self.config, self.folded, np.asarray(z, np.float32))
+
+    def normal_map(self, z: np.ndarray, camera: camera_lib.Camera) -> np.ndarray:
+        """(H, W, 3) uint8 normal map of latent z from `camera` (white background)."""
+        o, d = camera.rays()
+        out = self._render(jnp.asarray(z, jnp.float32), jnp.asarray(o), jnp.asarray(d))
+        image = tracer.normal_image(out["normals"], out["hit"], camera.height, camera.width)
+        return (np.asarray(image) * 255).round().astype(np.uint8)
