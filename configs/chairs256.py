@@ -39,7 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.root = "data/chairs256" if variant != "tiny" else "data/chairs256_tiny"
     config.data.num_train, config.data.num_val, config.data.num_test = train, val, test  # data_gen.synthetic's sizes
     config.results = ml_collections.ConfigDict()
-    config.results.test_views = (11, 47)  # sketch-to-shape and retrieval tables: dataset views per test chair
+    config.results.test_views = (11, 47, 62)  # sketch-to-shape tables: dataset views per test chair
+    config.results.sketch_shapes = 64  # sketch-to-shape tables: the first this many test chairs
     config.results.picture_shapes = 8  # rows of the picture grids
     if variant == "cpu":
         # 256 shapes at 8 per batch: 32 steps per epoch; 250 epochs = 8,000 steps (about 40 minutes here).
@@ -50,6 +51,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.checkpoint_every_epochs = 25
         config.siamese.num_steps = 2000
         config.fit.shapes_per_batch = 32
+        config.encoder.num_steps = 3000
+        # About 0.2 s per sketch and refinement step here: 32 chairs x 3 views x 31 steps, twice (dataset
+        # and hand-drawn sketches), is about 20 minutes.
+        config.results.sketch_shapes = 32
+        config.sketch.iterations = 30
     elif variant == "tiny":
         config.train.num_epochs = 10
         config.siamese.num_steps = 8
@@ -57,5 +63,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.fit.lr_decay_at = 5
         config.sketch.iterations = 2
         config.results.test_views = (0,)
+        config.results.sketch_shapes = 2
         config.results.picture_shapes = 2
     return config

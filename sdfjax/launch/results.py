@@ -46,6 +46,7 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
         ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
                             "--config.siamese.query_split=test", f"--out_dir={io.join(out, 'retrieval')}"]),
         *[(name, py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test", f"--config.sketch.style={style}",
+                       f"--config.fit.max_shapes={config.results.sketch_shapes}",
                        f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
                        f"--out_dir={io.join(out, name)}"])
           for name, style in (("sketch2shape", "dataset"), ("sketch2shape_hand", "hand_drawn"))],
