@@ -103,6 +103,16 @@ def load_trained(config, workdir: str) -> TrainedModel:
                         obj_ids=[meta["obj_ids"][i] for i in rows], step=step)
 
 
+def _trained_params(out: str, what: str, launcher: str, workdir: str) -> tuple[dict, dict]:
+    """(params on the host, meta) of the latest readable checkpoint in `out`; ValueError naming `launcher` if none."""
+    restored = _restore_replicated(out)
+    if restored is None:
+        raise ValueError(f"{checkpoint.checkpoint_dir(out)}: no {what} checkpoint; train one with "
+                         f"python -m sdfjax.launch.{launcher} --workdir={workdir}")
+    state, meta, _ = restored
+    return jax.device_get(state["params"]), meta
+
+
 def siamese_dir(workdir: str) -> str:
     """Where a run keeps its Siamese encoder: `<workdir>/siamese`."""
     return os.path.join(workdir, SIAMESE_SUBDIR)
@@ -114,14 +124,8 @@ def load_siamese(workdir: str) -> tuple[siamese_lib.Siamese, dict, dict]:
     The encoder is built from the checkpoint's own settings, so retrieval and
     sketch-to-shape need no matching flags. ValueError (one line) when there is none.
     """
-    out = siamese_dir(workdir)
-    restored = _restore_replicated(out)
-    if restored is None:
-        raise ValueError(f"{checkpoint.checkpoint_dir(out)}: no Siamese checkpoint; train one with "
-                         f"python -m sdfjax.launch.train_siamese --workdir={workdir}")
-    state, meta, _ = restored
-    model = siamese_lib.from_config(ml_collections.ConfigDict(meta["siamese"]))
-    return model, jax.device_get(state["params"]), meta
+    params, meta = _trained_params(siamese_dir(workdir), "Siamese", "train_siamese", workdir)
+    return siamese_lib.from_config(ml_collections.ConfigDict(meta["siamese"])), params, meta
 
 
 def encoder_dir(workdir: str) -> str:
@@ -134,14 +138,8 @@ def load_encoder(workdir: str) -> tuple[siamese_lib.Tower, dict, dict]:
 
     ValueError (one line) when there is none.
     """
-    out = encoder_dir(workdir)
-    restored = _restore_replicated(out)
-    if restored is None:
-        raise ValueError(f"{checkpoint.checkpoint_dir(out)}: no sketch-to-latent encoder checkpoint; train one with "
-                         f"python -m sdfjax.launch.train_encoder --workdir={workdir}")
-    state, meta, _ = restored
-    model = latent_encoder.from_config(ml_collections.ConfigDict(meta["encoder"]), int(meta["latent_dim"]))
-    return model, jax.device_get(state["params"]), meta
+    params, meta = _trained_params(encoder_dir(workdir), "sketch-to-latent encoder", "train_encoder", workdir)
+    return latent_encoder.from_config(ml_collections.ConfigDict(meta["encoder"]), int(meta["latent_dim"])), params, meta
 
 
 def resolve_latent(spec: str, trained: TrainedModel) -> np.ndarray:

@@ -42,15 +42,8 @@ from sdfjax.train import logs, loop
 from sdfjax.train.augment import augment_sketch
 
 
-def lr_schedule(encoder_config) -> optax.Schedule:
-    """Linear warm-up to `lr`, then cosine decay to 1% of it at `num_steps`."""
-    ec = encoder_config
-    warmup = min(ec.warmup_steps, max(ec.num_steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(0.0, ec.lr, warmup, max(ec.num_steps, warmup + 1), ec.lr * 0.01)
-
-
-def make_optimizer(encoder_config) -> optax.GradientTransformation:
-    return optax.adamw(lr_schedule(encoder_config), weight_decay=encoder_config.weight_decay)
+lr_schedule = loop.warmup_cosine_schedule
+make_optimizer = loop.adamw_warmup_cosine
 
 
 def init_state(model, optimizer, key: jax.Array, resolution: int) -> dict:
@@ -103,11 +96,7 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
     return step
 
 
-def jit_train_step(step_fn, mesh):
-    replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
-    return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-                   donate_argnums=0)
+jit_train_step = loop.jit_view_step
 
 
 def latent_rows(config, model: trained.TrainedModel) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from sdfjax import checkpoint, parallel
@@ -100,3 +101,24 @@ def run_steps(train_step, state, batches, *, start: int, end: int, total_steps: 
         bar.close()
         logs.close()
     return state, record, last_good
+
+
+def warmup_cosine_schedule(section) -> optax.Schedule:
+    """Linear warm-up to `section.lr` over `warmup_steps`, then cosine decay to 1% of it at `num_steps`
+    (the image encoders' schedule: config.siamese, config.encoder)."""
+    warmup = min(section.warmup_steps, max(section.num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(0.0, section.lr, warmup, max(section.num_steps, warmup + 1),
+                                              section.lr * 0.01)
+
+
+def adamw_warmup_cosine(section) -> optax.GradientTransformation:
+    """AdamW with `warmup_cosine_schedule(section)` and `section.weight_decay`."""
+    return optax.adamw(warmup_cosine_schedule(section), weight_decay=section.weight_decay)
+
+
+def jit_view_step(step_fn, mesh):
+    """`step_fn(state, batch)` jitted with the state replicated and a ViewBatcher batch sharded over the mesh."""
+    replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
+    return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+                   donate_argnums=0)

@@ -54,15 +54,8 @@ def augment_pair(key: jax.Array, sketch: jax.Array, normal_map: jax.Array, right
 
 # --- state and step -------------------------------------------------------------------------
 
-def lr_schedule(siamese_config) -> optax.Schedule:
-    """Linear warm-up to `lr`, then cosine decay to 1% of it at `num_steps`."""
-    sc = siamese_config
-    warmup = min(sc.warmup_steps, max(sc.num_steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(0.0, sc.lr, warmup, max(sc.num_steps, warmup + 1), sc.lr * 0.01)
-
-
-def make_optimizer(siamese_config) -> optax.GradientTransformation:
-    return optax.adamw(lr_schedule(siamese_config), weight_decay=siamese_config.weight_decay)
+lr_schedule = loop.warmup_cosine_schedule
+make_optimizer = loop.adamw_warmup_cosine
 
 
 def init_state(model: siamese_lib.Siamese, optimizer, key: jax.Array, resolution: int) -> dict:
@@ -108,11 +101,7 @@ def make_train_step(model: siamese_lib.Siamese, optimizer, siamese_config, seed:
     return step
 
 
-def jit_train_step(step_fn, mesh):
-    replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
-    return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-                   donate_argnums=0)
+jit_train_step = loop.jit_view_step
 
 
 # --- loop -------------------------------------------------------------------------------------
