@@ -41,6 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.results = ml_collections.ConfigDict()
     config.results.test_views = (11, 47, 62)  # sketch-to-shape tables: dataset views per test chair
     config.results.sketch_shapes = 64  # sketch-to-shape tables: the first this many test chairs
+    # user-style PNGs of test chairs drawn outside the dataset pipeline (data_gen.user_sketches); "": none
+    config.results.user_sketches = "tests/data/user_sketches/sketches.json"
     config.results.picture_shapes = 8  # rows of the picture grids
     if variant == "cpu":
         # 256 shapes at 8 per batch: 32 steps per epoch; 250 epochs = 8,000 steps (about 40 minutes here).
@@ -64,5 +66,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.sketch.iterations = 2
         config.results.test_views = (0,)
         config.results.sketch_shapes = 2
+        config.results.user_sketches = ""  # they draw chairs256's test chairs, which tiny does not have
         config.results.picture_shapes = 2
     return config

@@ -13,6 +13,7 @@ Nothing is typed by hand: every number comes from a file under `config.data.root
     <workdir>/encoder/metrics.jsonl        the sketch-to-latent encoder's training
     <workdir>/results/sketch2shape/metrics.csv              sketch to shape beside its baselines
     <workdir>/results/sketch2shape_hand/metrics.csv         the same on hand-drawn-style sketches
+    <workdir>/results/sketch2shape_user/metrics.csv         the same on user-style PNGs
     <workdir>/results/timings.jsonl        seconds per stage of the results command
 """
 
@@ -88,7 +89,8 @@ def reconstruction_table(workdir: str) -> tuple[str, dict]:
     return "\n".join(lines), medians
 
 
-SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"))
+SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"),
+               ("sketch2shape_user", "user-style PNGs drawn outside the dataset pipeline (tests/data/user_sketches)"))
 
 
 def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
@@ -205,9 +207,11 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                   f"SDF L1 {last['sdf_l1']:.4f} (augmented train sketches)."]
     views = ", ".join(str(v) for v in config.results.test_views)
     for run, label in SKETCH_RUNS:
-        parts += ["", f"Sketch to shape, test shapes (no model saw them), {label}, views {views}:", "",
-                  sketch_table(workdir, run)]
-    clean, hand = (_median_chamfer(workdir, run, "sketch2shape") for run, _ in SKETCH_RUNS)
+        if io.exists(io.join(out, run)):
+            where = f"views {views}" if run != "sketch2shape_user" else "each at its own view"
+            parts += ["", f"Sketch to shape, test shapes (no model saw them), {label}, {where}:", "",
+                      sketch_table(workdir, run)]
+    clean, hand = (_median_chamfer(workdir, run, "sketch2shape") for run, _ in SKETCH_RUNS[:2])
     if clean and hand:
         parts.append(f"\nHand-drawn style / dataset sketches, median Chamfer of sketch2shape: {hand / clean:.2f} "
                      "(target <= 1.5).")

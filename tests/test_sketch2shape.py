@@ -1,6 +1,7 @@
 """Sketch to shape: two-sided silhouette, outline masks, the sketch-to-latent encoder, refinement, user sketches."""
 
 import csv
+import json
 import os
 import struct
 import subprocess
@@ -12,11 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import trimesh
 from PIL import Image
 
+from data_gen import user_sketches
 from sdfjax import errors
 from sdfjax import trained as trained_lib
-from sdfjax.data import tfds_builder
+from sdfjax.fit import reconstruct
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss
@@ -245,13 +248,31 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     np.testing.assert_allclose(np.load(tmp_path / "split" / "latents.npz")["start_encoder"], summary["initial"])
     picture = np.asarray(Image.open(tmp_path / "split" / "pictures" / f"{name}.png"))
     size = config.render.preview_resolution
-    assert picture.shape[:2] == (size, 6 * size + 5 * 2)
+    assert picture.shape[:2] == (2 * size + 2, 5 * size + 4 * 2)  # sketch | retrieval | encoder | refined | truth
     # SDF-fit rows read from an earlier fit's metrics.csv instead of fitting again.
     config.sketch.sdf_fit_dir = str(tmp_path / "split" / "sdf_fit")
     config.sketch.iterations = 1
     again = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "again"))
     assert not os.path.exists(tmp_path / "again" / "sdf_fit")
     assert again["means"]["sdf_fit"]["chamfer"] == pytest.approx(summary["means"]["sdf_fit"]["chamfer"], rel=1e-4)
+
+    # User-style PNGs of a dataset shape, drawn outside the dataset pipeline, scored against that shape.
+    mesh = trimesh.load(reconstruct.normalized_mesh_path(config, "chair_000_0002"), force="mesh", process=False)
+    (tmp_path / "users").mkdir()
+    entries = []
+    for k, (azimuth, elevation) in enumerate(((40.0, -30.0), (120.0, -10.0))):
+        drawing = user_sketches.draw_user_sketch(mesh, azimuth, elevation, width=150, height=110, line_width=2)
+        assert 0.01 < np.mean(drawing < 128) < 0.3
+        Image.fromarray(drawing).save(tmp_path / "users" / f"u{k}.png")
+        entries.append({"file": f"u{k}.png", "obj_id": "chair_000_0002", "azimuth": azimuth, "elevation": elevation})
+    (tmp_path / "users" / "sketches.json").write_text(json.dumps(entries))
+    users = optimize.sketch_to_shape(config, workdir, progress=False, out_dir=str(tmp_path / "users_out"),
+                                     user_set=str(tmp_path / "users" / "sketches.json"))
+    assert users["names"] == ["u0", "u1"] and set(users["means"]) == {"sketch2shape", "encoder", "retrieval", "sdf_fit"}
+    assert sorted(os.listdir(tmp_path / "users_out" / "pictures")) == ["u0.png", "u1.png"]
+    (tmp_path / "users" / "bad.json").write_text(json.dumps([{"file": "u0.png", "obj_id": "chair_999"}]))
+    with pytest.raises(errors.DataError, match="bad.json: expected a JSON list"):
+        optimize.sketch_to_shape(config, workdir, progress=False, user_set=str(tmp_path / "users" / "bad.json"))
 
     for view, (h, w) in (("front", (200, 150)), ("side", (120, 260))):
         Image.fromarray((_drawing(h, w) * 255).astype(np.uint8)).save(tmp_path / f"my {view}.png")

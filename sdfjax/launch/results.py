@@ -50,6 +50,10 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                        f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
                        f"--out_dir={io.join(out, name)}"])
           for name, style in (("sketch2shape", "dataset"), ("sketch2shape_hand", "hand_drawn"))],
+        *([("sketch2shape_user", py + ["sdfjax.launch.sketch2shape", *run, f"--user_set={config.results.user_sketches}",
+                                       f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
+                                       f"--out_dir={io.join(out, 'sketch2shape_user')}"])]
+          if config.results.get("user_sketches") else []),
         ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
     ]
 

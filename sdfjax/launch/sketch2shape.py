@@ -3,6 +3,9 @@ r"""Sketch to shape: encoder start, then a DeepSDF latent refined until its rend
     # a drawing of your own, seen from azimuth 40, elevation -30 (degrees)
     python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
         --sketch=my_chair.png --config.sketch.azimuth=40 --config.sketch.elevation=-30
+    # user-style drawings of dataset shapes (data_gen.user_sketches), scored against those shapes
+    python -m sdfjax.launch.sketch2shape --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
+        --user_set=tests/data/user_sketches/sketches.json
     # one chair drawn from the front and from the side: one latent for both
     python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
         --sketch=front.png,side.png --azimuths=0,90 --elevations=10,10
@@ -35,7 +38,7 @@ def main(argv):
                 raise ValueError(f"--azimuths has {len(f.azimuths)} values and --elevations {len(f.elevations)}")
             views = [(float(a), float(e)) for a, e in zip(f.azimuths, f.elevations)]
         summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_paths=f.sketch or None, views=views,
-                                            out_dir=f.out_dir or None)
+                                            out_dir=f.out_dir or None, user_set=f.user_set or None)
     if summary["means"]:
         print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
     print(f"meshes, latents and pictures (sketch | start | end | other views) in {summary['out_dir']}")
@@ -46,5 +49,7 @@ if __name__ == "__main__":
                       "sketches of config.fit.split.")
     flags.DEFINE_list("azimuths", [], "Per --sketch: the azimuth it was drawn from (degrees); default "
                       "config.sketch.azimuth.")
+    flags.DEFINE_string("user_set", "", "A sketches.json of user-style PNGs of dataset shapes (data_gen.user_sketches): "
+                        "each shaped and scored against its shape.")
     flags.DEFINE_list("elevations", [], "Per --sketch: the elevation (degrees); default config.sketch.elevation.")
     common.run_on_trained(main, "Run folder with the DeepSDF checkpoint and siamese/ (train_siamese).")

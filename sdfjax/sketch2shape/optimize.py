@@ -3,6 +3,7 @@
     summary = sketch_to_shape(config, workdir, sketch_paths=["front.png", "side.png"],
                               views=[(0, 10), (90, 10)])                # a user's drawings, one object
     summary = sketch_to_shape(config, workdir)                          # config.fit.split's sketches
+    summary = sketch_to_shape(config, workdir, user_set="tests/data/user_sketches/sketches.json")
 
 1. Start (`config.sketch.init`): `encoder` (default) maps each sketch straight to a latent
    (sdfjax.models.latent_encoder; several sketches of one object: the mean of theirs),
@@ -19,8 +20,10 @@
 A user's image is normalised first (sdfjax.sketch2shape.sketches.normalize_sketch).
 
 Writes `<workdir>/sketch2shape/<timestamp>/`: meshes/<name>.obj, latents.npz,
-pictures/<name>.png (sketch | start and result from the sketch's view | result from
-three other views) and in split mode metrics.csv: per sketch, the refined shape
+pictures/<name>.png and, for sketches of known shapes, metrics.csv. A user's drawing's
+picture: sketch | start and result from the sketch's view | result from three other
+views. A known shape's: sketch | retrieval | encoder | refined | truth, from the
+sketch's view and from another. metrics.csv has per sketch the refined shape
 ("sketch2shape") beside its start ("encoder") and the baselines
 (sdfjax.sketch2shape.evaluate), with a mean row per method.
 """
@@ -28,6 +31,7 @@ three other views) and in split mode metrics.csv: per sketch, the refined shape
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import zlib
@@ -36,15 +40,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import trimesh
 from tqdm import tqdm
 
 from sdfjax import errors, io
 from sdfjax import trained as trained_lib
+from sdfjax.data import tfds_builder
 from sdfjax.fit import reconstruct, reports, scoring
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import init_states, latent_step
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
+from sdfjax.render.mesh_caster import cast_mesh, normal_map_uint8
 from sdfjax.sketch2shape import evaluate, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
@@ -137,6 +144,39 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
     return SketchBatch(names, np.stack(sketches), cameras, ids), records
 
 
+def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchBatch, list[dict]]:
+    """User-style PNGs of dataset shapes (data_gen.user_sketches' sketches.json: file, obj_id, azimuth,
+    elevation per entry), one object each, and the records of their shapes (from whichever split holds them)."""
+    try:
+        entries = json.loads(io.read_text(manifest_path))
+        files = [os.path.join(os.path.dirname(manifest_path), e["file"]) for e in entries]
+        views = [(float(e["azimuth"]), float(e["elevation"])) for e in entries]
+        obj_ids = [str(e["obj_id"]) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise errors.DataError(f"{manifest_path}: expected a JSON list of {{file, obj_id, azimuth, elevation}} "
+                               f"({type(e).__name__}: {e})") from None
+    where = {}
+    for split in ("test", "val", "train"):
+        try:
+            ids, _ = tfds_builder.split_index(config, split)
+        except errors.DataError:
+            continue
+        where.update({o: (split, i) for i, o in enumerate(ids) if o not in where})
+    missing = [o for o in obj_ids if o not in where]
+    if missing:
+        raise errors.DataError(f"{manifest_path}: shapes {missing} are not in {config.data.root}")
+    sources = {}
+    records = []
+    for o in obj_ids:
+        split, index = where[o]
+        sources.setdefault(split, tfds_builder.data_source(config, split))
+        records.append(sources[split][index])
+    parts = [user_batch(config, [f], [v], resolution) for f, v in zip(files, views)]
+    batch = SketchBatch([p.names[0] for p in parts], np.concatenate([p.sketches for p in parts]),
+                        [p.cameras[0] for p in parts], obj_ids)
+    return batch, records
+
+
 def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
                    on_step=None):
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
@@ -188,8 +228,9 @@ def initial_latents(config, workdir: str, trained, batch: SketchBatch, retrieved
 
 def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
                     views: list[tuple[float, float]] | None = None, progress: bool = True,
-                    out_dir: str | None = None) -> dict:
-    """Shapes a user's sketches of one object, or every sketch of `config.fit.split`; see the module docstring.
+                    out_dir: str | None = None, user_set: str | None = None) -> dict:
+    """Shapes a user's sketches of one object, the user-style sketches of a `user_set` manifest (scored against
+    their shapes), or every sketch of `config.fit.split`; see the module docstring.
 
     Returns {"out_dir", "names", "rows" (split mode), "means" (per method), "losses" (T + 1, B),
     "initial", "latents"}.
@@ -202,6 +243,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     resolution = int(meta["resolution"])
     if sketch_paths:
         batch, records = user_batch(config, list(sketch_paths), views, resolution), [None]
+    elif user_set:
+        batch, records = user_set_batch(config, user_set, resolution)
     else:
         batch, records = split_batch(config, resolution)
     b, v = batch.sketches.shape[:2]
@@ -247,7 +290,12 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
                 initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved),
                 obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
                 **{f"start_{k}": a for k, a in starts.items()})
-    write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, z_final)
+    if sketch_paths:
+        write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, z_final)
+    else:
+        write_comparisons(config, out_dir, batch, trained, sdf_fn, settings,
+                          {"retrieval": starts["retrieval"], **({"encoder": starts["encoder"]} if "encoder" in starts
+                                                                else {}), "refined": z_final})
 
     folded = fold_decoder(trained.decoder, trained.params)
     summary = {"out_dir": out_dir, "names": batch.names, "losses": losses, "rows": [], "means": {},
@@ -298,3 +346,33 @@ def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, f
                                for n, h in zip(out["normals"], out["hit"])])
             rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + images[1][1:])
         io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
+
+
+def write_comparisons(config, out_dir, batch, trained, sdf_fn, settings, latents: dict[str, np.ndarray]) -> None:
+    """pictures/<name>.png for sketches of known shapes: two rows, the sketch's view and +90 degrees of azimuth
+    at 20 up, each: sketch (first row) | one render per entry of `latents` (retrieval, encoder, refined) | the
+    true shape (its normalised mesh, ray-cast)."""
+    size = config.render.preview_resolution
+    render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
+        sdf_fn, {"decoder": trained.params, "z": z}, oo, dd, settings))(o, d))
+    for i, name in enumerate(batch.names):
+        camera = batch.cameras[i][0]
+        cameras = [camera.scaled(size), other_views(camera, size)[0]]
+        origins, directions = camera_lib.stack_rays(cameras)
+        columns = []
+        for z in latents.values():
+            out = render(jnp.asarray(z[i]), origins, directions)
+            columns.append([np.asarray(tracer.normal_image(n, h, size, size)) for n, h in zip(out["normals"], out["hit"])])
+        mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(
+            reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))), file_type="obj", force="mesh", process=False)
+        truth = [mesh_normal_map(mesh, c) for c in cameras]
+        blank = np.full((size, size), 255, np.uint8)
+        rows = [[pictures.upsample(batch.sketches[i][0], size)] + [c[0] for c in columns] + [truth[0]],
+                [blank] + [c[1] for c in columns] + [truth[1]]]
+        io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
+
+
+def mesh_normal_map(mesh, camera: camera_lib.Camera) -> np.ndarray:
+    """(H, W, 3) uint8 normal map of a mesh (normalised frame) from `camera`."""
+    cast = cast_mesh(mesh.vertices, mesh.faces, camera)
+    return normal_map_uint8(cast["normals"], cast["hit"], camera)
