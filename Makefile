@@ -37,6 +37,7 @@ demo: $(STAMP)
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val
 	$(PY) -m sdfjax.launch.train_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
+	$(PY) -m sdfjax.launch.train_encoder --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.eval_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	VAL=$$(awk -F, '$$3 == "val" {print $$1; exit}' $(DATA)/metainfo.csv); \
 	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
@@ -53,6 +54,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.fit
 	$(PY) -m benchmarks.mesh_extract
 	$(PY) -m benchmarks.render
+	$(PY) -m benchmarks.sketch2shape --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -54,9 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.siamese.num_steps = 2000
         config.fit.shapes_per_batch = 32
         config.encoder.num_steps = 3000
-        # About 0.2 s per sketch and refinement step here: 32 chairs x 3 views x 31 steps, twice (dataset
-        # and hand-drawn sketches), is about 20 minutes.
-        config.results.sketch_shapes = 32
+        # Per sketch here: about 0.2 s per refinement step (31 steps) and 2-3 s per mesh scored (refined,
+        # encoder, retrieval): 16 chairs x 3 views, twice (dataset and hand-drawn sketches), about 20 minutes.
+        config.results.sketch_shapes = 16
         config.sketch.iterations = 30
     elif variant == "tiny":
         config.train.num_epochs = 10

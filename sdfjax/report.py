@@ -222,8 +222,16 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
             io.write_png(io.join(picture_dir, name), picture)
             parts += ["", f"![{name}]({io.join(picture_dir, name)})"]
     if timings:
-        parts += ["", "| stage | seconds |", "|---|---|"] + [f"| {t['stage']} | {t['seconds']} |" for t in timings]
-        parts.append(f"| total | {sum(t['seconds'] for t in timings)} |")
+        # A trainer resumed by a rerun times only what was left; its metrics.jsonl holds every period's seconds.
+        trainer_dirs = {"train": workdir, "train_siamese": trained_lib.siamese_dir(workdir),
+                        "train_encoder": trained_lib.encoder_dir(workdir)}
+        parts += ["", "| stage | seconds (this command) | training seconds (metrics.jsonl) |", "|---|---|---|"]
+        for t in timings:
+            trained_seconds = ""
+            if t["stage"] in trainer_dirs:
+                trained_seconds = f"{sum(r.get('seconds', 0.0) for r in logs.read_metrics(trainer_dirs[t['stage']])):.1f}"
+            parts.append(f"| {t['stage']} | {t['seconds']} | {trained_seconds} |")
+        parts.append(f"| total | {sum(t['seconds'] for t in timings):.1f} | |")
     markdown = "\n".join(parts) + "\n"
     io.atomic_write_text(io.join(out, "results.md"), markdown)
     return markdown

@@ -20,6 +20,8 @@ dataset sketches, metrics.csv (sketch2shape beside the encoder alone, retrieval 
 SDF fitting).
 """
 
+import os
+
 from absl import flags
 
 from sdfjax.fit import reports
@@ -41,7 +43,9 @@ def main(argv):
                                             out_dir=f.out_dir or None, user_set=f.user_set or None)
     if summary["means"]:
         print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
-    print(f"meshes, latents and pictures (sketch | start | end | other views) in {summary['out_dir']}")
+    print(f"meshes, latents and pictures in {summary['out_dir']}")
+    for name in summary["names"][:4]:
+        print(f"picture: {os.path.join(summary['out_dir'], 'pictures', name + '.png')}")
 
 
 if __name__ == "__main__":
