@@ -23,7 +23,7 @@ from sdfjax.fit import reconstruct
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss
-from sdfjax.sketch2shape import encoders, losses, optimize, sketches
+from sdfjax.sketch2shape import encoders, hand_drawn, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
 from sdfjax.train import logs
 
@@ -91,6 +91,21 @@ def test_gaussian_prior_whitens_the_trained_latents():
     assert float(losses.prior_energy(jnp.asarray(prior["mean"]), prior)) == pytest.approx(0.0, abs=1e-6)
     far = prior["mean"] + 10 * np.linalg.inv(prior["whiten"])[:, 0]  # 10 standard deviations along one axis
     assert float(losses.prior_energy(jnp.asarray(far), prior)) == pytest.approx(100 / 4, rel=1e-3)
+
+
+def test_hand_drawn_style_moves_strokes_a_little_and_is_reproducible():
+    sketch = np.full((64, 64), 255, np.uint8)
+    sketch[10, 10:54] = sketch[50, 10:54] = sketch[10:51, 10] = sketch[10:51, 53] = 0  # a frame
+    sketch[10:51, 32] = 0  # and a bar: junctions where it meets the frame
+    a = hand_drawn.hand_drawn(sketch, np.random.default_rng(3))
+    b = hand_drawn.hand_drawn(sketch, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, sketch)
+    drawn, original = np.argwhere(a < 128), np.argwhere(sketch < 128)
+    assert 0.5 < len(drawn) / len(original) < 2.0
+    # every drawn pixel stays near an original line: strokes are moved a little, not scattered
+    nearest = np.min(np.linalg.norm(drawn[:, None] - original[None], axis=-1), axis=1)
+    assert np.median(nearest) <= 2.0 and nearest.max() <= 6.0
 
 
 # --- the sketch-to-latent encoder -------------------------------------------------------------------
