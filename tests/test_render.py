@@ -135,6 +135,15 @@ def test_silhouette_gradient_flows_through_min_sdf():
     assert float(grad["r"]) < 0  # a bigger sphere lowers every ray's minimum
 
 
+def test_normal_gradients_are_finite_where_the_field_is_flat():
+    # A trained ReLU decoder is often exactly flat far from the shape: missed rays end there.
+    flat = lambda p, x: jnp.minimum(jnp.linalg.norm(x - p["c"], axis=-1) - p["r"], 0.2)  # noqa: E731
+    origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
+    grad = jax.grad(lambda p: jnp.sum(tracer.render(flat, p, origins, directions)["normals"] ** 2 * 0.5
+                                      + tracer.render(flat, p, origins, directions)["normals"]))(SPHERE)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grad)), grad
+
+
 def test_gradient_memory_does_not_grow_with_the_step_count():
     origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
 

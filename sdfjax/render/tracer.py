@@ -178,7 +178,9 @@ def render(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array,
     points = x0 - directions * jnp.where(hit, correction, 0.0)[:, None]
     depth = jnp.sum((points - origins) * directions, axis=-1)
     gradients = grad_x(params, points)
-    normals = gradients / jnp.maximum(jnp.linalg.norm(gradients, axis=-1, keepdims=True), 1e-12)
+    # A missed ray may end where a trained decoder is flat (all ReLUs off: a zero gradient), and the
+    # norm's derivative at zero is NaN, which jnp.where below would not stop in the backward pass.
+    normals = gradients / jnp.sqrt(jnp.sum(gradients**2, axis=-1, keepdims=True) + 1e-24)
     normals = jnp.where(hit[:, None], normals, 0.0)
     t_min = jnp.where(jnp.isfinite(marched["min_sdf"]), marched["t_min"], 0.0)
     min_sdf = jnp.where(jnp.isfinite(marched["min_sdf"]), sdf_fn(params, origins + t_min[:, None] * directions),

@@ -45,7 +45,8 @@ class SketchToShape:
         self.prior = {k: jnp.asarray(a) for k, a in
                       gaussian_prior(self.trained.latents, config.sketch.prior_shrinkage).items()}
         self.optimizer, self.step = optimize.make_step(self.sdf_fn, normal_map_encoder(self.siamese, self.siamese_params),
-                                                       self.settings, self.resolution, config.sketch)
+                                                       optimize.refine_settings(config), self.resolution,
+                                                       config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
         self._render = jax.jit(lambda z, o, d: tracer.render(
             self.sdf_fn, {"decoder": self.trained.params, "z": z}, o, d, self.settings))

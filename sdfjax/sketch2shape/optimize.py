@@ -73,6 +73,12 @@ class SketchBatch:
     obj_ids: list[str | None]  # ground-truth shape (split mode) or None
 
 
+def refine_settings(config) -> tracer.TraceSettings:
+    """config.render's tracing with config.sketch.trace_max_steps steps per ray at most (refinement only)."""
+    return dataclasses.replace(tracer.TraceSettings.from_config(config.render),
+                               max_steps=int(config.sketch.get("trace_max_steps", 400)))
+
+
 def make_step(sdf_fn, encoder, settings, resolution: int, sketch_config):
     """(optimizer, step); step(decoder_params, prior, z (B, L), opt, origins (B, V, R*R, 3), directions,
     targets (B, V, D), inside (B, V, R*R), known, z0 (B, L)) -> (z, opt, loss (B,), (embedding, silhouette,
@@ -262,7 +268,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     settings = tracer.TraceSettings.from_config(config.render)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
-    optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), settings, resolution, sk)
+    optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
+                                sk)
     size = max(1, sk.batch)
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
