@@ -310,6 +310,3 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags, f"--sketch={tmp_path / 'bad.png'}"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
-    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.eval_siamese", *flags],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0 and "Recall@1" in out.stdout, out.stderr[-3000:]
