@@ -16,9 +16,18 @@ PYTHON312 := $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 RESULTS_CONFIG ?= configs/chairs256.py:cpu
 RESULTS_RUN ?= runs/chairs256_cpu
 
-.PHONY: setup test demo results bench clean-venv
+.PHONY: setup test demo app results bench clean-venv
 
 setup: $(STAMP)
+
+# The page's browser test drives Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "error: $(CHROMIUM) is missing and there is no apt-get: install Chromium"; exit 1; }
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "error: Python 3.12 not found (install python3.12 or pyenv install 3.12)"; exit 1; }
@@ -28,7 +37,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -43,10 +52,19 @@ demo: $(STAMP)
 	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
 	  --config.fit.split=val --config.fit.obj_ids=$$VAL
 
+# The sketch-to-shape page on http://127.0.0.1:7860: the demo's run when it is complete, else the shipped model.
+APP_FLAGS ?=
+app: $(STAMP)
+	if test -d $(WORKDIR)/encoder/checkpoints; then \
+	  $(PY) -m sdfjax.launch.app --config=$(CONFIG) --workdir=$(WORKDIR) $(APP_FLAGS); \
+	else \
+	  $(PY) -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu $(APP_FLAGS); \
+	fi
+
 # Every results table of the README, from generation to the report; resumes where it stopped.
 results: $(STAMP)
 	$(PY) -m sdfjax.launch.results --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN) \
-	  --readme=README.md --pictures=docs/results
+	  --readme=README.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling
@@ -55,6 +73,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.mesh_extract
 	$(PY) -m benchmarks.render
 	$(PY) -m benchmarks.sketch2shape --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN)
+	$(PY) -m benchmarks.app
 
 clean-venv:
 	rm -rf $(VENV)

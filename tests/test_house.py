@@ -103,6 +103,8 @@ def test_the_library_never_imports_its_command_lines():
     ("sdfjax.geometry", ("sdfjax.models", "sdfjax.train", "sdfjax.fit", "sdfjax.render", "sdfjax.sketch2shape")),
     ("sdfjax.render", ("sdfjax.models", "sdfjax.train", "sdfjax.fit", "sdfjax.data", "sdfjax.sketch2shape",
                        "sdfjax.trained", "sdfjax.checkpoint")),
+    ("sdfjax.app", ("sdfjax.train", "sdfjax.data", "sdfjax.launch")),
+    ("sdfjax.pretrained", ("sdfjax.train", "sdfjax.fit", "sdfjax.sketch2shape", "sdfjax.data", "sdfjax.app")),
     ("sdfjax.io", ("sdfjax",)),
     ("sdfjax.errors", ("sdfjax",)),
 ])
@@ -113,7 +115,8 @@ def test_who_may_import_whom(module, forbidden):
 
 
 @pytest.mark.parametrize("driver", ["sdfjax.fit.reconstruct", "sdfjax.fit.normals", "sdfjax.fit.traverse",
-                                    "sdfjax.sketch2shape.optimize", "sdfjax.sketch2shape.retrieval"])
+                                    "sdfjax.sketch2shape.optimize", "sdfjax.sketch2shape.retrieval",
+                                    "sdfjax.app.page"])
 def test_fitting_and_sketch_to_shape_never_climb_into_a_trainer(driver):
     # Losses are shared (sdfjax.train.losses); everything else of train/ is a trainer.
     reached = _reachable(driver)

@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _results(tmp_path):
     return subprocess.run([sys.executable, "-m", "sdfjax.launch.results", "--config=configs/chairs256.py:tiny",
                            f"--config.data.root={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}",
-                           f"--readme={tmp_path / 'README.md'}", f"--pictures={tmp_path / 'pictures'}"],
+                           f"--readme={tmp_path / 'README.md'}", f"--pictures={tmp_path / 'pictures'}",
+                           f"--pretrained={tmp_path / 'shipped'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
@@ -34,8 +35,15 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     assert (tmp_path / "pictures" / "sketch_to_shape.png").stat().st_size > 0
     assert (tmp_path / "data" / "preview.png").is_file() and (tmp_path / "data" / "preprocess_stats.json").is_file()
 
-    again = _results(tmp_path)  # everything done: only the report runs again
+    from sdfjax import pretrained
+
+    shipped = pretrained.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
+    assert shipped["config"] == "configs/chairs256.py:tiny" and set(shipped["source_steps"]) == set(pretrained.PARTS)
+    assert not list(tmp_path.glob("shipped.partial"))
+
+    again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]
+    assert pretrained.verify(str(tmp_path / "shipped")) == shipped
     assert again.stderr.count("done before, skipped") == 11
     assert len((out / "timings.jsonl").read_text().splitlines()) == 11
 

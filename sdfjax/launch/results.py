@@ -21,9 +21,15 @@ from absl import flags
 from sdfjax import io, report
 from sdfjax.launch import common
 
+ALWAYS_RUN = ("export", "report")  # cheap, and their outputs live outside the workdir: never skipped
 
-def stages(config_args: list[str], config, workdir: str, readme: str, pictures: str) -> list[tuple[str, list[str]]]:
-    """(name, command) of every stage, in order; `config_args` are this command's --config flags, passed on."""
+
+def stages(config_args: list[str], config, workdir: str, readme: str, pictures: str,
+           pretrained: str = "") -> list[tuple[str, list[str]]]:
+    """(name, command) of every stage, in order; `config_args` are this command's --config flags, passed on.
+
+    With `pretrained`, the run's inference weights are also exported there (sdfjax.pretrained).
+    """
     data = config.data.root
     out = report.results_dir(workdir)
     base = list(config_args)
@@ -54,6 +60,7 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                                        f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
                                        f"--out_dir={io.join(out, 'sketch2shape_user')}"])]
           if config.results.get("user_sketches") else []),
+        *([("export", py + ["sdfjax.launch.export", *run, f"--out={pretrained}"])] if pretrained else []),
         ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
     ]
 
@@ -64,9 +71,9 @@ def main(argv):
     out = report.results_dir(f.workdir)
     io.makedirs(out)
     config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
-    for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures):
+    for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained):
         marker = io.join(out, f"{name}.done")
-        if name != "report" and io.exists(marker):
+        if name not in ALWAYS_RUN and io.exists(marker):
             print(f"[results] {name}: done before, skipped", file=sys.stderr)
             continue
         print(f"[results] {name}: {' '.join(command[2:])}", file=sys.stderr)
@@ -75,7 +82,7 @@ def main(argv):
         if finished.returncode != 0:
             sys.exit(f"error: results stage {name!r} failed (exit {finished.returncode}); rerun to go on from it")
         seconds = round(time.monotonic() - start, 1)
-        if name != "report":
+        if name not in ALWAYS_RUN:
             io.append_text(io.join(out, "timings.jsonl"), json.dumps({"stage": name, "seconds": seconds}) + "\n")
             io.atomic_write_text(marker, f"{seconds}\n")
     print(f"[results] tables in {io.join(out, 'results.md')}", file=sys.stderr)
@@ -84,4 +91,5 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("readme", "", "Also write the tables into this markdown file's results markers.")
     flags.DEFINE_string("pictures", "", "Folder for the result pictures (default: <workdir>/results).")
+    flags.DEFINE_string("pretrained", "", "Also export the run's inference weights to this folder (the shipped model).")
     common.run_trainer(main, "Run folder: checkpoints, results/ (tables, pictures, timings).")

@@ -3,8 +3,9 @@
     s2s = SketchToShape(config, workdir)                 # loads the models, compiles every step
     z0 = s2s.encode(sketches)                             # (V, R, R) uint8 -> (L,): the encoder's guess
     z = s2s.refine(sketches, cameras, z0, on_step=print)  # the refinement of sdfjax.sketch2shape.optimize
-    mesh = s2s.mesh(z)                                    # trimesh.Trimesh (normalised frame) or None
+    mesh = s2s.mesh(z, resolution=64)                     # trimesh.Trimesh (normalised frame) or None
     image = s2s.normal_map(z, camera)                     # (H, W, 3) uint8
+    images = s2s.normal_maps(z, cameras)                  # (V, H, W, 3) uint8, same-size cameras
 
 Same models, loss and best-iterate rule as the batch driver (sdfjax.sketch2shape.optimize),
 for a batch of one object, so the page's answer is the evaluated method's answer.
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from sdfjax import trained as trained_lib
@@ -32,7 +34,10 @@ from sdfjax.sketch2shape.sketches import outline_masks
 class SketchToShape:
     """The trained DeepSDF run of `workdir` with its Siamese and sketch-to-latent encoders, ready to shape sketches."""
 
-    def __init__(self, config, workdir: str, warm_views: tuple[int, ...] = (1,)):
+    def __init__(self, config, workdir: str, warm_views: tuple[int, ...] = (1,),
+                 warm_renders: tuple[tuple[int, int], ...] = (), warm_mesh_resolutions: tuple[int, ...] = ()):
+        """Loads the run and compiles refinement for each count of views in `warm_views`, rendering for each
+        (number of cameras, resolution) in `warm_renders` and meshing at config.mesh and `warm_mesh_resolutions`."""
         self.config = config
         self.trained = trained_lib.load_trained(config, workdir)
         self.siamese, self.siamese_params, meta = trained_lib.load_siamese(workdir)
@@ -48,8 +53,9 @@ class SketchToShape:
                                                        optimize.refine_settings(config), self.resolution,
                                                        config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
-        self._render = jax.jit(lambda z, o, d: tracer.render(
-            self.sdf_fn, {"decoder": self.trained.params, "z": z}, o, d, self.settings))
+        self._render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
+            self.sdf_fn, {"decoder": self.trained.params, "z": z}, oo, dd, self.settings))(o, d))
+        mean = self.trained.latents.mean(axis=0)
         for views in warm_views:  # compile now, not on a user's first click
             blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)
             blank[:, self.resolution // 4, self.resolution // 4:-self.resolution // 4] = 0
@@ -57,7 +63,10 @@ class SketchToShape:
             z = self.encode(blank)
             self.refine(blank, [camera] * views, z, iterations=1)
             self.normal_map(z, camera)
-        self.mesh(self.trained.latents.mean(axis=0))
+        for count, resolution in warm_renders:
+            self.normal_maps(mean, [self.camera(0.0, 10.0, resolution)] * count)
+        for resolution in (None, *warm_mesh_resolutions):
+            self.mesh(mean, resolution)
 
     def camera(self, azimuth: float, elevation: float, resolution: int | None = None) -> camera_lib.Camera:
         """The dataset's camera (config.render distance and focal length) at `resolution` (default the sketches')."""
@@ -95,13 +104,23 @@ class SketchToShape:
                                           iterations, step_done)
         return best[0]
 
-    def mesh(self, z: np.ndarray):
-        """The mesh of latent z at config.mesh (normalised frame), or None when it has no surface."""
-        return scoring.mesh_of_latent(self.config, self.folded, np.asarray(z, np.float32))
+    def mesh(self, z: np.ndarray, resolution: int | None = None):
+        """The mesh of latent z at config.mesh, or at `resolution` voxels per side (normalised frame); None when
+        it has no surface."""
+        config = self.config
+        if resolution is not None and resolution != config.mesh.resolution:
+            config = ml_collections.ConfigDict(config.to_dict())
+            config.mesh.resolution = int(resolution)
+        return scoring.mesh_of_latent(config, self.folded, np.asarray(z, np.float32))
 
     def normal_map(self, z: np.ndarray, camera: camera_lib.Camera) -> np.ndarray:
         """(H, W, 3) uint8 normal map of latent z from `camera` (white background)."""
-        o, d = camera.rays()
-        out = self._render(jnp.asarray(z, jnp.float32), jnp.asarray(o), jnp.asarray(d))
-        image = tracer.normal_image(out["normals"], out["hit"], camera.height, camera.width)
-        return (np.asarray(image) * 255).round().astype(np.uint8)
+        return self.normal_maps(z, [camera])[0]
+
+    def normal_maps(self, z: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
+        """(V, H, W, 3) uint8 normal maps of latent z from same-size `cameras` (white background), one trace."""
+        origins, directions = camera_lib.stack_rays(cameras)
+        out = self._render(jnp.asarray(z, jnp.float32), jnp.asarray(origins), jnp.asarray(directions))
+        h, w = cameras[0].height, cameras[0].width
+        images = jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"])
+        return (np.asarray(images) * 255).round().astype(np.uint8)

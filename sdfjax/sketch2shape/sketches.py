@@ -44,7 +44,10 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             rgba = im.convert("RGBA")
     except errors.DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # Pillow's own header check, for sizes far above ours
+        raise errors.DataError(f"{path}: refused as a decompression bomb ({e}); a sketch may have at most "
+                               f"{max_pixels:,} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     grey = Image.alpha_composite(background, rgba).convert("L")

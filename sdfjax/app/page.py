@@ -1,0 +1,166 @@
+"""The Gradio page: draw a chair (or upload a drawing) from a chosen view, get its DeepSDF shape.
+
+    page = build_page(service)           # gr.Blocks over a sdfjax.app.service.ShapeService
+    serve(page, host="127.0.0.1", port=7860)
+
+Gradio gives what the page needs without front-end code of our own: a sketchpad with pen,
+eraser, undo, clear and stroke width; a 3D mesh viewer; progress bars; a request queue, so
+concurrent users wait their turn and each gets their own answer; and its assets ship in the
+wheel (nothing is fetched from a CDN). Only ids (`elem_id`) that the browser test uses are set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+import numpy as np
+
+from sdfjax import errors
+from sdfjax.app.service import OTHER_AZIMUTHS, OTHER_ELEVATION, ShapeService, View
+
+DEFAULT_VIEWS = ((30.0, 10.0), (120.0, 10.0), (300.0, 30.0))  # azimuth, elevation of each sketch tab
+CANVAS = 512  # pixels per side of the drawing canvas
+UPLOAD_LIMIT = "25mb"  # gradio refuses larger uploads before our own checks
+
+INTRO = """\
+# Sketch to shape
+Draw a chair as seen from the view the sliders set: the small picture shows the average chair from
+there. The encoder's guess follows your drawing; **Sketch to shape** starts from it and refines the
+shape until its silhouette and normal map agree with your sketch. More sketches of the same chair from
+other views (tabs 2 and 3) all shape one latent.
+"""
+
+
+def _editor_image(value) -> np.ndarray | None:
+    """The drawing of a gradio sketchpad value (a dict with a `composite` image), or None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("composite")
+    return None if value is None else np.asarray(value)
+
+
+def _views(service: ShapeService, values: list, strict: bool) -> list[View]:
+    """The page's sketches, tab by tab: (sketchpad, azimuth, elevation) per tab.
+
+    Tab 1 must hold a drawing; a later tab counts when something is drawn in it. With
+    `strict`, a bad drawing raises errors.DataError naming its tab; otherwise it is skipped.
+    """
+    views = []
+    for tab in range(service.max_views):
+        drawing, azimuth, elevation = values[3 * tab: 3 * tab + 3]
+        image = _editor_image(drawing)
+        name = f"sketch {tab + 1}"
+        if image is None or (tab > 0 and np.ptp(image) == 0):
+            if tab == 0 and strict:
+                raise errors.DataError(f"{name}: nothing drawn; draw a chair or upload a drawing first")
+            continue
+        try:
+            views.append(View(service.sketch_of(image, name), float(azimuth), float(elevation)))
+        except errors.DataError:
+            if strict:
+                raise
+    return views
+
+
+def build_page(service: ShapeService) -> gr.Blocks:
+    """The page over `service`: sketch tabs with camera sliders and previews, live guess, run, results."""
+    with gr.Blocks(title="sdfjax: sketch to shape", analytics_enabled=False) as page:
+        gr.Markdown(INTRO)
+        inputs, uploads = [], []
+        with gr.Row():
+            with gr.Column(scale=5):
+                with gr.Tabs():
+                    for tab, (azimuth, elevation) in enumerate(DEFAULT_VIEWS[:service.max_views]):
+                        with gr.Tab(f"Sketch {tab + 1}" + ("" if tab == 0 else " (optional)")):
+                            pad = gr.Sketchpad(type="numpy", image_mode="RGBA", canvas_size=(CANVAS, CANVAS),
+                                               fixed_canvas=True, layers=False, transforms=(),
+                                               brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=4),
+                                               eraser=gr.Eraser(default_size=16), label="Draw here",
+                                               elem_id=f"sketch{tab}")
+                            with gr.Row():
+                                with gr.Column(scale=3):
+                                    az = gr.Slider(0, 355, value=azimuth, step=5, label="Azimuth (degrees)",
+                                                   elem_id=f"azimuth{tab}")
+                                    el = gr.Slider(-50, 50, value=elevation, step=5, label="Elevation (degrees)",
+                                                   elem_id=f"elevation{tab}")
+                                    upload = gr.File(label="…or upload a drawing (PNG, JPEG)", type="filepath",
+                                                     elem_id=f"upload{tab}", height=90)
+                                preview = gr.Image(value=service.preview(azimuth, elevation), label="This view",
+                                                   interactive=False, height=150, scale=2, elem_id=f"preview{tab}")
+                            for slider in (az, el):
+                                slider.change(service.preview, [az, el], preview, show_progress="hidden",
+                                              queue=False, api_visibility="private")
+                            uploads.append(upload.upload(_upload_to_canvas, upload, pad, api_visibility="private"))
+                            inputs += [pad, az, el]
+            with gr.Column(scale=4):
+                live = gr.Image(label="The encoder's guess, as you draw", interactive=False, height=200,
+                                elem_id="live")
+                run = gr.Button("Sketch to shape", variant="primary", elem_id="run")
+                status = gr.Markdown("Draw, then press **Sketch to shape**.", elem_id="status")
+                with gr.Row():
+                    read = gr.Image(label="Your sketch, as the model reads it", interactive=False, height=200,
+                                    elem_id="read")
+                    normal = gr.Image(label="The shape from your sketch's view", interactive=False, height=200,
+                                      elem_id="normal")
+                others = gr.Gallery(label=f"Other views (azimuth +{', +'.join(f'{a:.0f}' for a in OTHER_AZIMUTHS)}, "
+                                          f"elevation {OTHER_ELEVATION:.0f})", columns=3, height=180,
+                                    elem_id="others")
+                mesh = gr.Model3D(label="The mesh (drag to turn)", clear_color=(1.0, 1.0, 1.0, 1.0), height=320,
+                                  elem_id="mesh")
+                downloads = gr.File(label="Downloads: mesh (OBJ, PLY) and latent (.npy)", file_count="multiple",
+                                    interactive=False, elem_id="downloads")
+
+        def guess(*values):
+            views = _views(service, list(values), strict=False)
+            return service.guess(views) if views else None
+
+        def shape(*values, progress=gr.Progress()):
+            try:
+                views = _views(service, list(values), strict=True)
+            except errors.DataError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+            sketch = np.asarray(views[0].sketch)
+            for answer in service.shape(views, on_step=lambda done, total: progress((done, total),
+                                                                                    desc="refining")):
+                files = [answer.files[k] for k in ("obj", "ply", "latent") if k in answer.files]
+                note = ("Refining…" if answer.stage == "encoder" else "Done.")
+                more_views = list(answer.normal_maps[1:])  # none yet for the encoder's answer: the gallery clears
+                headline = (f"**{answer.stage.capitalize()}** ({len(views)} sketch{'es' if len(views) > 1 else ''}): "
+                            f"{answer.message}. {note}")
+                yield (headline, sketch, answer.normal_maps[0], more_views,
+                       answer.files.get("glb"), files)
+
+        for tab, pad in enumerate(inputs[::3]):  # any tab's drawing updates the guess; one API name for it
+            pad.change(guess, inputs, live, trigger_mode="always_last", show_progress="hidden",
+                       concurrency_limit=2, concurrency_id="guess", api_name="guess" if tab == 0 else None,
+                       api_visibility="public" if tab == 0 else "private")
+        for uploaded in uploads:  # a drawing put on the canvas by the server is no stroke: guess after it too
+            uploaded.success(guess, inputs, live, show_progress="hidden", concurrency_limit=2, concurrency_id="guess",
+                             api_visibility="private")
+        run.click(shape, inputs, [status, read, normal, others, mesh, downloads], concurrency_limit=1,
+                  concurrency_id="shape", show_progress_on=[status], api_name="shape")
+    return page
+
+
+def _upload_to_canvas(path: str | None):
+    """An uploaded drawing checked (not an image, too large, a decompression bomb: a message, nothing else
+    changes) and put on the canvas, where it can be drawn over."""
+    if path is None:
+        return gr.skip()
+    try:
+        grey = ShapeService.read_upload(path)
+    except errors.DataError as e:
+        raise gr.Error(f"{os.path.basename(path)}: {str(e).split(': ', 1)[-1]}", print_exception=False) from None
+    rgba = np.concatenate([np.repeat(grey[..., None], 3, axis=-1), np.full(grey.shape + (1,), 255, np.uint8)], -1)
+    return {"background": rgba, "layers": [], "composite": rgba}
+
+
+def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True, queue_size: int = 64):
+    """Serves `page` on host:port with a request queue; returns (app, local_url) when `block` is False."""
+    page.queue(default_concurrency_limit=1, max_size=queue_size)
+    _, url, _ = page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                            max_file_size=UPLOAD_LIMIT, quiet=not block, show_error=True, ssr_mode=False,
+                            footer_links=[])
+    return url

@@ -1,0 +1,163 @@
+"""What the page asks of the models, as plain Python over arrays and files (no web framework here).
+
+    service = ShapeService(config, workdir)                  # loads the run, compiles every step once
+    sketch = service.sketch_of(canvas_grey, "view 1")       # a drawing -> a dataset-like sketch (R, R) uint8
+    preview = service.preview(azimuth, elevation)           # the mean chair from that view (what to draw)
+    guess = service.guess([View(sketch, 30, 10)])           # the encoder's normal map, while drawing
+    for shape in service.shape(views, on_step):             # the encoder's shape, then the refined one
+        shape.normal_maps, shape.files["obj"], shape.message
+
+The encoder's shape comes first, from the sketch's view only and with a coarse mesh
+(`quick_mesh_resolution`), so it is on screen at once; refinement then reports each step
+through `on_step(done, total)`, and the refined shape comes with the other views and a mesh
+at config.mesh. The live guess is rendered at the sketches' resolution. Every request
+writes its own folder of files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from sdfjax import errors
+from sdfjax.sketch2shape.interactive import SketchToShape
+from sdfjax.sketch2shape.sketches import MAX_PIXELS, load_image, normalize_sketch
+
+OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
+OTHER_ELEVATION = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One sketch of the object: the normalised sketch (R, R) uint8 and its camera angles in degrees."""
+
+    sketch: np.ndarray
+    azimuth: float
+    elevation: float
+
+
+@dataclasses.dataclass
+class Shape:
+    """One answer: `stage` "encoder" or "refined", with its latent, pictures, files and timings."""
+
+    stage: str
+    latent: np.ndarray  # (L,)
+    normal_maps: np.ndarray  # (V, D, D, 3) uint8: the first sketch's view, then (refined) len(OTHER_AZIMUTHS) others
+    files: dict[str, str]  # "obj", "ply", "glb" (absent when the shape is empty) and "latent" -> path
+    seconds: float  # since the request started
+    vertices: int
+    message: str
+
+
+class ShapeService:
+    """A trained run (or the shipped model) behind the page; safe to call from several threads."""
+
+    def __init__(self, config, workdir: str, max_views: int = 3, display_resolution: int | None = None,
+                 quick_mesh_resolution: int = 48, out_root: str | None = None):
+        self.config = config
+        self.max_views = int(max_views)
+        self.display_resolution = int(display_resolution or config.render.preview_resolution)
+        self.quick_mesh_resolution = int(quick_mesh_resolution)
+        self.model = SketchToShape(config, workdir, warm_views=tuple(range(1, self.max_views + 1)),
+                                   warm_renders=((1, self.display_resolution), (1 + len(OTHER_AZIMUTHS),
+                                                                                self.display_resolution),
+                                                 (1, config.render.resolution)),
+                                   warm_mesh_resolutions=(self.quick_mesh_resolution,))
+        self.resolution = self.model.resolution
+        self.mean_latent = self.model.trained.latents.mean(axis=0)
+        self.out_root = out_root or tempfile.mkdtemp(prefix="sdfjax_app_")
+        self._previews: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def preview(self, azimuth: float, elevation: float) -> np.ndarray:
+        """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
+        key = (round(float(azimuth)) % 360, round(float(elevation)))
+        with self._lock:
+            if key in self._previews:
+                return self._previews[key]
+        image = self.model.normal_map(self.mean_latent, self.model.camera(*key, self.display_resolution))
+        with self._lock:
+            self._previews[key] = image
+        return image
+
+    def sketch_of(self, drawing: np.ndarray | None, name: str) -> np.ndarray:
+        """A drawing (H, W) or (H, W, C) uint8, dark lines on light, -> the sketch the models read (R, R) uint8.
+
+        Raises errors.DataError naming `name` when there is no drawing, it is blank or not a line drawing.
+        """
+        if drawing is None:
+            raise errors.DataError(f"{name}: nothing drawn")
+        grey = np.asarray(drawing, np.float32)
+        if grey.ndim == 3:
+            rgb, alpha = grey[..., :3], (grey[..., 3:] / 255.0 if grey.shape[-1] == 4 else 1.0)
+            grey = (rgb * alpha + 255.0 * (1.0 - alpha)).mean(axis=-1)  # transparency is paper
+        if grey.size > MAX_PIXELS:
+            raise errors.DataError(f"{name}: {grey.shape[1]} x {grey.shape[0]} pixels is more than a sketch may have")
+        return normalize_sketch(grey / 255.0, self.resolution, name=name)
+
+    @staticmethod
+    def read_upload(path: str) -> np.ndarray:
+        """An uploaded sketch file as (H, W) uint8 grey for the canvas; errors.DataError naming the file when it
+        is not an image, too large or a decompression bomb (checked before decoding)."""
+        return (load_image(path) * 255).round().astype(np.uint8)
+
+    def _cameras(self, views: list[View], resolution: int):
+        return [self.model.camera(v.azimuth, v.elevation, resolution) for v in views]
+
+    def _display_cameras(self, view: View):
+        first = self.model.camera(view.azimuth, view.elevation, self.display_resolution)
+        return [first] + [self.model.camera((view.azimuth + d) % 360, OTHER_ELEVATION, self.display_resolution)
+                          for d in OTHER_AZIMUTHS]
+
+    def _check(self, views: list[View]) -> None:
+        if not views:
+            raise errors.DataError("draw a sketch (or upload one) first")
+        if len(views) > self.max_views:
+            raise errors.DataError(f"{len(views)} sketches: this page takes at most {self.max_views}")
+
+    def guess(self, views: list[View]) -> np.ndarray:
+        """(R, R, 3) uint8: the encoder's shape from the first sketch's view (no refinement, no mesh)."""
+        self._check(views)
+        z = self.model.encode(np.stack([v.sketch for v in views]))
+        return self.model.normal_map(z, self._cameras(views[:1], self.config.render.resolution)[0])
+
+    def shape(self, views: list[View], on_step: Callable[[int, int], None] | None = None) -> Iterator[Shape]:
+        """Yields the encoder's shape (coarse mesh), then the refined one (config.mesh), each with its files."""
+        self._check(views)
+        start = time.monotonic()
+        out = os.path.join(self.out_root, uuid.uuid4().hex[:12])
+        sketches = np.stack([v.sketch for v in views])
+        z0 = self.model.encode(sketches)
+        yield self._answer("encoder", z0, views, out, start, self.quick_mesh_resolution, other_views=False)
+        z = self.model.refine(sketches, self._cameras(views, self.resolution), z0, on_step=on_step)
+        yield self._answer("refined", z, views, out, start, None, other_views=True)
+
+    def _answer(self, stage: str, z: np.ndarray, views: list[View], out: str, start: float,
+                mesh_resolution: int | None, other_views: bool) -> Shape:
+        folder = os.path.join(out, stage)
+        os.makedirs(folder, exist_ok=True)
+        cameras = self._display_cameras(views[0])
+        images = self.model.normal_maps(z, cameras if other_views else cameras[:1])
+        mesh = self.model.mesh(z, mesh_resolution)
+        files = {"latent": os.path.join(folder, "latent.npy")}
+        np.save(files["latent"], np.asarray(z, np.float32))
+        if mesh is None or len(mesh.faces) == 0:
+            message = (f"The {stage} shape is empty: the decoder has no surface for this latent. "
+                       "Try a clearer drawing, another view, or a second sketch.")
+            vertices = 0
+        else:
+            for kind in ("obj", "ply", "glb"):
+                files[kind] = os.path.join(folder, f"shape.{kind}")
+                mesh.export(files[kind])
+            vertices = len(mesh.vertices)
+            message = f"{stage} shape: {vertices:,} vertices, {time.monotonic() - start:.1f} s after the request"
+        return Shape(stage=stage, latent=np.asarray(z, np.float32), normal_maps=images, files=files,
+                     seconds=time.monotonic() - start, vertices=vertices, message=message)
+

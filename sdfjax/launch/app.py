@@ -1,0 +1,45 @@
+r"""The local sketch-to-shape page: draw a chair in a browser, get its shape.
+
+    make app                                                       # the demo's run, else the shipped model
+    python -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu # the shipped model (its manifest's config)
+    python -m sdfjax.launch.app --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu --port=8080
+
+Serves on 127.0.0.1 only unless --host says otherwise. Every jitted step compiles before the
+address is printed, so the first click is as fast as the others. A workdir that holds an
+exported model (sdfjax.pretrained) is checked against its checksums first, and without an
+explicit --config its manifest's config is used.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from sdfjax import pretrained
+from sdfjax.app import page as page_lib
+from sdfjax.app.service import ShapeService
+from sdfjax.launch import common
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    common.quiet_logging()
+    config = f.config
+    with common.exit_on():
+        if os.path.isfile(os.path.join(f.workdir, pretrained.MANIFEST)):
+            manifest = pretrained.verify(f.workdir)
+            if not any(a.startswith("--config=") for a in sys.argv[1:]):
+                config = common.load_config_file(manifest["config"])
+        print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)
+        service = ShapeService(config, f.workdir, max_views=f.max_views)
+    page = page_lib.build_page(service)
+    print(f"[app] serving on http://{f.host}:{f.port}", file=sys.stderr)
+    page_lib.serve(page, host=f.host, port=f.port)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0: every interface; mind who can reach it).")
+    flags.DEFINE_integer("port", 7860, "Port to listen on.")
+    flags.DEFINE_integer("max_views", 3, "Sketch tabs: sketches of one object from different views.")
+    common.run_on_trained(main, "A trained run (DeepSDF, Siamese and sketch encoder) or an exported model folder.")

@@ -1,0 +1,33 @@
+r"""Writes a run's inference weights as a shippable model folder (`make results` ends with it).
+
+    python -m sdfjax.launch.export --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
+        --out=pretrained/chairs256_cpu
+
+The folder holds the decoder, latents, Siamese and sketch encoders without optimiser
+state, and MANIFEST.json (config, command, source steps, SHA-256 of every file); it loads
+like a run: `--workdir=pretrained/chairs256_cpu` works wherever a trained run is asked for.
+"""
+
+import sys
+
+from absl import flags
+
+from sdfjax import pretrained
+from sdfjax.launch import common
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    common.quiet_logging()
+    config_arg = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config=")), "")
+    with common.exit_on():
+        manifest = pretrained.export(f.workdir, f.out, config_arg)
+    print(f"{f.out}: {len(manifest['files'])} files, {manifest['bytes'] / 1e6:.1f} MB, "
+          f"steps {manifest['source_steps']}, config {manifest['config']}")
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("out", None, "The folder to write (replaced only when its source steps differ).")
+    flags.mark_flags_as_required(["out"])
+    common.run_on_trained(main, "The trained run to export (DeepSDF, Siamese and encoder checkpoints).")

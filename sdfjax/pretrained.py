@@ -1,0 +1,126 @@
+"""The small trained model shipped with the project: a run's inference weights, with a manifest and checksums.
+
+    export(workdir, out, config_arg="configs/chairs256.py:cpu")   # what `make results` does last
+    manifest = verify(out)                                         # DataError naming a changed or missing file
+    trained = trained.load_trained(config, out)                    # then loaded like any run
+
+An exported folder is a run folder cut down to what inference reads: the latest DeepSDF
+checkpoint (decoder and latent table), `siamese/` and `encoder/`, each holding the
+parameters only (no optimiser state), with the trainer's own `meta`, so `sdfjax.trained`
+loads it with the same code as a run. `MANIFEST.json` names the config it was trained
+with, the command that made it, the source steps and the SHA-256 of every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from sdfjax import checkpoint, errors, io, parallel
+from sdfjax import trained as trained_lib
+
+MANIFEST = "MANIFEST.json"
+PARTS = ("decoder", "siamese", "encoder")
+
+
+def _part_dir(run: str, part: str) -> str:
+    return {"decoder": run, "siamese": trained_lib.siamese_dir(run), "encoder": trained_lib.encoder_dir(run)}[part]
+
+
+def _files(folder: str) -> list[str]:
+    """Every file under `folder`, relative to it, sorted (the manifest's own file left out)."""
+    found = []
+    for root, _, names in os.walk(folder):
+        found += [os.path.relpath(os.path.join(root, n), folder) for n in names]
+    return sorted(f for f in found if f != MANIFEST)
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_steps(workdir: str) -> dict[str, int]:
+    """The latest checkpoint step of each part of a run (ValueError naming the part that has none)."""
+    steps = {}
+    for part in PARTS:
+        latest = checkpoint.manager(_part_dir(workdir, part)).latest_step()
+        if latest is None:
+            raise ValueError(f"{checkpoint.checkpoint_dir(_part_dir(workdir, part))}: no {part} checkpoint to export")
+        steps[part] = int(latest)
+    return steps
+
+
+def export(workdir: str, out: str, config_arg: str, command: str = "make results") -> dict:
+    """Writes the inference copy of run `workdir` to `out` and returns its manifest.
+
+    Skipped (the existing manifest returned) when `out` already holds an export of the
+    same source steps that verifies, so rerunning the results command leaves the
+    committed files byte for byte as they are. The copy is written next to `out` and
+    moved into place at the end: an interrupted export never leaves a half folder.
+    """
+    steps = source_steps(workdir)
+    if io.exists(os.path.join(out, MANIFEST)):
+        try:
+            manifest = verify(out)
+        except errors.DataError:
+            manifest = None
+        if manifest is not None and manifest.get("source_steps") == steps:
+            return manifest
+    staging = out.rstrip("/") + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    sharding = parallel.replicated(parallel.make_mesh())
+    for part in PARTS:
+        restored = checkpoint.restore_good(_part_dir(workdir, part), sharding=sharding)
+        state, meta, step = restored
+        params = jax.device_get(state["params"])
+        checkpoint.save(checkpoint.manager(_part_dir(staging, part), max_to_keep=1),
+                        {"params": params, "step": np.int64(step)}, meta)
+    files = {f: sha256(os.path.join(staging, f)) for f in _files(staging)}
+    manifest = {
+        "config": config_arg,
+        "command": command,
+        "source": workdir,
+        "source_steps": steps,
+        "bytes": sum(os.path.getsize(os.path.join(staging, f)) for f in files),
+        "files": files,
+    }
+    io.atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    return manifest
+
+
+def verify(folder: str) -> dict:
+    """The manifest of an exported folder after checking every file's SHA-256.
+
+    Raises errors.DataError naming the folder's manifest when it is missing or unreadable,
+    and naming the file when one is missing, changed or not listed.
+    """
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.isfile(path):
+        raise errors.DataError(f"{path}: no manifest; this is not an exported model (see sdfjax.pretrained)")
+    try:
+        manifest = json.loads(io.read_text(path))
+        listed = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise errors.DataError(f"{path}: not a readable manifest ({type(e).__name__}: {e})") from None
+    for name, digest in sorted(listed.items()):
+        file = os.path.join(folder, name)
+        if not os.path.isfile(file):
+            raise errors.DataError(f"{file}: listed in {MANIFEST} but missing")
+        if sha256(file) != digest:
+            raise errors.DataError(f"{file}: checksum differs from {MANIFEST}; the shipped model is damaged "
+                                   "(git checkout it again, or rerun make results)")
+    extra = sorted(set(_files(folder)) - set(listed))
+    if extra:
+        raise errors.DataError(f"{os.path.join(folder, extra[0])}: not listed in {MANIFEST}")
+    return manifest

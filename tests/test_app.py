@@ -1,0 +1,267 @@
+"""The sketch-to-shape page in a real browser (Debian's headless Chromium driven by Playwright) and under load.
+
+One server for the module: `python -m sdfjax.launch.app` on the shipped model (pretrained/),
+with a short refinement so the suite stays quick; the page must work with every request
+that leaves 127.0.0.1 refused (no CDN at run time).
+"""
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "pretrained", "chairs256_cpu")
+USER_SKETCHES = os.path.join(ROOT, "tests", "data", "user_sketches")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ITERATIONS = 3
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    command = [sys.executable, "-m", "sdfjax.launch.app", "--config=configs/chairs256.py:cpu",
+               f"--config.sketch.iterations={ITERATIONS}", f"--workdir={SHIPPED}", f"--port={port}", "--max_views=2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=ROOT))
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "[app] serving on" in line:
+            break
+    else:
+        pytest.fail("the page did not start:\n" + "".join(lines[-30:]))
+    url = f"http://127.0.0.1:{port}/"
+    from gradio_client import Client
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            Client(url, verbose=False)
+            break
+        except Exception:  # noqa: BLE001 (still binding the port)
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"the page never answered on {url}")
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM}: no Chromium; `make test` installs Debian's chromium (apt-get) when missing")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        outside = []
+
+        def only_local(route):
+            if route.request.url.startswith(("http://127.0.0.1", "data:", "blob:")):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_local)
+        page.outside_requests = outside
+        yield page
+        browser.close()
+
+
+def _stroke(page, box, points):
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * h)
+    page.mouse.down()
+    for u, v in points[1:]:
+        page.mouse.move(x0 + u * w, y0 + v * h, steps=6)
+    page.mouse.up()
+
+
+def _draw_chair(page, tab: int = 0):
+    """A chair seen from the front: back, seat, two legs, drawn with the mouse on the sketchpad's canvas."""
+    page.locator(f"#sketch{tab} button[aria-label='Brush']").click()
+    box = page.locator(f"#sketch{tab} canvas").last.bounding_box()
+    box = {"x": box["x"] + box["width"] / 2 - box["height"] / 2, "y": box["y"], "width": box["height"],
+           "height": box["height"]}  # the square drawing area in the middle of the canvas element
+    _stroke(page, box, [(0.3, 0.1), (0.7, 0.1), (0.7, 0.5), (0.3, 0.5), (0.3, 0.1)])
+    _stroke(page, box, [(0.25, 0.5), (0.75, 0.5), (0.78, 0.58), (0.22, 0.58), (0.25, 0.5)])
+    for x in (0.27, 0.73):
+        _stroke(page, box, [(x, 0.58), (x, 0.92)])
+
+
+def _image_of(page, selector: str) -> np.ndarray:
+    """The pixels of the first <img> under `selector`, fetched from the server as the browser sees them."""
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    body = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+def _set_slider(page, elem_id: str, value: int):
+    number = page.locator(f"#{elem_id} input[type=number]")
+    number.fill(str(value))
+    number.press("Enter")
+
+
+def test_drawing_with_the_mouse_gives_a_mesh_and_a_normal_map(server, browser_page, tmp_path):
+    page = browser_page
+    page.goto(server)
+    page.locator("#run").wait_for()
+    before = page.locator("#preview0 img").get_attribute("src")
+    _set_slider(page, "azimuth0", 0)
+    page.wait_for_function(f"document.querySelector('#preview0 img').src != {json.dumps(before)}", timeout=20000)
+    _draw_chair(page)
+    page.locator("#live img").wait_for(timeout=30000)  # the encoder's guess follows the drawing
+    page.locator("#run").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120000)
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+    status = page.locator("#status").inner_text()
+    assert "Refined" in status and "vertices" in status, status
+    normal = _image_of(page, "#normal")
+    object_pixels = (normal.astype(int).sum(axis=-1) < 3 * 250).mean()
+    assert 0.01 < object_pixels < 0.9, f"the normal map is blank or full ({object_pixels:.1%} object pixels)"
+    assert len(np.unique(normal.reshape(-1, 3), axis=0)) > 20  # shaded by normals, not one flat colour
+    names = page.locator("#downloads").inner_text().replace("\n", "")
+    assert "shape.obj" in names and "shape.ply" in names and "latent.npy" in names
+    assert page.locator("#mesh canvas").count() == 1  # the 3D viewer is showing a model
+    obj = page.locator("#downloads a[href$='shape.obj']").first.get_attribute("href")
+    text = page.request.get(obj).text()
+    assert text.count("\nv ") > 100 and text.count("\nf ") > 100
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert page.outside_requests == [], f"the page asked outside 127.0.0.1: {page.outside_requests[:5]}"
+
+
+def _message_naming(page, name: str) -> str:
+    """The text of the page's message (an error toast) that names `name`, waited for."""
+    toast = page.locator(".toast-body", has_text=name).first
+    try:
+        toast.wait_for(timeout=20000)
+    except Exception:  # noqa: BLE001 (say which messages did show)
+        pytest.fail(f"no message naming {name!r}; messages: {page.locator('.toast-body').all_inner_texts()}")
+    return toast.inner_text()
+
+
+def _decompression_bomb(path):
+    """A valid PNG header saying 30000 x 30000 pixels, a few hundred bytes on disk."""
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    header = (30000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_bad_uploads_and_a_blank_canvas_get_a_message_and_the_page_keeps_serving(server, browser_page, tmp_path):
+    page = browser_page
+    page.goto(server)
+    page.locator("#run").wait_for()
+    page.locator("#run").click()
+    assert "nothing drawn" in _message_naming(page, "sketch 1")
+
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("these are not pixels")
+    page.locator("#upload0 input[type=file]").set_input_files(str(not_image))
+    message = _message_naming(page, "notes.png")
+    assert "not a readable image" in message, message
+
+    page.reload()
+    page.locator("#run").wait_for()
+    page.locator("#upload0 input[type=file]").set_input_files(str(_decompression_bomb(tmp_path / "bomb.png")))
+    message = _message_naming(page, "bomb.png")
+    assert "decompression bomb" in message, message
+
+    page.reload()  # a real drawing uploaded: it lands on the canvas and shapes as usual
+    page.locator("#run").wait_for()
+    page.locator("#upload0 input[type=file]").set_input_files(
+        os.path.join(USER_SKETCHES, "chair_000_0290_az100_el-10.png"))
+    page.locator("#live img").wait_for(timeout=30000)
+    page.locator("#run").click()
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120000)
+
+
+def test_users_at_once_are_all_answered_each_with_their_own_shape(server):
+    from gradio_client import Client, handle_file
+
+    with open(os.path.join(USER_SKETCHES, "sketches.json")) as f:
+        entries = json.load(f)
+
+    def request(i):
+        e = entries[i % 2]
+        drawing = {"background": None, "layers": [], "composite": handle_file(os.path.join(USER_SKETCHES, e["file"]))}
+        outputs = Client(server, verbose=False).predict(drawing, e["azimuth"], e["elevation"], None, 0.0, 10.0,
+                                                        api_name="/shape")
+        latent = next(f for f in outputs[-1] if f.endswith("latent.npy"))
+        return outputs[0], np.load(latent)
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(request, range(3)))
+    assert all("Refined" in status for status, _ in answers)
+    (_, a), (_, b), (_, a_again) = answers
+    np.testing.assert_allclose(a, a_again, atol=1e-5)  # the same sketch: the same answer, whoever was first
+    assert np.abs(a - b).max() > 1e-3  # another sketch: another shape, not a neighbour's result
+
+
+class _NoSurface:
+    """A model whose every latent has no zero level set (the decoder is positive everywhere)."""
+
+    def camera(self, azimuth, elevation, resolution):
+        return (azimuth, elevation, resolution)
+
+    def normal_maps(self, z, cameras):
+        return np.full((len(cameras), 8, 8, 3), 255, np.uint8)
+
+    def mesh(self, z, resolution=None):
+        return None
+
+
+def test_an_empty_shape_is_said_with_its_latent_and_no_mesh_files(tmp_path):
+    from sdfjax.app.service import ShapeService, View
+
+    service = object.__new__(ShapeService)
+    service.model, service.display_resolution, service.out_root = _NoSurface(), 8, str(tmp_path)
+    answer = service._answer("refined", np.zeros(4), [View(np.zeros((8, 8), np.uint8), 0.0, 0.0)], str(tmp_path),
+                             time.monotonic(), None, other_views=True)
+    assert "empty" in answer.message and answer.vertices == 0
+    assert set(answer.files) == {"latent"} and os.path.isfile(answer.files["latent"])
+
+
+def test_drawings_are_read_whatever_their_alpha_and_blank_ones_are_refused():
+    from sdfjax import errors
+    from sdfjax.app.service import ShapeService
+
+    service = object.__new__(ShapeService)
+    service.resolution = 32
+    strokes = np.zeros((200, 200, 4), np.uint8)  # what a sketchpad sends: black strokes on transparency
+    strokes[40:160, 60:64, 3] = 255
+    strokes[40:44, 60:140, 3] = 255
+    sketch = service.sketch_of(strokes, "sketch 1")
+    assert sketch.shape == (32, 32) and 10 < (sketch == 0).sum() < 200
+    opaque = np.full((200, 200), 255, np.uint8)
+    opaque[40:160, 60:64] = 0
+    opaque[40:44, 60:140] = 0
+    np.testing.assert_array_equal(service.sketch_of(opaque, "sketch 1"), sketch)
+    with pytest.raises(errors.DataError, match="sketch 2: the image is blank"):
+        service.sketch_of(np.zeros((200, 200, 4), np.uint8), "sketch 2")
+    with pytest.raises(errors.DataError, match="sketch 1: nothing drawn"):
+        service.sketch_of(None, "sketch 1")
