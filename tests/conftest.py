@@ -2,11 +2,17 @@
 
 import os
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+# One XLA compilation cache for the session, in a fresh folder each run (set before JAX is imported; the
+# launchers the tests start inherit it): tests and subprocesses compile the same small programs many times.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="sdfjax-tests-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 
 @pytest.fixture
