@@ -59,3 +59,16 @@ def trained_pair(tmp_path_factory):
     config, workdir = train_smoke_decoder(tmp_path_factory.mktemp("siamese"))
     summary = siamese.train_siamese(config, workdir, progress=False)
     return config, workdir, summary
+
+
+# The files that take longest start first, so that with `pytest -n 2 --dist loadfile` (make test) neither worker
+# is left with a long file at the end while the other is idle.
+SLOW_FILES_FIRST = ("test_results.py", "test_app.py", "test_sketch2shape.py", "test_siamese.py", "test_interrupt.py",
+                    "test_render.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+    items.sort(key=rank)  # stable: each file's own order is kept
