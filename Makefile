@@ -44,13 +44,14 @@ demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
-	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val
+	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val \
+	  --out_dir=$(WORKDIR)/fit_val
 	$(PY) -m sdfjax.launch.train_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.train_encoder --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.eval_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	VAL=$$(awk -F, '$$3 == "val" {print $$1; exit}' $(DATA)/metainfo.csv); \
 	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
-	  --config.fit.split=val --config.fit.obj_ids=$$VAL
+	  --config.fit.split=val --config.fit.obj_ids=$$VAL --config.sketch.sdf_fit_dir=$(WORKDIR)/fit_val
 
 # The sketch-to-shape page on http://127.0.0.1:7860: the demo's run when it is complete, else the shipped model.
 APP_FLAGS ?=

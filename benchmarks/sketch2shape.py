@@ -35,7 +35,6 @@ from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.launch import common
 from sdfjax.render import camera as camera_lib
 from sdfjax.sketch2shape import interactive, optimize
-from sdfjax.sketch2shape.sketches import outline_masks
 
 _CONFIG = flags.DEFINE_string("config", "configs/chairs256.py:cpu", "Config of --workdir's run.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/chairs256_cpu", "A run with DeepSDF, siamese/ and encoder/.")
@@ -87,14 +86,10 @@ def main(argv):
         chamfer_refined.append(_chamfer(mesh, example))
 
     b = config.sketch.batch
-    masks = [outline_masks(s[0], config.sketch.enclosed) for s in sketches[:b]]
-    rays = [camera_lib.stack_rays([c]) for c in cameras[:b]]
     stacked = np.stack(sketches[:b])
     initial = s2s.predict(stacked[:, 0])
-    arrays = tuple(jnp.asarray(a) for a in (
-        np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
-        s2s.embed(stacked[:, 0])[:, None], np.stack([m[0].reshape(1, -1) for m in masks]),
-        np.stack([m[1].reshape(1, -1) for m in masks]), initial))
+    arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
+        stacked, [[c] for c in cameras[:b]], s2s.embed(stacked[:, 0])[:, None], initial, config.sketch.enclosed))
     run = lambda iters: optimize.optimize_batch(s2s.step, s2s.optimizer, s2s.trained.params, s2s.prior,  # noqa: E731
                                                 initial, arrays, iters)
     run(1)  # compile the batch-of-b step

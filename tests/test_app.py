@@ -191,6 +191,13 @@ def test_bad_uploads_and_a_blank_canvas_get_a_message_and_the_page_keeps_serving
     message = _message_naming(page, "bomb.png")
     assert "decompression bomb" in message, message
 
+    page.reload()
+    page.locator("#run").wait_for()
+    huge = tmp_path / "huge.png"
+    Image.new("L", (5000, 4000), 255).save(huge)  # 20 megapixels of white paper: a small file, a huge image
+    page.locator("#upload0 input[type=file]").set_input_files(str(huge))
+    assert "5000 x 4000 pixels" in _message_naming(page, "huge.png")
+
     page.reload()  # a real drawing uploaded: it lands on the canvas and shapes as usual
     page.locator("#run").wait_for()
     page.locator("#upload0 input[type=file]").set_input_files(

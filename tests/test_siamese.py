@@ -1,6 +1,5 @@
 """Siamese encoder, triplet losses, augmentation, retrieval, sketch normalisation and sketch-to-shape."""
 
-import csv
 import itertools
 import os
 import subprocess
@@ -15,14 +14,12 @@ from PIL import Image
 
 from configs import chair16
 from sdfjax import errors, trained as trained_lib
-from sdfjax.data import tfds_builder
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import latent_render, tracer
-from sdfjax.sketch2shape import encoders, optimize, retrieval, sketches
+from sdfjax.render import tracer
+from sdfjax.sketch2shape import encoders, retrieval, sketches
 from sdfjax.train import augment, logs, siamese
 from sdfjax.train.losses import TRIPLET_KINDS, triplet_loss
-from tests.conftest import train_smoke_decoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,6 +2,7 @@
 
     sdf_fn = decoder_sdf(decoder)                   # sdf_fn({"decoder": params, "z": z}, xyz)
     images = render_normal_maps(sdf_fn, params, cameras, settings)   # (V, H, W, 3) in [0, 1]
+    render = views_renderer(sdf_fn, settings)       # jitted once: render(params, origins, directions)
     grid = latents_picture(decoder, decoder_params, latents, cameras, settings)  # a row per latent
 """
 
@@ -33,6 +34,15 @@ def render_views(sdf_fn, params, cameras, settings: tracer.TraceSettings) -> dic
     """Renders of several same-size cameras: every output with a leading view axis (V, H*W, ...)."""
     origins, directions = camera_lib.stack_rays(cameras)
     return jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
+
+
+def views_renderer(sdf_fn, settings: tracer.TraceSettings):
+    """`render(params, origins (V, N, 3), directions (V, N, 3))` -> outputs with a leading view axis, jitted once.
+
+    One compiled program per ray count, whatever the latent and the cameras: what loops over
+    latents and views (pictures, the page) call, instead of compiling a closure per call.
+    """
+    return jax.jit(lambda p, o, d: jax.vmap(lambda oo, dd: tracer.render(sdf_fn, p, oo, dd, settings))(o, d))
 
 
 def render_normal_maps(sdf_fn, params, cameras, settings: tracer.TraceSettings) -> np.ndarray:

@@ -28,7 +28,6 @@ from sdfjax.render import latent_render, tracer
 from sdfjax.sketch2shape import optimize
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
-from sdfjax.sketch2shape.sketches import outline_masks
 
 
 class SketchToShape:
@@ -53,8 +52,7 @@ class SketchToShape:
                                                        optimize.refine_settings(config), self.resolution,
                                                        config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
-        self._render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
-            self.sdf_fn, {"decoder": self.trained.params, "z": z}, oo, dd, self.settings))(o, d))
+        self._render = latent_render.views_renderer(self.sdf_fn, self.settings)
         mean = self.trained.latents.mean(axis=0)
         for views in warm_views:  # compile now, not on a user's first click
             blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)
@@ -86,13 +84,9 @@ class SketchToShape:
         """
         sketches = np.asarray(sketches)
         iterations = self.config.sketch.iterations if iterations is None else iterations
-        inside, known = zip(*(outline_masks(s, self.config.sketch.enclosed) for s in sketches))
-        origins, directions = camera_lib.stack_rays(cameras)
-        targets = self.embed(sketches)
         z0 = np.asarray(z0, np.float32)
-        arrays = tuple(jnp.asarray(a)[None] for a in (origins, directions, targets,
-                                                      np.reshape(inside, (len(sketches), -1)),
-                                                      np.reshape(known, (len(sketches), -1)), z0))
+        arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
+            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed))
         done = [0]
 
         def step_done():
@@ -120,7 +114,7 @@ class SketchToShape:
     def normal_maps(self, z: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
         """(V, H, W, 3) uint8 normal maps of latent z from same-size `cameras` (white background), one trace."""
         origins, directions = camera_lib.stack_rays(cameras)
-        out = self._render(jnp.asarray(z, jnp.float32), jnp.asarray(origins), jnp.asarray(directions))
+        out = self._render({"decoder": self.trained.params, "z": jnp.asarray(z, jnp.float32)}, origins, directions)
         h, w = cameras[0].height, cameras[0].width
         images = jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"])
         return (np.asarray(images) * 255).round().astype(np.uint8)

@@ -183,6 +183,21 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
     return batch, records
 
 
+def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
+                  z0: np.ndarray, enclosed: str) -> tuple[np.ndarray, ...]:
+    """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
+
+    sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
+    sketches' embeddings, z0 (B, L) the starts -> (origins (B, V, R*R, 3), directions, targets,
+    inside (B, V, R*R), known, z0), with the outline masks of `sketches.outline_masks(enclosed)`.
+    """
+    masks = [[outline_masks(s, enclosed) for s in obj] for obj in sketches]
+    rays = [camera_lib.stack_rays(views) for views in cameras]
+    return (np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
+            np.asarray(targets), np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks]),
+            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32))
+
+
 def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
                    on_step=None):
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
@@ -257,9 +272,6 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
 
     targets = embedder(model, enc_params, "sketch")(batch.sketches.reshape(b * v, resolution, resolution))
     targets = targets.reshape(b, v, -1)
-    masks = [[outline_masks(s, sk.enclosed) for s in obj] for obj in batch.sketches]
-    inside = np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks])
-    known = np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks])
     # Retrieval among the training shapes (from the object's first sketch): an init and a baseline.
     retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets[:, 0], max(1, sk.retrieval_k))
     starts = initial_latents(config, workdir, trained, batch, retrieved)
@@ -270,7 +282,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
     optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
                                 sk)
-    size = max(1, sk.batch)
+    size = max(1, min(sk.batch, b))  # one object is not padded to a batch of sk.batch
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -278,11 +290,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         for start in range(0, b, size):
             part = slice(start, start + size)
             count = len(batch.names[part])
-            rays = [camera_lib.stack_rays(cams) for cams in batch.cameras[part]]
-            origins = np.stack([np.asarray(r[0]) for r in rays])
-            directions = np.stack([np.asarray(r[1]) for r in rays])
-            arrays = tuple(jnp.asarray(_padded(np.asarray(a), size)) for a in
-                           (origins, directions, targets[part], inside[part], known[part], initial[part]))
+            arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
+                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
                                            arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])
@@ -339,8 +348,7 @@ def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, f
     """pictures/<name>.png: one row per sketch of the object: sketch | start | result (sketch's view) | result
     from three other views."""
     size = config.render.preview_resolution
-    render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
-        sdf_fn, {"decoder": trained.params, "z": z}, oo, dd, settings))(o, d))
+    render = latent_render.views_renderer(sdf_fn, settings)
     for i, name in enumerate(batch.names):
         rows = []
         for sketch, camera in zip(batch.sketches[i], batch.cameras[i]):
@@ -348,7 +356,7 @@ def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, f
             origins, directions = camera_lib.stack_rays(cameras)
             images = []
             for z in (initial[i], final[i]):
-                out = render(jnp.asarray(z), origins, directions)
+                out = render({"decoder": trained.params, "z": jnp.asarray(z)}, origins, directions)
                 images.append([np.asarray(tracer.normal_image(n, h, size, size))
                                for n, h in zip(out["normals"], out["hit"])])
             rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + images[1][1:])
@@ -360,15 +368,14 @@ def write_comparisons(config, out_dir, batch, trained, sdf_fn, settings, latents
     at 20 up, each: sketch (first row) | one render per entry of `latents` (retrieval, encoder, refined) | the
     true shape (its normalised mesh, ray-cast)."""
     size = config.render.preview_resolution
-    render = jax.jit(lambda z, o, d: jax.vmap(lambda oo, dd: tracer.render(
-        sdf_fn, {"decoder": trained.params, "z": z}, oo, dd, settings))(o, d))
+    render = latent_render.views_renderer(sdf_fn, settings)
     for i, name in enumerate(batch.names):
         camera = batch.cameras[i][0]
         cameras = [camera.scaled(size), other_views(camera, size)[0]]
         origins, directions = camera_lib.stack_rays(cameras)
         columns = []
         for z in latents.values():
-            out = render(jnp.asarray(z[i]), origins, directions)
+            out = render({"decoder": trained.params, "z": jnp.asarray(z[i])}, origins, directions)
             columns.append([np.asarray(tracer.normal_image(n, h, size, size)) for n, h in zip(out["normals"], out["hit"])])
         mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(
             reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))), file_type="obj", force="mesh", process=False)
