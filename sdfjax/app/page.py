@@ -18,10 +18,12 @@ import numpy as np
 
 from sdfjax import errors
 from sdfjax.app.service import OTHER_AZIMUTHS, OTHER_ELEVATION, ShapeService, View
+from sdfjax.render.pictures import upsample
 
 DEFAULT_VIEWS = ((30.0, 10.0), (120.0, 10.0), (300.0, 30.0))  # azimuth, elevation of each sketch tab
 CANVAS = 512  # pixels per side of the drawing canvas
 UPLOAD_LIMIT = "25mb"  # gradio refuses larger uploads before our own checks
+SHOWN = 160  # pixels per side of the sketch as read, the live guess and the result's normal map (enlarged)
 
 INTRO = """\
 # Sketch to shape
@@ -95,14 +97,14 @@ def build_page(service: ShapeService) -> gr.Blocks:
                             uploads.append(upload.upload(_upload_to_canvas, upload, pad, api_visibility="private"))
                             inputs += [pad, az, el]
             with gr.Column(scale=4):
-                live = gr.Image(label="The encoder's guess, as you draw", interactive=False, height=200,
+                live = gr.Image(label="The encoder's guess, as you draw", interactive=False, height=230,
                                 elem_id="live")
                 run = gr.Button("Sketch to shape", variant="primary", elem_id="run")
                 status = gr.Markdown("Draw, then press **Sketch to shape**.", elem_id="status")
                 with gr.Row():
-                    read = gr.Image(label="Your sketch, as the model reads it", interactive=False, height=200,
+                    read = gr.Image(label="Your sketch, as the model reads it", interactive=False, height=230,
                                     elem_id="read")
-                    normal = gr.Image(label="The shape from your sketch's view", interactive=False, height=200,
+                    normal = gr.Image(label="The shape from your sketch's view", interactive=False, height=230,
                                       elem_id="normal")
                 others = gr.Gallery(label=f"Other views (azimuth +{', +'.join(f'{a:.0f}' for a in OTHER_AZIMUTHS)}, "
                                           f"elevation {OTHER_ELEVATION:.0f})", columns=3, height=180,
@@ -114,14 +116,14 @@ def build_page(service: ShapeService) -> gr.Blocks:
 
         def guess(*values):
             views = _views(service, list(values), strict=False)
-            return service.guess(views) if views else None
+            return upsample(service.guess(views), SHOWN) if views else None
 
         def shape(*values, progress=gr.Progress()):
             try:
                 views = _views(service, list(values), strict=True)
             except errors.DataError as e:
                 raise gr.Error(str(e), print_exception=False) from None
-            sketch = np.asarray(views[0].sketch)
+            sketch = upsample(views[0].sketch, SHOWN)
             for answer in service.shape(views, on_step=lambda done, total: progress((done, total),
                                                                                     desc="refining")):
                 files = [answer.files[k] for k in ("obj", "ply", "latent") if k in answer.files]
@@ -129,7 +131,7 @@ def build_page(service: ShapeService) -> gr.Blocks:
                 more_views = list(answer.normal_maps[1:])  # none yet for the encoder's answer: the gallery clears
                 headline = (f"**{answer.stage.capitalize()}** ({len(views)} sketch{'es' if len(views) > 1 else ''}): "
                             f"{answer.message}. {note}")
-                yield (headline, sketch, answer.normal_maps[0], more_views,
+                yield (headline, sketch, upsample(answer.normal_maps[0], SHOWN), more_views,
                        answer.files.get("glb"), files)
 
         for tab, pad in enumerate(inputs[::3]):  # any tab's drawing updates the guess; one API name for it
