@@ -77,3 +77,22 @@ def test_dropout_keeps_units_with_probability_one_minus_rate():
     assert abs(kept.mean() - 0.8) < 3e-3
     np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.8, rtol=1e-6)  # inverted scaling: mean kept
     assert abs(kept[:, ::2].mean() - kept[:, 1::2].mean()) < 6e-3  # both halves of a word are used alike
+    np.testing.assert_array_equal(decoder_lib.dropout(x, 0.2, jax.random.key(0)), out)  # a key is one mask
+    for row in (kept.mean(axis=1), kept.mean(axis=0)):  # no point and no unit favoured (binomial spread)
+        spread = np.sqrt(0.8 * 0.2 / (kept.size / len(row)))
+        assert np.abs(row - 0.8).max() < 5 * spread
+    flat = kept.reshape(-1).astype(float)
+    for other in (jax.random.key(1), jax.random.fold_in(jax.random.key(0), 1)):  # other layers, other steps
+        again = np.asarray(decoder_lib.dropout(x, 0.2, other) > 0).reshape(-1).astype(float)
+        assert abs(np.corrcoef(flat, again)[0, 1]) < 0.01
+    # The counter is linear in the index, so a first seed larger by k * GOLDEN alone would give the same words
+    # shifted by k (a layer's mask a copy of another's); the second seed is what keeps them apart.
+    seeds = np.array([12345, 678], np.uint32)
+    shifted = np.array([(12345 + 1000 * decoder_lib.GOLDEN) % 2**32, 678], np.uint32)
+    a, b = (np.asarray(decoder_lib.hashed_bits(jnp.asarray(s), 5000)) for s in (seeds, shifted))
+    np.testing.assert_array_equal(a[1000:], b[:4000])  # the hazard is real with one seed ...
+    apart = np.asarray(decoder_lib.hashed_bits(jnp.asarray(shifted + np.array([0, 1], np.uint32)), 5000))
+    assert (a[1000:] == apart[:4000]).mean() < 0.01  # ... and gone with the second
+    bits = np.asarray(decoder_lib.dropout_bits(jax.random.key(3), 200_000))
+    ones = np.unpackbits(bits.view(np.uint8)).reshape(-1, 32).mean(axis=0)
+    assert np.abs(ones - 0.5).max() < 0.005  # every bit position is a fair coin
