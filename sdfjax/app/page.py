@@ -130,7 +130,7 @@ def build_page(service: ShapeService) -> gr.Blocks:
                 note = ("Refining…" if answer.stage == "encoder" else "Done.")
                 more_views = list(answer.normal_maps[1:])  # none yet for the encoder's answer: the gallery clears
                 headline = (f"**{answer.stage.capitalize()}** ({len(views)} sketch{'es' if len(views) > 1 else ''}): "
-                            f"{answer.message}. {note}")
+                            f"{answer.message.rstrip('.')}. {note}")
                 yield (headline, sketch, upsample(answer.normal_maps[0], SHOWN), more_views,
                        answer.files.get("glb"), files)
 
