@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from sdfjax import errors
+from sdfjax.render.pictures import to_uint8
 from sdfjax.sketch2shape.interactive import SketchToShape
 from sdfjax.sketch2shape.sketches import MAX_PIXELS, load_image, normalize_sketch
 
@@ -106,7 +107,7 @@ class ShapeService:
     def read_upload(path: str) -> np.ndarray:
         """An uploaded sketch file as (H, W) uint8 grey for the canvas; errors.DataError naming the file when it
         is not an image, too large or a decompression bomb (checked before decoding)."""
-        return (load_image(path) * 255).round().astype(np.uint8)
+        return to_uint8(load_image(path))
 
     def _cameras(self, views: list[View], resolution: int):
         return [self.model.camera(v.azimuth, v.elevation, resolution) for v in views]

@@ -40,9 +40,9 @@ def _folded_sdf_jit(fourier_frequencies: int):
     return jax.jit(lambda f, z, x: folded_sdf(f, latent_biases(f, z[None]), x[None], fourier_frequencies)[0])
 
 
-def extract_mesh(sdf_fn, mesh_config):
-    """(mesh or None, decoder queries) of the zero level set at `mesh_config.resolution`."""
-    n = mesh_config.resolution
+def extract_mesh(sdf_fn, mesh_config, resolution: int | None = None):
+    """(mesh or None, decoder queries) of the zero level set at `resolution` (default `mesh_config.resolution`)."""
+    n = int(resolution or mesh_config.resolution)
     if mesh_config.coarse_to_fine:
         values, queries = isosurface.sdf_grid_coarse_to_fine(sdf_fn, n, lipschitz=mesh_config.lipschitz,
                                                             chunk=mesh_config.chunk)
@@ -51,10 +51,11 @@ def extract_mesh(sdf_fn, mesh_config):
     return isosurface.marching_cubes(values), queries
 
 
-def mesh_of_latent(config, folded: dict, z: np.ndarray):
-    """The mesh (normalised frame) of latent z at `config.mesh`, or None when the SDF has no zero level set."""
+def mesh_of_latent(config, folded: dict, z: np.ndarray, resolution: int | None = None):
+    """The mesh (normalised frame) of latent z at `config.mesh` (or `resolution` voxels per side), or None when
+    the SDF has no zero level set."""
     sdf_fn = decoder_sdf_fn(folded, z, config.mesh.chunk, config.model.get("fourier_frequencies", 0))
-    return extract_mesh(sdf_fn, config.mesh)[0]
+    return extract_mesh(sdf_fn, config.mesh, resolution)[0]
 
 
 def mesh_and_score(config, folded: dict, z: np.ndarray, example: dict, obj_id: str, out_dir: str) -> dict:

@@ -17,14 +17,13 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from sdfjax import trained as trained_lib
 from sdfjax.fit import scoring
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import latent_render, tracer
+from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import optimize
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
@@ -101,11 +100,7 @@ class SketchToShape:
     def mesh(self, z: np.ndarray, resolution: int | None = None):
         """The mesh of latent z at config.mesh, or at `resolution` voxels per side (normalised frame); None when
         it has no surface."""
-        config = self.config
-        if resolution is not None and resolution != config.mesh.resolution:
-            config = ml_collections.ConfigDict(config.to_dict())
-            config.mesh.resolution = int(resolution)
-        return scoring.mesh_of_latent(config, self.folded, np.asarray(z, np.float32))
+        return scoring.mesh_of_latent(self.config, self.folded, np.asarray(z, np.float32), resolution)
 
     def normal_map(self, z: np.ndarray, camera: camera_lib.Camera) -> np.ndarray:
         """(H, W, 3) uint8 normal map of latent z from `camera` (white background)."""
@@ -117,4 +112,4 @@ class SketchToShape:
         out = self._render({"decoder": self.trained.params, "z": jnp.asarray(z, jnp.float32)}, origins, directions)
         h, w = cameras[0].height, cameras[0].width
         images = jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"])
-        return (np.asarray(images) * 255).round().astype(np.uint8)
+        return pictures.to_uint8(np.asarray(images))
