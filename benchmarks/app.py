@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from absl import app, flags
+from gradio_client import Client, handle_file
 
 from benchmarks import machine
+from sdfjax.app.local_server import running_page
 
 _WORKDIR = flags.DEFINE_string("workdir", "pretrained/chairs256_cpu", "A trained run or an exported model.")
 _CONFIG = flags.DEFINE_string("config", "", "Config of --workdir (default: an exported model's own).")
@@ -40,16 +39,8 @@ _SKETCHES = flags.DEFINE_string("sketches", "tests/data/user_sketches/sketches.j
 _STARTUP_LIMIT_S = 900
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _inputs(sketch_path: str, azimuth: float, elevation: float, tabs: int) -> list:
     """The page's inputs with one drawing in tab 1: (sketchpad, azimuth, elevation) per tab."""
-    from gradio_client import handle_file
-
     drawing = {"background": None, "layers": [], "composite": handle_file(sketch_path)}
     values = [drawing, azimuth, elevation]
     for _ in range(1, tabs):
@@ -69,7 +60,7 @@ def _timed_shape(client, inputs: list) -> dict:
     status, *_, mesh, files = outputs[-1]
     latent = next((np.load(f) for f in files or [] if f.endswith("latent.npy")), None)
     return {"encoder_s": first, "refined_s": total, "status": status, "mesh": mesh, "files": files,
-            "answers": len(outputs), "latent": latent}
+            "latent": latent}
 
 
 def _own_answers(together: list[dict], sketches: list[int]) -> bool:
@@ -86,27 +77,11 @@ def _own_answers(together: list[dict], sketches: list[int]) -> bool:
 
 def main(argv):
     del argv
-    from gradio_client import Client
-
-    port = _free_port()
-    command = [sys.executable, "-m", "sdfjax.launch.app", f"--workdir={_WORKDIR.value}", f"--port={port}"]
-    command += [f"--config={_CONFIG.value}"] if _CONFIG.value else []
+    flags = [f"--workdir={_WORKDIR.value}"] + ([f"--config={_CONFIG.value}"] if _CONFIG.value else [])
     start = time.monotonic()
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in server.stderr:
-            if "[app] serving on" in line:
-                break
-        else:
-            sys.exit(f"error: the page did not start (exit {server.wait()})")
-        url = f"http://127.0.0.1:{port}/"
-        client = None
-        while client is None and time.monotonic() - start < _STARTUP_LIMIT_S:
-            try:
-                client = Client(url, verbose=False)
-            except Exception:  # noqa: BLE001 (not listening yet)
-                time.sleep(0.2)
+    with running_page(flags, timeout_s=_STARTUP_LIMIT_S) as url:
         startup_s = time.monotonic() - start
+        client = Client(url, verbose=False)
         tabs = sum(1 for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/shape"]
                    ["parameters"] if p["component"] == "Imageeditor")
         with open(_SKETCHES.value) as f:
@@ -127,9 +102,6 @@ def main(argv):
             together = list(pool.map(lambda i: _timed_shape(clients[i], requests[i % len(requests)]),
                                      range(_USERS.value)))
             wall = time.monotonic() - t
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     answered = [r for r in together if r["mesh"] and r["files"]]
     result = {

@@ -9,9 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
+
+from sdfjax.app.local_server import running_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "pretrained", "chairs256_cpu")
@@ -29,41 +28,15 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
                 "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    command = [sys.executable, "-m", "sdfjax.launch.app", "--config=configs/chairs256.py:cpu",
-               f"--config.sketch.iterations={ITERATIONS}", f"--workdir={SHIPPED}", f"--port={port}", "--max_views=2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=ROOT))
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if "[app] serving on" in line:
-            break
-    else:
-        pytest.fail("the page did not start:\n" + "".join(lines[-30:]))
-    url = f"http://127.0.0.1:{port}/"
-    from gradio_client import Client
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            Client(url, verbose=False)
-            break
-        except Exception:  # noqa: BLE001 (still binding the port)
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"the page never answered on {url}")
-            time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    flags = ["--config=configs/chairs256.py:cpu", f"--config.sketch.iterations={ITERATIONS}", f"--workdir={SHIPPED}",
+             "--max_views=2"]
+    try:
+        with running_page(flags, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT)) as url:
+            yield url
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture

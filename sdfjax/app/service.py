@@ -17,9 +17,9 @@ writes its own folder of files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,7 +52,6 @@ class Shape:
     latent: np.ndarray  # (L,)
     normal_maps: np.ndarray  # (V, D, D, 3) uint8: the first sketch's view, then (refined) len(OTHER_AZIMUTHS) others
     files: dict[str, str]  # "obj", "ply", "glb" (absent when the shape is empty) and "latent" -> path
-    seconds: float  # since the request started
     vertices: int
     message: str
 
@@ -74,19 +73,14 @@ class ShapeService:
         self.resolution = self.model.resolution
         self.mean_latent = self.model.trained.latents.mean(axis=0)
         self.out_root = out_root or tempfile.mkdtemp(prefix="sdfjax_app_")
-        self._previews: dict[tuple[int, int], np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._mean_view = functools.lru_cache(maxsize=None)(
+            lambda azimuth, elevation: self.model.normal_map(self.mean_latent,
+                                                             self.model.camera(azimuth, elevation,
+                                                                               self.display_resolution)))
 
     def preview(self, azimuth: float, elevation: float) -> np.ndarray:
         """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
-        key = (round(float(azimuth)) % 360, round(float(elevation)))
-        with self._lock:
-            if key in self._previews:
-                return self._previews[key]
-        image = self.model.normal_map(self.mean_latent, self.model.camera(*key, self.display_resolution))
-        with self._lock:
-            self._previews[key] = image
-        return image
+        return self._mean_view(round(float(azimuth)) % 360, round(float(elevation)))
 
     def sketch_of(self, drawing: np.ndarray | None, name: str) -> np.ndarray:
         """A drawing (H, W) or (H, W, C) uint8, dark lines on light, -> the sketch the models read (R, R) uint8.
@@ -160,5 +154,5 @@ class ShapeService:
             vertices = len(mesh.vertices)
             message = f"{stage} shape: {vertices:,} vertices, {time.monotonic() - start:.1f} s after the request"
         return Shape(stage=stage, latent=np.asarray(z, np.float32), normal_maps=images, files=files,
-                     seconds=time.monotonic() - start, vertices=vertices, message=message)
+                     vertices=vertices, message=message)
 

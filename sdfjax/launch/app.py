@@ -29,7 +29,7 @@ def main(argv):
     with common.exit_on():
         if os.path.isfile(os.path.join(f.workdir, pretrained.MANIFEST)):
             manifest = pretrained.verify(f.workdir)
-            if not any(a.startswith("--config=") for a in sys.argv[1:]):
+            if common.config_spec(sys.argv) is None:
                 config = common.load_config_file(manifest["config"])
         print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)
         service = ShapeService(config, f.workdir, max_views=f.max_views)

@@ -59,11 +59,16 @@ def _exit_on_unknown_field(argv: list[str], error: Exception, default: str | Non
     sys.exit(f"error: --{bad}: the config has no field {field!r} {where} ({type(error).__name__})")
 
 
+def config_spec(argv: list[str]) -> str | None:
+    """The `<file>[:<arg>]` that `--config=` names on the command line `argv`, or None when it is not given."""
+    return next((a.split("=", 1)[1] for a in argv[1:] if a.startswith(("--config=", "-config="))), None)
+
+
 def _load_config(argv: list[str], default: str | None = None):
     """The config that `--config=<file>[:<arg>]` names, loaded as config_flags does."""
     if default is None and "config" in flags.FLAGS:
         default = flags.FLAGS["config"].default_as_str
-    spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith(("--config=", "-config="))), default)
+    spec = config_spec(argv) or default
     return load_config_file(spec) if spec else None
 
 

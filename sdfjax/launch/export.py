@@ -20,9 +20,8 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
-    config_arg = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--config=")), "")
     with common.exit_on():
-        manifest = pretrained.export(f.workdir, f.out, config_arg)
+        manifest = pretrained.export(f.workdir, f.out, common.config_spec(sys.argv) or "")
     print(f"{f.out}: {len(manifest['files'])} files, {manifest['bytes'] / 1e6:.1f} MB, "
           f"steps {manifest['source_steps']}, config {manifest['config']}")
 
