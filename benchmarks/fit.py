@@ -7,9 +7,13 @@ r"""Latent-fitting throughput (DeepSDF reconstruction); last line is one JSON ob
 Speed: the paper-size decoder (8 x 512, latent 256) at DeepSDF's reconstruction settings
 (8,000 samples per step, Adam on the latent only), shortened to `--iters` steps, for 16
 shapes fitted at once by one vmapped step, and the same work one shape at a time by the
-same code, in float32 and bfloat16. When `--torch_python` names an interpreter with
-torch, `../shared/reference/torch_deepsdf.py reconstruct` (DeepSDF's one-shape loop in
-float32) runs in a subprocess between our measurements, and the ratios are reported.
+same code, in float32 and bfloat16, and the batched fit once more through the unfolded
+decoder (`Decoder.apply` on [z, xyz] with z broadcast to every point: weight norm each
+step and the latent's product per point), so the gains from folding and from batching
+show apart. When `--torch_python` names an interpreter with torch,
+`../shared/reference/torch_deepsdf.py reconstruct` (DeepSDF's one-shape loop) runs in
+float32 and in bf16 autocast in subprocesses between our measurements, and the ratios
+are reported against both.
 
 Quality: with `--workdir` (a trained run) the val shapes are fitted in full (800 steps)
 in both compute dtypes and the mean Chamfer distances are compared.
@@ -24,6 +28,7 @@ import subprocess
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -34,6 +39,7 @@ from sdfjax.fit import reconstruct, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.launch import common
 from sdfjax.models import decoder as decoder_lib
+from sdfjax.train.losses import sdf_interval_loss
 
 _SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
 _ITERS = flags.DEFINE_integer("iters", 20, "Adam steps per shape (DeepSDF: 800).")
@@ -53,11 +59,34 @@ def _fit_seconds(folded, samples: sdf_fit.ShapeSamples, settings: sdf_fit.FitSet
     return time.perf_counter() - start
 
 
+def _unfolded_fit_seconds(decoder, params, samples: sdf_fit.ShapeSamples, settings: sdf_fit.FitSettings) -> float:
+    """The batched fit's steps through the plain decoder: the same sampling, loss and Adam."""
+    def shape_loss(params, z, points):
+        z_points = jnp.broadcast_to(z, (points.shape[0], z.shape[-1]))  # DeepSDF's [z, x] per point
+        pred = decoder.apply(params, z_points, points[:, :3])
+        data = sdf_interval_loss(pred, points[:, 3], points[:, 4], settings.clamp_distance)
+        return data + settings.code_reg_weight * jnp.mean(z**2), data
+
+    step = jax.jit(sdf_fit.make_fit_step(settings, shape_loss), donate_argnums=1)
+    initial = np.random.default_rng(0).normal(0, 0.01, (len(samples.num_samples), 1, decoder.latent_dim))
+    state = sdf_fit.init_fit_state(settings, jnp.asarray(initial, jnp.float32))
+    data = {k: jnp.asarray(getattr(samples, k)) for k in ("xyz_bounds", "num_positive", "num_samples")}
+    key = jax.random.key(0)
+    state, loss = step(params, state, data, key)  # compile
+    loss.block_until_ready()
+    start = time.perf_counter()
+    for _ in range(settings.num_iterations):
+        state, loss = step(params, state, data, key)
+    loss.block_until_ready()
+    return time.perf_counter() - start
+
+
 def time_fit(dtype: str, shapes: int, iters: int) -> dict:
     config = chair16.get_config()
     config.model.compute_dtype = dtype
     decoder = decoder_lib.from_config(config.model)
-    folded = fold_decoder(decoder, decoder_lib.init_params(decoder, jax.random.key(0)))
+    params = decoder_lib.init_params(decoder, jax.random.key(0))
+    folded = fold_decoder(decoder, params)
     settings = sdf_fit.FitSettings(num_iterations=iters, lr_decay_at=iters // 2)
     rng = np.random.default_rng(0)
     data = [np.concatenate([rng.uniform(-1, 1, (settings.samples_per_step, 3)),
@@ -65,17 +94,18 @@ def time_fit(dtype: str, shapes: int, iters: int) -> dict:
             for _ in range(shapes)]
     points = shapes * iters * settings.samples_per_step
     batched = _fit_seconds(folded, sdf_fit.ShapeSamples.from_list(data), settings, decoder.latent_dim)
+    unfolded = _unfolded_fit_seconds(decoder, params, sdf_fit.ShapeSamples.from_list(data), settings)
     single = sum(_fit_seconds(folded, sdf_fit.ShapeSamples.from_list([d]), settings, decoder.latent_dim)
                  for d in data[:2]) * shapes / 2
     return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
-            "batched_seconds": batched}
+            "batched_unfolded_points_per_s": points / unfolded, "batched_seconds": batched}
 
 
-def torch_reference(python: str, shapes: int, iters: int) -> dict | None:
+def torch_reference(python: str, shapes: int, iters: int, dtype: str) -> dict | None:
     if not python:
         return None
     out = subprocess.run([python, os.path.abspath(REFERENCE), "reconstruct", "--shapes", str(shapes),
-                          "--iters", str(iters)], capture_output=True, text=True, timeout=1800)
+                          "--iters", str(iters), "--dtype", dtype], capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"torch reference failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -101,16 +131,18 @@ def main(argv):
               "backend": jax.default_backend(), "shapes": shapes, "iters": iters, "samples_per_step": 8000,
               "jax": jax.__version__}
     result["float32"] = time_fit("float32", shapes, iters)
-    torch = torch_reference(_TORCH.value, shapes, iters)  # between our two measurements
+    torch = {d: torch_reference(_TORCH.value, shapes, iters, d) for d in ("float32", "bfloat16")}  # between ours
     result["bfloat16"] = time_fit("bfloat16", shapes, iters)
-    if torch:
-        result["torch_float32"] = {"decoder_points_per_s": torch["decoder_points_per_s"], "torch": torch["torch"],
-                                   "threads": torch["threads"]}
+    for torch_dtype, run in torch.items():
+        if not run:
+            continue
+        result[f"torch_{torch_dtype}"] = {"decoder_points_per_s": run["decoder_points_per_s"], "torch": run["torch"],
+                                          "threads": run["threads"]}
         for dtype in ("float32", "bfloat16"):
-            result[f"speedup_{dtype}_vs_torch"] = (result[dtype]["batched_points_per_s"]
-                                                   / torch["decoder_points_per_s"])
-            result[f"speedup_{dtype}_one_at_a_time_vs_torch"] = (result[dtype]["one_at_a_time_points_per_s"]
-                                                                 / torch["decoder_points_per_s"])
+            ours = result[dtype]
+            for variant, key in (("", "batched_points_per_s"), ("_one_at_a_time", "one_at_a_time_points_per_s"),
+                                 ("_unfolded", "batched_unfolded_points_per_s")):
+                result[f"speedup_{dtype}{variant}_vs_torch_{torch_dtype}"] = ours[key] / run["decoder_points_per_s"]
     if _WORKDIR.value:
         result["chamfer_x1000"] = chamfer_by_dtype(_CONFIG.value, _WORKDIR.value)
     print(json.dumps(result))

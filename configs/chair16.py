@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.skip_layers = (4,)
     config.model.dropout_rate = 0.2
     config.model.weight_norm = True
-    config.model.compute_dtype = "float32"  # or "bfloat16": bf16 matmul inputs, f32 accumulation
+    config.model.compute_dtype = "float32"  # "bfloat16": bf16 matmul inputs, f32 accumulation; "auto": bf16 where native
     config.model.fourier_frequencies = 0  # > 0: positional encoding of xyz (off in DeepSDF)
 
     # Train: DeepSDF's auto-decoder schedule.

@@ -1,4 +1,4 @@
-"""Device mesh, shardings and multi-host start-up.
+"""Device mesh, shardings, multi-host start-up, and the compute dtype the hardware favours.
 
 One 1-D mesh with axis `data`: batches are split along it, decoder parameters are
 replicated, and the latent table is replicated or split along shapes (`shard_latents`).
@@ -31,6 +31,42 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
     elif any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE")) \
             and int(os.environ.get("SLURM_NTASKS", os.environ.get("OMPI_COMM_WORLD_SIZE", "2"))) > 1:
         jax.distributed.initialize()
+
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 units that multiply bf16 natively
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def fast_compute_dtype() -> str:
+    """"bfloat16" where bf16 products are native (GPU, TPU, x86 with AMX-BF16 or AVX512_BF16), else "float32".
+
+    Without those units XLA emulates bf16 products through float32 and they are slower than
+    float32 ones (an AVX2-only AMD EPYC: 103 against 132 GFLOP/s, benchmarks/train_step).
+    """
+    if jax.default_backend() in ("gpu", "tpu"):
+        return "bfloat16"
+    return "bfloat16" if cpu_flags() & set(BF16_CPU_FLAGS) else "float32"
+
+
+def resolve_compute_dtype(name: str) -> str:
+    """A config's compute dtype: "auto" becomes `fast_compute_dtype()`; "float32" / "bfloat16" stay."""
+    if name == "auto":
+        return fast_compute_dtype()
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype={name!r}: expected 'auto', 'float32' or 'bfloat16'")
+    return name
 
 
 def make_mesh() -> jax.sharding.Mesh:

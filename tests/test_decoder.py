@@ -2,8 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import pytest
 
+from benchmarks.profile import dot_generals
 from sdfjax.models import decoder as decoder_lib
 
 
@@ -27,15 +30,17 @@ def test_output_shape_range_and_broadcast_of_codes():
     np.testing.assert_allclose(sdf, explicit, rtol=1e-6)
 
 
-def _plain_mlp(params, decoder, z, xyz):
-    """The same network written out with w = v (what weight norm equals at init)."""
+def _plain_mlp(params, decoder, z, xyz, weight_norm=False):
+    """The same network written out on [z, x] concatenated, with w = v (what weight norm equals at init)
+    or, with `weight_norm`, w = g v / ||v||."""
     inputs = jnp.concatenate([z, xyz], -1)
     h = inputs
     for i in range(decoder.num_layers):
         if i in decoder.skip_layers:
             h = jnp.concatenate([h, inputs], -1)
         p = params["params"][f"layer{i}"]
-        h = jax.nn.relu(h @ p["v"] + p["bias"])
+        w = p["v"] * (p["g"] / jnp.linalg.norm(p["v"], axis=0)) if weight_norm else p["v"]
+        h = jax.nn.relu(h @ w + p["bias"])
     p = params["params"][f"layer{decoder.num_layers}"]
     return jnp.tanh(h @ p["v"] + p["bias"])[..., 0]
 
@@ -96,3 +101,69 @@ def test_dropout_keeps_units_with_probability_one_minus_rate():
     bits = np.asarray(decoder_lib.dropout_bits(jax.random.key(3), 200_000))
     ones = np.unpackbits(bits.view(np.uint8)).reshape(-1, 32).mean(axis=0)
     assert np.abs(ones - 0.5).max() < 0.005  # every bit position is a fair coin
+
+
+def _training_grad_jaxpr(decoder, params, scenes=2, points=32):
+    z = jax.random.normal(jax.random.key(11), (scenes, decoder.latent_dim))
+    xyz = jax.random.uniform(jax.random.key(12), (scenes, points, 3), minval=-1, maxval=1)
+
+    def loss(params, z):
+        pred = decoder.apply(params, z[:, None, :], xyz, train=True, rngs={"dropout": jax.random.key(13)})
+        return jnp.mean(jnp.abs(pred - 0.01))
+
+    return jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, z).jaxpr, loss, z
+
+
+def test_latent_block_is_multiplied_once_per_scene_and_its_gradient_summed():
+    decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
+    params = decoder_lib.init_params(decoder, jax.random.key(10))
+    jaxpr, loss, z = _training_grad_jaxpr(decoder, params, scenes=2, points=32)
+    # No product ever sees the latent at the points' shape: (2, 32, 16) or the concatenated (2, 32, 16 + 3).
+    for eqn in dot_generals(jaxpr):
+        for var in eqn.invars:
+            assert tuple(var.aval.shape[-2:]) not in ((32, 16), (32, 19)), eqn
+    # Values and gradients equal the concatenated network written out (no dropout: eval mode).
+    xyz = jax.random.uniform(jax.random.key(14), (2, 32, 3), minval=-1, maxval=1)
+    folded = lambda p, z: jnp.sum(decoder.apply(p, z[:, None, :], xyz) ** 2)
+    plain = lambda p, z: jnp.sum(_plain_mlp(p, decoder, jnp.broadcast_to(z[:, None, :], (2, 32, 16)), xyz,
+                                                   weight_norm=True) ** 2)
+    for a, b in zip(jax.tree.leaves(jax.grad(folded, (0, 1))(params, z)),
+                    jax.tree.leaves(jax.grad(plain, (0, 1))(params, z))):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_bfloat16_backward_products_are_bfloat16_with_float32_accumulation():
+    decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,),
+                                  compute_dtype="bfloat16")
+    params = decoder_lib.init_params(decoder, jax.random.key(15))
+    jaxpr, loss, z = _training_grad_jaxpr(decoder, params)
+    hidden_products = 0
+    for eqn in dot_generals(jaxpr):
+        dtypes = {var.aval.dtype for var in eqn.invars}
+        assert len(dtypes) == 1, f"mixed-precision product {eqn}"  # no f32 cotangent against a bf16 weight
+        assert eqn.outvars[0].aval.dtype == jnp.float32
+        if any(d == jnp.bfloat16 for d in dtypes):
+            hidden_products += 1
+    # Layers 1..5 multiply hidden activations: forward, activation gradient and weight gradient each in bf16.
+    assert hidden_products == 3 * (decoder.num_layers - 1)
+    f32 = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
+    low, high = (jax.grad(loss)(params, z) for loss in (loss, _training_grad_jaxpr(f32, params)[1]))
+    for a, b in zip(jax.tree.leaves(low), jax.tree.leaves(high)):  # the same gradient, to bf16 rounding
+        assert float(jnp.linalg.norm(a - b)) <= 0.15 * float(jnp.linalg.norm(b)) + 1e-6
+
+
+def test_auto_compute_dtype_is_bfloat16_only_where_the_cpu_multiplies_it_natively(monkeypatch):
+    from sdfjax import parallel
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    for flags, expected in (({"avx2", "fma"}, "float32"), ({"avx2", "avx512f"}, "float32"),
+                            ({"avx512f", "avx512_bf16"}, "bfloat16"), ({"amx_bf16", "amx_tile"}, "bfloat16")):
+        monkeypatch.setattr(parallel, "cpu_flags", lambda flags=flags: flags)
+        assert parallel.resolve_compute_dtype("auto") == expected, flags
+        model = ml_collections.ConfigDict({"latent_dim": 8, "hidden_dim": 16, "num_layers": 2, "skip_layers": (1,),
+                                           "dropout_rate": 0.0, "weight_norm": True, "compute_dtype": "auto"})
+        assert decoder_lib.from_config(model).compute_dtype == expected
+    assert parallel.resolve_compute_dtype("float32") == "float32"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert parallel.resolve_compute_dtype("auto") == "bfloat16"
+    with pytest.raises(ValueError, match="compute_dtype='float16'"):
+        parallel.resolve_compute_dtype("float16")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -119,13 +119,16 @@ def _shape_loss(folded, z, points, settings: FitSettings):
     return data + settings.code_reg_weight * jnp.mean(z**2), data
 
 
-def make_fit_step(settings: FitSettings):
+def make_fit_step(settings: FitSettings, shape_loss: Callable | None = None):
     """step(folded, state, samples, key) -> (state, loss (S, K)) for S shapes x K restarts.
 
     state = {"z": (S, K, L), "opt": Adam state of the same leading shape, "step": ()}.
     Each shape draws its own points per step; its K restarts share them.
+    `shape_loss(model, z (L,), points (N, 5)) -> (loss, data loss)` replaces the folded
+    decoder's (`folded` is then whatever model it takes; benchmarks/fit times the unfolded one).
     """
-    restarts_step = latent_step(lambda z, folded, points: _shape_loss(folded, z, points, settings),
+    shape_loss = shape_loss or (lambda folded, z, points: _shape_loss(folded, z, points, settings))
+    restarts_step = latent_step(lambda z, folded, points: shape_loss(folded, z, points),
                                 settings.optimizer(), in_axes=(None, None))
 
     def one_shape(folded, z, opt, xyz_bounds, num_positive, num_samples, key):

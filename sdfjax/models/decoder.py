@@ -16,18 +16,29 @@ hidden layers is w = g * v / ||v|| per output unit, with g initialised to ||v|| 
 PyTorch's `weight_norm` does, so at initialisation w = v. Initial v and biases follow
 PyTorch's `nn.Linear` (uniform in +-1/sqrt(fan_in)).
 
-`compute_dtype="bfloat16"` feeds the matmuls bf16 inputs with float32 accumulation;
-parameters, the network input and everything else stay float32.
+The latent's share of the first layer and of each skip layer is computed at z's own
+shape, z @ W_z, and broadcast onto the points: with z (B, 1, L) and xyz (B, S, 3) it is
+B products instead of B x S (fitting's folded decoder does the same), and autodiff sums
+its gradient over the scene's points. The result equals the concatenated product
+[z, x] @ W to rounding.
+
+`compute_dtype="bfloat16"` feeds the hidden layers' matmuls bf16 inputs with float32
+accumulation, forward and backward (`matmul`'s custom VJP: the activation and weight
+gradients are bf16 x bf16 -> f32 products too); parameters, the network input's
+products (latent and xyz columns) and everything else stay float32.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sdfjax import parallel
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -42,20 +53,59 @@ def _torch_linear_init(fan_in: int):
 
 
 def matmul(x: jax.Array, w: jax.Array, compute_dtype) -> jax.Array:
-    """x @ w with inputs cast to compute_dtype and float32 accumulation and result."""
-    return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
+    """x @ w with inputs cast to compute_dtype and float32 accumulation and result.
+
+    In bfloat16 the backward products are bf16 x bf16 -> f32 as well (`_low_precision_matmul`);
+    plain autodiff of the forward product would form them from the float32 cotangent.
+    """
+    if jnp.dtype(compute_dtype) == jnp.float32:
+        return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+    return _low_precision_matmul(x, w, compute_dtype)
+
+
+def _product(x, w, dtype):
+    return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _low_precision_matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+    return _product(x, w, dtype)
+
+
+def _low_precision_matmul_fwd(x, w, dtype):
+    return _product(x, w, dtype), (x.astype(dtype), w.astype(dtype))
+
+
+def _low_precision_matmul_bwd(dtype, residuals, ct):
+    x, w = residuals  # already in dtype
+    ct = ct.astype(dtype)
+    dx = jnp.matmul(ct, w.T, preferred_element_type=jnp.float32)
+    lead = tuple(range(x.ndim - 1))
+    dw = jnp.tensordot(x, ct, axes=(lead, lead), preferred_element_type=jnp.float32)
+    return dx, dw
+
+
+_low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
 
 
 class Dense(nn.Module):
-    """A dense layer, optionally weight-normalised (params `v`, `g`, `bias`)."""
+    """A dense layer, optionally weight-normalised (params `v`, `g`, `bias`), over column blocks.
+
+    `x` (..., K) is multiplied in `compute_dtype`; each array of `inputs` is a further block
+    of input columns (after x's, in order), multiplied in float32 at its own leading shape
+    and broadcast onto the result. `Dense(n)(x, [a, b])` equals a dense layer on the
+    concatenation [x, a, b] (one weight matrix `v` of all their columns) without ever
+    broadcasting a or b to x's shape.
+    """
 
     features: int
     weight_norm: bool = True
     compute_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
+    def __call__(self, x: jax.Array | None, inputs: Sequence[jax.Array] = ()) -> jax.Array:
+        blocks = ([] if x is None else [x]) + list(inputs)
+        fan_in = sum(b.shape[-1] for b in blocks)
         init = _torch_linear_init(fan_in)
         v = self.param("v", init, (fan_in, self.features))
         bias = self.param("bias", init, (self.features,))
@@ -63,7 +113,15 @@ class Dense(nn.Module):
         if self.weight_norm:
             g = self.param("g", lambda _: jnp.linalg.norm(v, axis=0))
             w = v * (g / jnp.linalg.norm(v, axis=0))
-        return matmul(x, w, DTYPES[self.compute_dtype]) + bias
+        out = bias
+        row = 0
+        if x is not None:
+            out = out + matmul(x, w[:x.shape[-1]], DTYPES[self.compute_dtype])
+            row = x.shape[-1]
+        for block in inputs:
+            out = out + matmul(block, w[row:row + block.shape[-1]], jnp.float32)
+            row += block.shape[-1]
+        return out
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -155,15 +213,16 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array, xyz: jax.Array, train: bool = False) -> jax.Array:
-        xyz = fourier_features(xyz.astype(jnp.float32), self.fourier_frequencies)
-        z = jnp.broadcast_to(z, xyz.shape[:-1] + z.shape[-1:]).astype(jnp.float32)
-        inputs = jnp.concatenate([z, xyz], axis=-1)
-        h = inputs
+        features = fourier_features(xyz.astype(jnp.float32), self.fourier_frequencies)
+        z = z.astype(jnp.float32)
+        z = z.reshape((1,) * (features.ndim - z.ndim) + z.shape)  # broadcastable, never broadcast
+        inputs = [z, features]
+        input_width = z.shape[-1] + features.shape[-1]
+        h = None
         for i in range(self.num_layers):
-            if i in self.skip_layers:
-                h = jnp.concatenate([h, inputs], axis=-1)
-            width = self.hidden_dim - inputs.shape[-1] if i + 1 in self.skip_layers else self.hidden_dim
-            h = Dense(width, self.weight_norm, self.compute_dtype, name=f"layer{i}")(h)
+            width = self.hidden_dim - input_width if i + 1 in self.skip_layers else self.hidden_dim
+            sees_input = i == 0 or i in self.skip_layers
+            h = Dense(width, self.weight_norm, self.compute_dtype, name=f"layer{i}")(h, inputs if sees_input else ())
             h = relu_smooth_grad(h, self.relu_grad_beta) if self.relu_grad_beta > 0 else nn.relu(h)
             if self.dropout_rate > 0 and train:
                 h = dropout(h, self.dropout_rate, self.make_rng("dropout"))
@@ -179,7 +238,7 @@ def from_config(model_config) -> Decoder:
         skip_layers=tuple(model_config.skip_layers),
         dropout_rate=model_config.dropout_rate,
         weight_norm=model_config.weight_norm,
-        compute_dtype=model_config.compute_dtype,
+        compute_dtype=parallel.resolve_compute_dtype(model_config.compute_dtype),
         fourier_frequencies=model_config.get("fourier_frequencies", 0),
     )
 
