@@ -174,6 +174,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.encoder.sdf_weight = 1.0  # weight of the clamped SDF L1 through the frozen decoder
     config.encoder.sdf_points = 512  # uniform points in [-1, 1]^3 per sketch for that term
     config.encoder.holdout_views = ()  # dataset views never trained on (held-out latent error)
+    # > 0: this many latents sampled from the trained table (interpolations, Gaussian draws), rendered by the
+    # sphere tracer from `sampled_views` dataset views into sketches and mixed into every batch
+    # (`sampled_per_batch` each): shapes beyond the training meshes (sdfjax.train.sampled_shapes)
+    config.encoder.sampled_shapes = 0
+    config.encoder.sampled_views = 4
+    config.encoder.sampled_per_batch = 16
+    config.encoder.sampled_interpolation_share = 0.5
     config.encoder.steps_per_log = 100
     config.encoder.checkpoint_every_steps = 2_000
     config.encoder.cache_shapes = 2048

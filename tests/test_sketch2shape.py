@@ -1,6 +1,7 @@
 """Sketch to shape: two-sided silhouette, outline masks, the sketch-to-latent encoder, refinement, user sketches."""
 
 import csv
+import dataclasses
 import json
 import os
 import struct
@@ -25,7 +26,7 @@ from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss
 from sdfjax.sketch2shape import encoders, hand_drawn, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
-from sdfjax.train import logs
+from sdfjax.train import logs, sampled_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERA = camera_lib.Camera(30.0, 20.0, 4.0, 64.0, 32, 32)
@@ -317,3 +318,80 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags, f"--sketch={tmp_path / 'bad.png'}"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
+
+
+# --- shapes beyond the training meshes: sampled latents rendered into sketches ----------------------
+
+def test_sampled_latents_interpolate_pairs_of_rows_and_follow_the_tables_gaussian():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 3)) @ np.diag([1.0, 0.5, 0.1]) + np.array([1.0, 0.0, -2.0])
+    z = sampled_shapes.sample_latents(table, 4000, seed=1, interpolation_share=0.25, shrinkage=0.0)
+    np.testing.assert_array_equal(z, sampled_shapes.sample_latents(table, 4000, seed=1, interpolation_share=0.25,
+                                                                   shrinkage=0.0))
+    interpolated, drawn = z[:1000], z[1000:]
+
+    def distance_to_nearest_segment(p):  # brute force over every pair of rows
+        best = np.inf
+        for a in range(len(table)):
+            for b in range(a + 1, len(table)):
+                d = table[b] - table[a]
+                t = np.clip(np.dot(p - table[a], d) / np.dot(d, d), 0.0, 1.0)
+                best = min(best, np.linalg.norm(p - table[a] - t * d))
+        return best
+
+    assert max(distance_to_nearest_segment(p) for p in interpolated[:200]) < 1e-5
+    np.testing.assert_allclose(drawn.mean(axis=0), table.mean(axis=0), atol=0.05)
+    np.testing.assert_allclose(np.cov(drawn.T), np.cov(table.T), atol=0.06)
+
+
+def test_sampled_sketches_are_the_dataset_pipelines_sketches_of_the_decoders_shape_and_are_kept(
+        trained_models, tmp_path, monkeypatch):
+    config, workdir, _ = trained_models
+    model = trained_lib.load_trained(config, workdir)
+    cameras = {0: CAMERA, 3: dataclasses.replace(CAMERA, azimuth=120.0)}
+    settings = tracer.TraceSettings.from_config(config.render)
+    made = sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents, 4, [0, 3], cameras, model.decoder,
+                                                       model.params, settings, seed=0)
+    assert made.sketches.shape[1:] == (2, 32, 32) and len(made.latents) == len(made.sketches) >= 1
+    sdf_fn = latent_render.decoder_sdf(model.decoder, relu_grad_beta=0.0)
+    for v, camera in enumerate(cameras.values()):  # the reference: one plain render and the preprocessing's edges
+        reference = _decoder_sketch(sdf_fn, model.params, made.latents[0], camera)
+        assert np.mean(reference == made.sketches[0, v]) > 0.97
+        assert np.mean(made.sketches[0, v] == 0) > 0.01  # there are lines
+    # Made once: a second call reads the file; another table makes a new set.
+    monkeypatch.setattr(sampled_shapes, "sketches_of_latents", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("rendered again")))
+    again = sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents, 4, [0, 3], cameras,
+                                                        model.decoder, model.params, settings, seed=0)
+    np.testing.assert_array_equal(again.sketches, made.sketches)
+    with pytest.raises(AssertionError, match="rendered again"):
+        sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents + 0.1, 4, [0, 3], cameras,
+                                                    model.decoder, model.params, settings, seed=0)
+    # Batches append sampled sketches whose labels point past the trained table, at their own latents.
+    base = [{"sketches": np.zeros((4, 32, 32), np.uint8), "labels": np.arange(4, dtype=np.int32),
+             "normal_maps": np.zeros((4, 32, 32, 3), np.uint8), "rights": np.zeros((4, 3), np.float32)}] * 2
+    batches = list(encoder_train.with_sampled(iter(base), made, 10, 3, len(model.latents), seed=0))
+    assert set(batches[0]) == {"sketches", "labels"} and batches[0]["labels"].shape == (7,)
+    rows = batches[1]["labels"][4:] - len(model.latents)
+    assert rows.min() >= 0 and rows.max() < len(made.latents)
+    for sketch, row in zip(batches[1]["sketches"][4:], rows):
+        assert any(np.array_equal(sketch, s) for s in made.sketches[row])
+
+
+def test_encoder_trains_with_sampled_shapes(trained_models, tmp_path):
+    config, workdir, _ = trained_models
+    config = config.copy_and_resolve_references()
+    config.encoder.holdout_views = ()
+    config.encoder.sampled_shapes = 6
+    config.encoder.sampled_views = 2
+    config.encoder.sampled_per_batch = 4
+    config.encoder.num_steps = 12
+    other = str(tmp_path / "sampled")
+    os.makedirs(other)
+    os.symlink(os.path.join(workdir, "checkpoints"), os.path.join(other, "checkpoints"))
+    summary = encoder_train.train_encoder(config, other, progress=False)
+    assert summary["step"] == 12 and np.isfinite(summary["loss"])
+    saved = np.load(os.path.join(trained_lib.encoder_dir(other), "sampled_sketches.npz"))
+    assert saved["sketches"].shape[1] == 2 and saved["latents"].shape[1] == config.model.latent_dim
+    records = logs.read_metrics(trained_lib.encoder_dir(other))
+    assert records[-1]["sketches_per_s"] > 0

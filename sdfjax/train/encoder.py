@@ -15,6 +15,12 @@ the error where it matters, in SDF space. Sketches are augmented on the device
 (sdfjax.train.augment.augment_sketch: rotation, scale, shift, wobble, thickness,
 dropped and broken strokes).
 
+With `encoder.sampled_shapes` > 0, each batch also holds `encoder.sampled_per_batch`
+sketches of latents sampled from the trained table (interpolations and Gaussian draws)
+and rendered through the sphere tracer from `encoder.sampled_views` dataset views
+(sdfjax.train.sampled_shapes; made once, kept in the encoder's folder), each with the
+latent it was rendered from as its target: shapes beyond the training meshes.
+
 `encoder.holdout_views` are never trained on: the summary's `holdout_latent_mse` is the
 latent error on those views of the train shapes (and `initial_holdout_latent_mse`
 before training), so a run shows whether the encoder reads shapes, not pictures.
@@ -38,7 +44,9 @@ from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
 from sdfjax.geometry import isosurface
 from sdfjax.models import latent_encoder
-from sdfjax.train import logs, loop
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import tracer
+from sdfjax.train import logs, loop, sampled_shapes
 from sdfjax.train.augment import augment_sketch
 
 
@@ -96,7 +104,39 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
     return step
 
 
-jit_train_step = loop.jit_view_step
+BATCH_KEYS = ("sketches", "labels")
+
+
+def jit_train_step(step_fn, mesh):
+    return loop.jit_view_step(step_fn, mesh, keys=BATCH_KEYS)
+
+
+def sampled_set(config, workdir_encoder: str, deepsdf: trained.TrainedModel, views: np.ndarray, kept: np.ndarray,
+                resolution: int, progress: bool) -> sampled_shapes.SampledSketches | None:
+    """The sampled shapes' sketches of `encoder.sampled_shapes` (None when 0), from evenly spread kept views."""
+    ec = config.encoder
+    count = int(ec.get("sampled_shapes", 0))
+    if count <= 0:
+        return None
+    picked = kept[np.unique(np.round(np.linspace(0, len(kept) - 1, ec.sampled_views)).astype(int))]
+    cameras = {int(v): camera_lib.Camera(float(views[v, 0]), float(views[v, 1]), float(views[v, 2]),
+                                         float(views[v, 3]), resolution, resolution) for v in picked}
+    return sampled_shapes.SampledSketches.load_or_make(
+        workdir_encoder, deepsdf.latents, count, picked, cameras, deepsdf.decoder, deepsdf.params,
+        tracer.TraceSettings.from_config(config.render), config.seed, ec.sampled_interpolation_share, progress)
+
+
+def with_sampled(batches, sampled: sampled_shapes.SampledSketches | None, first_step: int, per_batch: int,
+                 table_rows: int, seed: int):
+    """ViewBatcher batches cut to BATCH_KEYS, each with `per_batch` sampled sketches appended (labels past the
+    trained table's `table_rows` rows: the sampled latents follow it)."""
+    for step, batch in enumerate(batches, start=first_step):
+        batch = {k: batch[k] for k in BATCH_KEYS}
+        if sampled is not None and per_batch > 0:
+            sketches, rows = sampled.batch(step, per_batch, seed, jax.process_index())
+            batch = {"sketches": np.concatenate([batch["sketches"], sketches]),
+                     "labels": np.concatenate([batch["labels"], rows + table_rows])}
+        yield batch
 
 
 def latent_rows(config, model: trained.TrainedModel) -> np.ndarray:
@@ -151,16 +191,21 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
                           jax.process_count(), ec.cache_shapes, view_subset=kept, field="encoder.shapes_per_batch")
     resolution = batcher.shapes[0][0].shape[-1]
     mesh = parallel.make_mesh()
-    if (ec.shapes_per_batch * ec.views_per_shape) % jax.device_count():
-        raise ValueError(f"encoder.shapes_per_batch x views_per_shape = {ec.shapes_per_batch * ec.views_per_shape} "
-                         f"must divide by the {jax.device_count()} devices")
+    io.makedirs(out)
+    sampled = sampled_set(config, out, deepsdf, views, kept, resolution, progress and parallel.is_main_process())
+    per_batch = int(ec.get("sampled_per_batch", 0)) if sampled is not None else 0
+    per_step = (ec.shapes_per_batch * ec.views_per_shape + per_batch * jax.process_count())
+    if per_step % jax.device_count():
+        raise ValueError(f"encoder.shapes_per_batch x views_per_shape + sampled_per_batch = {per_step} sketches "
+                         f"per step must divide by the {jax.device_count()} devices")
+    table = deepsdf.latents if sampled is None else np.concatenate([deepsdf.latents, sampled.latents])
     model = latent_encoder.from_config(ec, config.model.latent_dim)
     optimizer = make_optimizer(ec)
     init_fn = lambda k: init_state(model, optimizer, k, resolution)  # noqa: E731
     init_key = jax.random.fold_in(jax.random.key(config.seed), 3)
     abstract = jax.eval_shape(init_fn, init_key)
     shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-    train_step = jit_train_step(make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, deepsdf.latents,
+    train_step = jit_train_step(make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, table,
                                                 ec, config.train.clamp_distance, config.seed), mesh)
 
     def check_meta(saved: dict) -> None:
@@ -169,7 +214,6 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
             raise ValueError(f"the encoder checkpoint in {out} was trained on {saved['resolution']} px sketches; "
                              f"{config.data.root} has {resolution} px")
 
-    io.makedirs(out)
     mngr = checkpoint.manager(out)
     state = loop.resume_or_init(mngr, abstract, shardings, init_fn, check_meta, init_key, out)
     start = int(jax.device_get(state["step"]))
@@ -177,10 +221,11 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
                                            held) if start == 0 else None)
     end = ec.num_steps if stop_after_steps is None else min(ec.num_steps, start + stop_after_steps)
     state, record, last_good = loop.run_steps(
-        train_step, state, (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end)),
+        train_step, state, (parallel.global_batch(b, mesh) for b in with_sampled(
+            batcher.iterate(start, end), sampled, start, per_batch, len(deepsdf.latents), config.seed)),
         start=start, end=end, total_steps=ec.num_steps, steps_per_period=ec.steps_per_log,
         checkpoint_every_periods=max(1, ec.checkpoint_every_steps // ec.steps_per_log),
-        schedules={"lr": lr_schedule(ec)}, items_per_step=ec.shapes_per_batch * ec.views_per_shape,
+        schedules={"lr": lr_schedule(ec)}, items_per_step=per_step,
         items_name="sketches_per_s", mngr=mngr, meta=_meta(config, resolution), workdir=out, desc="train encoder",
         progress=progress)
     if parallel.is_main_process() and record:

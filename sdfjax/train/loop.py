@@ -116,9 +116,9 @@ def adamw_warmup_cosine(section) -> optax.GradientTransformation:
     return optax.adamw(warmup_cosine_schedule(section), weight_decay=section.weight_decay)
 
 
-def jit_view_step(step_fn, mesh):
-    """`step_fn(state, batch)` jitted with the state replicated and a ViewBatcher batch sharded over the mesh."""
+def jit_view_step(step_fn, mesh, keys=("sketches", "normal_maps", "labels", "rights")):
+    """`step_fn(state, batch)` jitted with the state replicated and a batch (ViewBatcher's `keys`) sharded."""
     replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    batch_sharding = {k: sharded for k in ("sketches", "normal_maps", "labels", "rights")}
+    batch_sharding = {k: sharded for k in keys}
     return jax.jit(step_fn, in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
                    donate_argnums=0)
