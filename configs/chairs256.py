@@ -4,7 +4,7 @@ Variants (`--config=configs/chairs256.py:<variant>`):
 
   (default)  DeepSDF's published chairs spec (500,000 samples, 8 x 512 decoder, latent 256,
              64 scenes x 16,384 points, 2,001 epochs), for a GPU.
-  cpu        sized for a 2-core CPU: `make results` in about two hours.
+  cpu        sized for a 2-core CPU: `make results` in 86 minutes here (budget: two hours).
   tiny       8 train, 2 val, 2 test chairs in seconds: the results command in the test suite.
 
     python -m data_gen.synthetic --out=data/chairs256 --num_train=256 --num_val=32 --num_test=64
@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.results.user_sketches = "tests/data/user_sketches/sketches.json"
     config.results.picture_shapes = 8  # rows of the picture grids
     if variant == "cpu":
-        # 256 shapes at 8 per batch: 32 steps per epoch; 250 epochs = 8,000 steps (about 40 minutes here).
+        # 256 shapes at 8 per batch: 32 steps per epoch; 250 epochs = 8,000 steps (24 minutes here, alone).
         config.train.num_epochs = 250
         config.train.scenes_per_batch = 8
         config.train.samples_per_scene = 2048
