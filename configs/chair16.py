@@ -44,7 +44,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.skip_layers = (4,)
     config.model.dropout_rate = 0.2
     config.model.weight_norm = True
-    config.model.compute_dtype = "float32"  # "bfloat16": bf16 matmul inputs, f32 accumulation; "auto": bf16 where native
+    # "auto": bfloat16 where the hardware multiplies it natively (GPU, TPU, AMX-BF16 or AVX512_BF16), else float32
+    # (sdfjax.parallel.fast_compute_dtype); "bfloat16": bf16 matmul inputs, f32 accumulation, forward and backward
+    config.model.compute_dtype = "auto"
     config.model.fourier_frequencies = 0  # > 0: positional encoding of xyz (off in DeepSDF)
 
     # Train: DeepSDF's auto-decoder schedule.
