@@ -29,18 +29,20 @@ from sdfjax.render import tracer
 from sdfjax.render.silhouette import silhouette_loss
 
 
-def gaussian_prior(latents: np.ndarray, shrinkage: float = 1e-2) -> dict[str, np.ndarray]:
-    """{"mean" (L,), "whiten" (L, L)} of a Gaussian fitted to trained latents (T, L).
-
-    The covariance is shrunk towards its mean variance (Ledoit-Wolf style, weight
-    `shrinkage`) so that it is invertible with fewer latents than dimensions.
-    """
+def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (L,), covariance (L, L)) float64 of latents (T, L), the covariance shrunk towards its mean variance
+    (Ledoit-Wolf style, weight `shrinkage`) so that it is invertible with fewer latents than dimensions."""
     latents = np.asarray(latents, np.float64)
     mean = latents.mean(axis=0)
     centred = latents - mean
     cov = centred.T @ centred / max(len(latents) - 1, 1)
     level = float(np.trace(cov)) / len(cov) if np.trace(cov) > 0 else 1.0
-    cov = (1.0 - shrinkage) * cov + shrinkage * level * np.eye(len(cov))
+    return mean, (1.0 - shrinkage) * cov + shrinkage * level * np.eye(len(cov))
+
+
+def gaussian_prior(latents: np.ndarray, shrinkage: float = 1e-2) -> dict[str, np.ndarray]:
+    """{"mean" (L,), "whiten" (L, L)} of a Gaussian fitted to trained latents (T, L) (`shrunk_gaussian`)."""
+    mean, cov = shrunk_gaussian(latents, shrinkage)
     values, vectors = np.linalg.eigh(cov)
     whiten = vectors @ np.diag(1.0 / np.sqrt(np.maximum(values, 1e-12))) @ vectors.T
     return {"mean": mean.astype(np.float32), "whiten": whiten.astype(np.float32)}

@@ -30,6 +30,7 @@ from sdfjax import io
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.mesh_caster import normal_map_uint8
+from sdfjax.sketch2shape.losses import shrunk_gaussian
 
 MIN_HIT_FRACTION = 0.01  # a render with fewer object pixels is no chair
 
@@ -44,11 +45,7 @@ def sample_latents(table: np.ndarray, count: int, seed: int, interpolation_share
     b = (a + rng.integers(1, len(table), size=num_interp)) % len(table)  # another row than a
     t = rng.uniform(size=(num_interp, 1))
     interpolated = (1.0 - t) * table[a] + t * table[b]
-    mean = table.mean(axis=0)
-    centred = table - mean
-    cov = centred.T @ centred / max(len(table) - 1, 1)
-    level = float(np.trace(cov)) / len(cov)
-    cov = (1.0 - shrinkage) * cov + shrinkage * level * np.eye(len(cov))
+    mean, cov = shrunk_gaussian(table, shrinkage)
     drawn = rng.multivariate_normal(mean, cov, size=count - num_interp, method="eigh")
     return np.concatenate([interpolated, drawn]).astype(np.float32)
 
