@@ -38,10 +38,18 @@ def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
     )
 
 
-def save(mngr: ocp.CheckpointManager, state, meta: dict) -> int:
+def save(mngr: ocp.CheckpointManager, state, meta: dict, max_file_bytes: int | None = None) -> int:
+    """Saves `state` and `meta` at the state's step and returns the step.
+
+    `max_file_bytes` caps the size of each OCDBT data file (Orbax's target size; a file
+    holds whole arrays, so it is exceeded only by one array larger than the cap). It keeps
+    the files of a checkpoint committed to git under a per-file limit. It is a write-time
+    layout only: the checkpoint reads back with the same `restore` as any other.
+    """
     step = int(jax.device_get(state["step"]))
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-              force=True)
+    state_args = (ocp.args.StandardSave(state) if max_file_bytes is None
+                  else ocp.args.PyTreeSave(state, ocdbt_target_data_file_size=max_file_bytes))
+    mngr.save(step, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonSave(meta)), force=True)
     mngr.wait_until_finished()
     return step
 

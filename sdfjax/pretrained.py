@@ -26,6 +26,8 @@ from sdfjax import trained as trained_lib
 
 MANIFEST = "MANIFEST.json"
 PARTS = ("decoder", "siamese", "encoder")
+# Each file of the export stays below this (it is committed to git, whose hosts limit file size).
+MAX_FILE_BYTES = 1 << 20
 
 
 def _part_dir(run: str, part: str) -> str:
@@ -83,7 +85,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         state, meta, step = restored
         params = jax.device_get(state["params"])
         checkpoint.save(checkpoint.manager(_part_dir(staging, part), max_to_keep=1),
-                        {"params": params, "step": np.int64(step)}, meta)
+                        {"params": params, "step": np.int64(step)}, meta, max_file_bytes=MAX_FILE_BYTES)
     files = {f: sha256(os.path.join(staging, f)) for f in _files(staging)}
     manifest = {
         "config": config_arg,
