@@ -58,11 +58,17 @@ def abstract_with_shardings(state_shape, shardings):
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), state_shape, shardings)
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
-    """(state, meta) of `step` (default: the latest), placed by `abstract_state`'s shardings."""
+def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None, partial: bool = False):
+    """(state, meta) of `step` (default: the latest), placed by `abstract_state`'s shardings.
+
+    `partial` reads only the entries `abstract_state` names (e.g. the parameters without
+    the optimiser's moments); otherwise its tree must be the saved one.
+    """
     step = mngr.latest_step() if step is None else step
-    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                                          meta=ocp.args.JsonRestore()))
+    state_args = (ocp.args.PyTreeRestore(abstract_state, ocp.checkpoint_utils.construct_restore_args(abstract_state),
+                                         partial_restore=True) if partial
+                  else ocp.args.StandardRestore(abstract_state))
+    restored = mngr.restore(step, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]
 
 
@@ -106,13 +112,14 @@ def _abstract_as_saved(workdir: str, step: int, sharding: jax.sharding.Sharding)
 
 
 def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Sharding | None = None,
-                 meta_only: bool = False):
+                 meta_only: bool = False, keys: tuple[str, ...] | None = None):
     """(state, meta, step) of the latest checkpoint that reads back, or None when there is none.
 
     The state is placed by `abstract_state`'s shardings, or, without one, with the tree
     structure, shapes and dtypes the checkpoint's metadata gives, every array placed with
-    `sharding` (optimiser states then come back as plain dicts and lists). `meta_only`
-    restores only the meta item (state None). A checkpoint that fails to read (a file cut
+    `sharding` (optimiser states then come back as plain dicts and lists); `keys` then reads
+    only those top-level entries of the state (`("params",)` for inference: the optimiser's
+    moments are never read). `meta_only` restores only the meta item (state None). A checkpoint that fails to read (a file cut
     short, a disk error) is skipped for the one before it, with a CheckpointFallbackWarning
     naming both; ValueError when none reads.
     """
@@ -124,8 +131,13 @@ def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Shard
             if meta_only:
                 state, meta = None, mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             else:
-                abstract = abstract_state if abstract_state is not None else _abstract_as_saved(workdir, step, sharding)
-                state, meta = restore(mngr, abstract, step)
+                if abstract_state is not None:
+                    state, meta = restore(mngr, abstract_state, step)
+                else:
+                    abstract = _abstract_as_saved(workdir, step, sharding)
+                    if keys is not None:
+                        abstract = {k: abstract[k] for k in keys}
+                    state, meta = restore(mngr, abstract, step, partial=keys is not None)
         except Exception as e:  # noqa: BLE001 (any read error: fall back to an earlier step)
             failures.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
             continue

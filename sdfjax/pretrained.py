@@ -81,7 +81,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
     shutil.rmtree(staging, ignore_errors=True)
     sharding = parallel.replicated(parallel.make_mesh())
     for part in PARTS:
-        restored = checkpoint.restore_good(_part_dir(workdir, part), sharding=sharding)
+        restored = checkpoint.restore_good(_part_dir(workdir, part), sharding=sharding, keys=("params",))
         state, meta, step = restored
         params = jax.device_get(state["params"])
         checkpoint.save(checkpoint.manager(_part_dir(staging, part), max_to_keep=1),

@@ -77,8 +77,9 @@ def check_encoder_matches(meta: dict, encoder_config, latent_dim: int) -> None:
 
 
 def _restore_replicated(workdir: str):
-    """(state, meta, step) of the latest readable checkpoint, replicated on this process's devices, or None."""
-    return checkpoint.restore_good(workdir, sharding=parallel.replicated(parallel.make_mesh()))
+    """(state holding only "params", meta, step) of the latest readable checkpoint, replicated on this
+    process's devices, or None. The optimiser's moments (twice the parameters) are not read."""
+    return checkpoint.restore_good(workdir, sharding=parallel.replicated(parallel.make_mesh()), keys=("params",))
 
 
 def load_trained(config, workdir: str) -> TrainedModel:

@@ -29,17 +29,23 @@ def test_the_shipped_model_verifies_and_loads_with_the_config_its_manifest_names
     assert max(sizes.values()) < 2_000_000, sizes  # committed to git: every file under 2 MB
 
 
-def test_a_capped_checkpoint_splits_its_data_files_and_reads_back_the_same(tmp_path):
+def test_a_capped_checkpoint_splits_its_data_files_and_reads_back_whole_or_params_only(tmp_path):
     arrays = {f"w{i}": np.random.default_rng(i).normal(size=(256, 300)).astype(np.float32) for i in range(8)}
     one_array = arrays["w0"].nbytes
-    checkpoint.save(checkpoint.manager(str(tmp_path)), {"params": arrays, "step": np.int64(7)}, {"name": "x"},
-                    max_file_bytes=2 * one_array)
+    moments = {"mu": np.ones((4, 3), np.float32)}
+    checkpoint.save(checkpoint.manager(str(tmp_path)), {"params": arrays, "opt_state": moments, "step": np.int64(7)},
+                    {"name": "x"}, max_file_bytes=2 * one_array)
     sizes = [os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(tmp_path) for f in fs]
     assert max(sizes) <= 3 * one_array < sum(arrays[k].nbytes for k in arrays)  # a cap plus at most one array
     state, meta, step = checkpoint.restore_good(str(tmp_path), sharding=parallel.replicated(parallel.make_mesh()))
     assert (step, meta) == (7, {"name": "x"})
+    np.testing.assert_array_equal(state["opt_state"]["mu"], moments["mu"])
+    params_only, _, _ = checkpoint.restore_good(str(tmp_path), sharding=parallel.replicated(parallel.make_mesh()),
+                                                keys=("params",))
+    assert set(params_only) == {"params"}  # inference never reads the optimiser's moments
     for name, array in arrays.items():
         np.testing.assert_array_equal(state["params"][name], array)
+        np.testing.assert_array_equal(params_only["params"][name], array)
 
 
 def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
