@@ -226,9 +226,10 @@ def test_an_empty_shape_is_said_with_its_latent_and_no_mesh_files(tmp_path):
     assert set(answer.files) == {"latent"} and os.path.isfile(answer.files["latent"])
 
 
-def test_drawings_are_read_whatever_their_alpha_and_blank_ones_are_refused():
+def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_refused(tmp_path):
     from sdfjax import errors
     from sdfjax.app.service import ShapeService
+    from sdfjax.sketch2shape import sketches
 
     service = object.__new__(ShapeService)
     service.resolution = 32
@@ -241,6 +242,18 @@ def test_drawings_are_read_whatever_their_alpha_and_blank_ones_are_refused():
     opaque[40:160, 60:64] = 0
     opaque[40:44, 60:140] = 0
     np.testing.assert_array_equal(service.sketch_of(opaque, "sketch 1"), sketch)
+    # A coloured drawing reads the same on the page as from its PNG file (BT.601 luma, as Pillow's "L").
+    colour = np.full((200, 200, 3), 255, np.uint8)
+    colour[40:160, 60:64] = (200, 30, 30)
+    colour[40:44, 60:140] = (30, 160, 60)
+    colour[100:104, 60:140] = (90, 90, 250)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    from_file = sketches.normalize_sketch(sketches.load_image(str(tmp_path / "colour.png")), 32)
+    np.testing.assert_array_equal(service.sketch_of(colour, "sketch 1"), from_file)
+    np.testing.assert_allclose(sketches.grey_of_pixels(colour)[50, 61], (0.299 * 200 + 0.587 * 30 + 0.114 * 30) / 255,
+                               rtol=1e-6)
+    with pytest.raises(errors.DataError, match="sketch 3: expected .* got shape \\(200, 200, 2\\)"):
+        service.sketch_of(np.zeros((200, 200, 2), np.uint8), "sketch 3")
     with pytest.raises(errors.DataError, match="sketch 2: the image is blank"):
         service.sketch_of(np.zeros((200, 200, 4), np.uint8), "sketch 2")
     with pytest.raises(errors.DataError, match="sketch 1: nothing drawn"):

@@ -29,7 +29,7 @@ import numpy as np
 from sdfjax import errors
 from sdfjax.render.pictures import to_uint8
 from sdfjax.sketch2shape.interactive import SketchToShape
-from sdfjax.sketch2shape.sketches import MAX_PIXELS, load_image, normalize_sketch
+from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image, normalize_sketch
 
 OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
 OTHER_ELEVATION = 20.0
@@ -89,13 +89,13 @@ class ShapeService:
         """
         if drawing is None:
             raise errors.DataError(f"{name}: nothing drawn")
-        grey = np.asarray(drawing, np.float32)
-        if grey.ndim == 3:
-            rgb, alpha = grey[..., :3], (grey[..., 3:] / 255.0 if grey.shape[-1] == 4 else 1.0)
-            grey = (rgb * alpha + 255.0 * (1.0 - alpha)).mean(axis=-1)  # transparency is paper
+        try:
+            grey = grey_of_pixels(drawing)
+        except errors.DataError as e:
+            raise errors.DataError(f"{name}: {e}") from None
         if grey.size > MAX_PIXELS:
             raise errors.DataError(f"{name}: {grey.shape[1]} x {grey.shape[0]} pixels is more than a sketch may have")
-        return normalize_sketch(grey / 255.0, self.resolution, name=name)
+        return normalize_sketch(grey, self.resolution, name=name)
 
     @staticmethod
     def read_upload(path: str) -> np.ndarray:

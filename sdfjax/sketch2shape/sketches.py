@@ -49,9 +49,30 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                                f"{max_pixels:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    grey = Image.alpha_composite(background, rgba).convert("L")
-    return np.asarray(grey, np.float32) / 255.0
+    return grey_of_pixels(np.asarray(rgba))
+
+
+# ITU-R BT.601 luma, the weights of Pillow's convert("L"): a coloured stroke reads as the same
+# grey whether it comes from a file or from the page's canvas.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def grey_of_pixels(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA uint8 pixels -> (H, W) grey in [0, 1].
+
+    Transparency is white paper (the pixel is composited onto white), colour becomes its
+    BT.601 luma.
+    """
+    pixels = np.asarray(pixels, np.float32) / 255.0
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.ndim != 3 or pixels.shape[-1] not in (3, 4):
+        raise errors.DataError(f"expected (H, W), (H, W, 3) or (H, W, 4) pixels, got shape {pixels.shape}")
+    rgb = pixels[..., :3]
+    if pixels.shape[-1] == 4:
+        alpha = pixels[..., 3:]
+        rgb = rgb * alpha + (1.0 - alpha)
+    return rgb @ LUMA_WEIGHTS
 
 
 def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name: str = "sketch") -> np.ndarray:
