@@ -28,7 +28,7 @@ import numpy as np
 
 from sdfjax import errors
 from sdfjax.render.pictures import to_uint8
-from sdfjax.sketch2shape.interactive import SketchToShape
+from sdfjax.sketch2shape.interactive import QUICK_MESH_RESOLUTION, SketchToShape
 from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image, normalize_sketch
 
 OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
@@ -60,7 +60,7 @@ class ShapeService:
     """A trained run (or the shipped model) behind the page; safe to call from several threads."""
 
     def __init__(self, config, workdir: str, max_views: int = 3, display_resolution: int | None = None,
-                 quick_mesh_resolution: int = 48, out_root: str | None = None):
+                 quick_mesh_resolution: int = QUICK_MESH_RESOLUTION, out_root: str | None = None):
         self.config = config
         self.max_views = int(max_views)
         self.display_resolution = int(display_resolution or config.render.preview_resolution)

@@ -29,13 +29,18 @@ from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_
 from sdfjax.sketch2shape.losses import gaussian_prior
 
 
+# Voxels per side of the mesh shown first (the encoder's shape, before refinement): coarse enough
+# to be on screen within the page's 2 s; the refined shape is meshed at config.mesh.
+QUICK_MESH_RESOLUTION = 48
+
 class SketchToShape:
     """The trained DeepSDF run of `workdir` with its Siamese and sketch-to-latent encoders, ready to shape sketches."""
 
     def __init__(self, config, workdir: str, warm_views: tuple[int, ...] = (1,),
                  warm_renders: tuple[tuple[int, int], ...] = (), warm_mesh_resolutions: tuple[int, ...] = ()):
         """Loads the run and compiles refinement for each count of views in `warm_views`, rendering for each
-        (number of cameras, resolution) in `warm_renders` and meshing at config.mesh and `warm_mesh_resolutions`."""
+        (number of cameras, resolution) in `warm_renders` and at the sketches' resolution, and meshing at
+        config.mesh and `warm_mesh_resolutions`."""
         self.config = config
         self.trained = trained_lib.load_trained(config, workdir)
         self.siamese, self.siamese_params, meta = trained_lib.load_siamese(workdir)
@@ -59,8 +64,8 @@ class SketchToShape:
             camera = self.camera(0.0, 10.0)
             z = self.encode(blank)
             self.refine(blank, [camera] * views, z, iterations=1)
-            self.normal_map(z, camera)
-        for count, resolution in warm_renders:
+        # Each (count, resolution) compiles once; the sketches' own size is always rendered (the refined view).
+        for count, resolution in sorted({(1, self.resolution), *warm_renders}):
             self.normal_maps(mean, [self.camera(0.0, 10.0, resolution)] * count)
         for resolution in (None, *warm_mesh_resolutions):
             self.mesh(mean, resolution)
