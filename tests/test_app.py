@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -213,6 +214,51 @@ class _NoSurface:
 
     def mesh(self, z, resolution=None):
         return None
+
+
+class _HeldRefinement(_NoSurface):
+    """A model whose refinement holds until released, counting refinements running at once."""
+
+    def __init__(self):
+        self.release, self.entered, self.guard = threading.Event(), threading.Event(), threading.Lock()
+        self.running = self.most_at_once = 0
+
+    def encode(self, sketches):
+        return np.zeros(4, np.float32)
+
+    def refine(self, sketches, cameras, z0, on_step=None):
+        with self.guard:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        self.entered.set()
+        self.release.wait(60)
+        with self.guard:
+            self.running -= 1
+        return z0 + 1.0
+
+
+def test_a_request_gets_its_encoder_shape_while_another_refines_and_refinements_take_turns(tmp_path):
+    from sdfjax.app.service import ShapeService, View
+
+    service = ShapeService.__new__(ShapeService)
+    service.model, service.display_resolution, service.out_root = _HeldRefinement(), 8, str(tmp_path)
+    service.resolution, service.quick_mesh_resolution, service.max_views = 8, 8, 3
+    service._refine_turn = threading.Lock()
+    views = [View(np.zeros((8, 8), np.uint8), 0.0, 0.0)]
+    first = service.shape(views)
+    assert next(first).stage == "encoder"
+    with ThreadPoolExecutor(3) as pool:
+        rest_of_first = pool.submit(list, first)
+        assert service.model.entered.wait(30)  # the first request is refining (and held there)
+        second = service.shape(views)
+        encoder_shape = pool.submit(next, second)
+        assert encoder_shape.result(timeout=30).stage == "encoder"  # not behind the other's refinement
+        rest_of_second = pool.submit(list, second)
+        time.sleep(0.5)
+        assert service.model.running == 1  # the second refinement waits its turn
+        service.model.release.set()
+        answers = rest_of_first.result(timeout=30) + rest_of_second.result(timeout=30)
+    assert [a.stage for a in answers] == ["refined", "refined"] and service.model.most_at_once == 1
 
 
 def test_an_empty_shape_is_said_with_its_latent_and_no_mesh_files(tmp_path):

@@ -5,7 +5,8 @@
 
 Gradio gives what the page needs without front-end code of our own: a sketchpad with pen,
 eraser, undo, clear and stroke width; a 3D mesh viewer; progress bars; a request queue, so
-concurrent users wait their turn and each gets their own answer; and its assets ship in the
+concurrent users each get their own answer (the encoder's shape at once, the refinements in
+turn); and its assets ship in the
 wheel (nothing is fetched from a CDN). Only ids (`elem_id`) that the browser test uses are set.
 """
 
@@ -23,6 +24,7 @@ from sdfjax.render.pictures import upsample
 DEFAULT_VIEWS = ((30.0, 10.0), (120.0, 10.0), (300.0, 30.0))  # azimuth, elevation of each sketch tab
 CANVAS = 512  # pixels per side of the drawing canvas
 UPLOAD_LIMIT = "25mb"  # gradio refuses larger uploads before our own checks
+SHAPE_REQUESTS = 8  # "Sketch to shape" requests served at once (their refinements still take turns)
 SHOWN = 160  # pixels per side of the sketch as read, the live guess and the result's normal map (enlarged)
 
 INTRO = """\
@@ -141,7 +143,9 @@ def build_page(service: ShapeService) -> gr.Blocks:
         for uploaded in uploads:  # a drawing put on the canvas by the server is no stroke: guess after it too
             uploaded.success(guess, inputs, live, show_progress="hidden", concurrency_limit=2, concurrency_id="guess",
                              api_visibility="private")
-        run.click(shape, inputs, [status, read, normal, others, mesh, downloads], concurrency_limit=1,
+        # Several requests at once, so each gets its encoder shape at once; the service runs their
+        # refinements one at a time.
+        run.click(shape, inputs, [status, read, normal, others, mesh, downloads], concurrency_limit=SHAPE_REQUESTS,
                   concurrency_id="shape", show_progress_on=[status], api_name="shape")
     return page
 

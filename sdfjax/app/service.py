@@ -11,7 +11,8 @@ The encoder's shape comes first, from the sketch's view only and with a coarse m
 (`quick_mesh_resolution`), so it is on screen at once; refinement then reports each step
 through `on_step(done, total)`, and the refined shape comes with the other views and a mesh
 at config.mesh. The live guess is rendered at the sketches' resolution. Every request
-writes its own folder of files.
+writes its own folder of files. Requests may run at once: refinements (the long part) take
+turns behind one lock, so a request's encoder shape never waits for another's refinement.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import functools
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,6 +75,8 @@ class ShapeService:
         self.resolution = self.model.resolution
         self.mean_latent = self.model.trained.latents.mean(axis=0)
         self.out_root = out_root or tempfile.mkdtemp(prefix="sdfjax_app_")
+        # One refinement at a time: two would share the CPU and both finish late.
+        self._refine_turn = threading.Lock()
         self._mean_view = functools.lru_cache(maxsize=None)(
             lambda azimuth, elevation: self.model.normal_map(self.mean_latent,
                                                              self.model.camera(azimuth, elevation,
@@ -124,14 +128,18 @@ class ShapeService:
         return self.model.normal_map(z, self._cameras(views[:1], self.config.render.resolution)[0])
 
     def shape(self, views: list[View], on_step: Callable[[int, int], None] | None = None) -> Iterator[Shape]:
-        """Yields the encoder's shape (coarse mesh), then the refined one (config.mesh), each with its files."""
+        """Yields the encoder's shape (coarse mesh), then the refined one (config.mesh), each with its files.
+
+        The refinement waits for any other request's refinement to finish; the encoder's shape does not.
+        """
         self._check(views)
         start = time.monotonic()
         out = os.path.join(self.out_root, uuid.uuid4().hex[:12])
         sketches = np.stack([v.sketch for v in views])
         z0 = self.model.encode(sketches)
         yield self._answer("encoder", z0, views, out, start, self.quick_mesh_resolution, other_views=False)
-        z = self.model.refine(sketches, self._cameras(views, self.resolution), z0, on_step=on_step)
+        with self._refine_turn:
+            z = self.model.refine(sketches, self._cameras(views, self.resolution), z0, on_step=on_step)
         yield self._answer("refined", z, views, out, start, None, other_views=True)
 
     def _answer(self, stage: str, z: np.ndarray, views: list[View], out: str, start: float,
