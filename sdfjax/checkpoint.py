@@ -119,9 +119,9 @@ def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Shard
     structure, shapes and dtypes the checkpoint's metadata gives, every array placed with
     `sharding` (optimiser states then come back as plain dicts and lists); `keys` then reads
     only those top-level entries of the state (`("params",)` for inference: the optimiser's
-    moments are never read). `meta_only` restores only the meta item (state None). A checkpoint that fails to read (a file cut
-    short, a disk error) is skipped for the one before it, with a CheckpointFallbackWarning
-    naming both; ValueError when none reads.
+    moments are never read). `meta_only` restores only the meta item (state None). A
+    checkpoint that fails to read (a file cut short, a disk error) is skipped for the one
+    before it, with a CheckpointFallbackWarning naming both; ValueError when none reads.
     """
     mngr = manager(workdir)
     steps = sorted(mngr.all_steps(), reverse=True)
@@ -130,14 +130,13 @@ def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Shard
         try:
             if meta_only:
                 state, meta = None, mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            elif abstract_state is not None:
+                state, meta = restore(mngr, abstract_state, step)
             else:
-                if abstract_state is not None:
-                    state, meta = restore(mngr, abstract_state, step)
-                else:
-                    abstract = _abstract_as_saved(workdir, step, sharding)
-                    if keys is not None:
-                        abstract = {k: abstract[k] for k in keys}
-                    state, meta = restore(mngr, abstract, step, partial=keys is not None)
+                abstract = _abstract_as_saved(workdir, step, sharding)
+                if keys is not None:
+                    abstract = {k: abstract[k] for k in keys}
+                state, meta = restore(mngr, abstract, step, partial=keys is not None)
         except Exception as e:  # noqa: BLE001 (any read error: fall back to an earlier step)
             failures.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
             continue

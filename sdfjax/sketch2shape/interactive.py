@@ -33,6 +33,7 @@ from sdfjax.sketch2shape.losses import gaussian_prior
 # to be on screen within the page's 2 s; the refined shape is meshed at config.mesh.
 QUICK_MESH_RESOLUTION = 48
 
+
 class SketchToShape:
     """The trained DeepSDF run of `workdir` with its Siamese and sketch-to-latent encoders, ready to shape sketches."""
 
