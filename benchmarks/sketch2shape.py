@@ -63,7 +63,8 @@ def main(argv):
     if _DATA_ROOT.value:
         config.data.root = _DATA_ROOT.value
     start = time.perf_counter()
-    s2s = interactive.SketchToShape(config, _WORKDIR.value)
+    s2s = interactive.SketchToShape(config, _WORKDIR.value,
+                                    warm_mesh_resolutions=(interactive.QUICK_MESH_RESOLUTION,))  # as the page
     startup = time.perf_counter() - start
     source = tfds_builder.data_source(config, "test")
     examples = [source[i % len(source)] for i in range(max(_SKETCHES.value, config.sketch.batch))]
@@ -71,7 +72,6 @@ def main(argv):
                for e in examples]
     sketches = [e["sketches"][_VIEW.value][None] for e in examples]
 
-    s2s.mesh(s2s.trained.latents[0], interactive.QUICK_MESH_RESOLUTION)  # compile the quick mesh's grid
     encoder_s, encoder_full_s, refined_s, chamfer_encoder, chamfer_refined = [], [], [], [], []
     for example, sketch, camera in list(zip(examples, sketches, cameras))[:_SKETCHES.value]:
         t0 = time.perf_counter()
