@@ -17,9 +17,10 @@ Both are jitted JAX on this machine. Reported: rays/s, decoder evaluations per r
 evaluation), and the depth error of each on the pixels both hit against a reference
 trace (256 steps, threshold 1e-6). With `--workdir`, the tracer is also checked on a
 trained decoder (`trained_decoder_check`): hit agreement and depth against a 400-step
-trace, unfinished rays, evaluations per ray. With `--torch_python`, the PyTorch reference
-`render` workload runs too, on the same scene (`--scene sphere_plus_decoder`), camera
-(at (0, 0, -4) looking along +z), focal length and resolution, in float32. Its decoder
+trace, unfinished rays, evaluations per ray (and the long trace's, and their ratio).
+With `--torch_python`, the PyTorch reference `render` workload runs too, on the same
+scene (`--scene sphere_plus_decoder`), camera (at (0, 0, -4) looking along +z), focal
+length and resolution, in float32. Its decoder
 has PyTorch's own random weights: each call costs the same, and the surface is the same
 sphere up to 0.05 f; the naive tracer's work per ray does not depend on the weights.
 """
@@ -114,7 +115,7 @@ def trained_decoder_check(config, workdir: str, latents: int, views: list[int]) 
            for name, s in (("ours", settings), ("bulk_only", bulk), ("reference", reference))}
     totals = {name: {"hits": 0, "agree": 0, "depth_error_sum": 0.0, "depth_error_max": 0.0, "both": 0,
                      "unfinished": 0, "evals": 0, "rays": 0, "seconds": 0.0} for name in ("ours", "bulk_only")}
-    reference_hits = 0
+    reference_hits, reference_evals = 0, 0
     for row in range(min(latents, len(trained.latents))):
         z = jnp.asarray(trained.latents[row])
         ref = fns["reference"](z)
@@ -135,13 +136,17 @@ def trained_decoder_check(config, workdir: str, latents: int, views: list[int]) 
             t["evals"] += int(out["decoder_evals"]) + 4 * len(hit)
             t["rays"] += len(hit)
         reference_hits += int(ref_hit.sum())
+        reference_evals += int(ref["decoder_evals"]) + 4 * len(ref_hit)
+    rays = totals["ours"]["rays"]
     result = {"latents": min(latents, len(trained.latents)), "views": views, "resolution": cameras[0].width,
-              "threshold": settings.threshold, "reference_hits": reference_hits}
+              "threshold": settings.threshold, "reference_hits": reference_hits,
+              "reference_decoder_evals_per_ray": reference_evals / rays}
     for name, t in totals.items():
         result[name] = {"hit_agreement": t["agree"] / t["rays"], "hits": t["hits"],
                         "mean_depth_error": t["depth_error_sum"] / max(t["both"], 1),
                         "max_depth_error": t["depth_error_max"], "unfinished_rays": t["unfinished"],
-                        "decoder_evals_per_ray": t["evals"] / t["rays"], "rays_per_s": t["rays"] / t["seconds"]}
+                        "decoder_evals_per_ray": t["evals"] / t["rays"], "rays_per_s": t["rays"] / t["seconds"],
+                        "evals_ratio_reference_over_this": reference_evals / t["evals"]}
     return result
 
 
