@@ -132,6 +132,30 @@ def test_latent_block_is_multiplied_once_per_scene_and_its_gradient_summed():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+def test_narrow_input_columns_and_the_output_column_are_fused_sums_not_products():
+    for k in (1, 3, decoder_lib.NARROW):
+        x = jax.random.normal(jax.random.key(k), (2, 5, k))
+        w = jax.random.normal(jax.random.key(k + 20), (k, 7))
+        np.testing.assert_allclose(decoder_lib.narrow_matmul(x, w), x @ w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(decoder_lib.input_matmul(x, w), x @ w, rtol=1e-5, atol=1e-6)
+    wide = jax.random.normal(jax.random.key(30), (2, 5, decoder_lib.NARROW + 1))
+    w = jax.random.normal(jax.random.key(31), (decoder_lib.NARROW + 1, 7))
+    np.testing.assert_allclose(decoder_lib.input_matmul(wide, w), wide @ w, rtol=1e-5, atol=1e-6)
+    h = jax.random.normal(jax.random.key(32), (2, 5, 64))
+    w = jax.random.normal(jax.random.key(33), (64, 1))
+    np.testing.assert_allclose(decoder_lib.column_matmul(h, w), h @ w, rtol=1e-5, atol=1e-5)
+    # In a training step's gradient, no product has xyz (32 points x 3) or the one-column output at the
+    # points' shape as an operand or result (each would be a pass of its own at a few GFLOP/s).
+    decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
+    params = decoder_lib.init_params(decoder, jax.random.key(34))
+    jaxpr, _, _ = _training_grad_jaxpr(decoder, params, scenes=2, points=32)
+    products = dot_generals(jaxpr)
+    assert products
+    for eqn in products:
+        for var in (*eqn.invars, *eqn.outvars):
+            assert tuple(var.aval.shape[-2:]) not in ((32, 3), (32, 1)), eqn
+
+
 def test_bfloat16_backward_products_are_bfloat16_with_float32_accumulation():
     decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,),
                                   compute_dtype="bfloat16")

@@ -203,6 +203,29 @@ def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu
     assert float(jnp.abs(jax.jacfwd(normal)(z, 100.0)).max()) > 1e-3
 
 
+def _assert_same_hit_band(sdf, params, origins, directions, depth_a, depth_b, both, threshold, samples=32):
+    """Two traces' depths on pixels both hit are within `threshold`, or else stopped in the same hit band.
+
+    A trace stops at the first point with f < threshold. Where a trained decoder's gradient
+    along the ray is shallow (|grad f . v| << 1), that band is threshold / |grad f . v| long,
+    and two step sequences may stop anywhere in it; then f stays within +-threshold over the
+    whole segment between the two stops. Stops on different surfaces would cross free space
+    (f > threshold) or the inside (f < -threshold) in between. (1e-6: float32 noise of
+    evaluating f again in another batch.)
+    """
+    depth_a, depth_b = np.asarray(depth_a), np.asarray(depth_b)
+    apart = np.where(both & (np.abs(depth_a - depth_b) > threshold))[0]
+    assert len(apart) <= 0.01 * both.sum(), f"{len(apart)} of {both.sum()} hit depths differ"
+    if len(apart) == 0:
+        return
+    t = np.linspace(0.0, 1.0, samples)[None, :, None]
+    a, b = depth_a[apart][:, None, None], depth_b[apart][:, None, None]
+    points = np.asarray(origins)[apart][:, None] + np.asarray(directions)[apart][:, None] * (a + t * (b - a))
+    values = np.asarray(sdf(params, jnp.asarray(points.reshape(-1, 3))))
+    worst = np.abs(values).reshape(len(apart), samples).max(axis=1)
+    assert np.all(worst <= threshold + 1e-6), f"depths {depth_a[apart]} vs {depth_b[apart]}: |f| up to {worst} between"
+
+
 def test_on_a_trained_decoder_the_tracer_agrees_with_a_long_trace_and_reports_what_it_could_not_finish(tmp_path):
     from sdfjax import trained as trained_lib
     from tests.conftest import train_smoke_decoder
@@ -222,8 +245,8 @@ def test_on_a_trained_decoder_the_tracer_agrees_with_a_long_trace_and_reports_wh
         assert np.mean(np.asarray(ours["hit"]) == np.asarray(ref["hit"])) >= 0.999
         both = np.asarray(ours["hit"] & ref["hit"])
         assert both.sum() > 200
-        np.testing.assert_allclose(np.asarray(ours["depth"])[both], np.asarray(ref["depth"])[both],
-                                   atol=settings.threshold)
+        _assert_same_hit_band(sdf, params, origins, directions, ours["depth"], ref["depth"], both,
+                              settings.threshold)
         # A ray out of budget is flagged, never a hit; with the staged bulk alone some are.
         short = render(params, bulk_only)
         unfinished = np.asarray(short["unfinished"])

@@ -99,12 +99,13 @@ def folded_sdf(folded: dict, biases: Sequence[jax.Array | None], xyz: jax.Array,
     h = None
     for i, layer in enumerate(layers):
         if i == 0:
-            pre = features @ layer["w_x"] + biases[0][..., None, :]
+            pre = decoder_lib.input_matmul(features, layer["w_x"]) + biases[0][..., None, :]
         elif biases[i] is not None:
-            pre = frozen_matmul(h, layer["w_h"]) + features @ layer["w_x"] + biases[i][..., None, :]
+            pre = (frozen_matmul(h, layer["w_h"]) + decoder_lib.input_matmul(features, layer["w_x"])
+                   + biases[i][..., None, :])
         elif i < len(layers) - 1:
             pre = frozen_matmul(h, layer["w_h"]) + layer["b"]
         else:
-            return jnp.tanh((h @ layer["w_h"] + layer["b"])[..., 0])
+            return jnp.tanh((decoder_lib.column_matmul(h, layer["w_h"]) + layer["b"])[..., 0])
         h = jax.nn.relu(pre)
     raise AssertionError("unreachable")

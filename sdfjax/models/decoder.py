@@ -63,6 +63,36 @@ def matmul(x: jax.Array, w: jax.Array, compute_dtype) -> jax.Array:
     return _low_precision_matmul(x, w, compute_dtype)
 
 
+NARROW = 8  # input blocks at most this wide (xyz) are multiplied as broadcast sums, not as products
+
+
+def narrow_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x (..., K) @ w (K, N) in float32 as a sum of K broadcast products, for small K (xyz: K = 3).
+
+    A K = 3 product is a pass of its own over the (..., N) output (and two more backward) at a
+    few GFLOP/s; as elementwise work XLA fuses it into the bias, ReLU and dropout around it,
+    and its weight gradient becomes a reduction.
+    """
+    x = x.astype(jnp.float32)
+    out = x[..., 0:1] * w[0]
+    for k in range(1, x.shape[-1]):
+        out = out + x[..., k:k + 1] * w[k]
+    return out
+
+
+def input_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x @ w in float32 for a block of the network's input: `narrow_matmul` up to `NARROW` columns."""
+    if x.shape[-1] <= NARROW:
+        return narrow_matmul(x, w)
+    return jnp.matmul(x.astype(jnp.float32), w, preferred_element_type=jnp.float32)
+
+
+def column_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x (..., K) @ w (K, 1) in float32 as a row sum: the output layer's one column, whose
+    backward product (an outer product writing (..., K)) then fuses into the ReLU mask."""
+    return jnp.sum(x.astype(jnp.float32) * w[:, 0], axis=-1, keepdims=True)
+
+
 def _product(x, w, dtype):
     return jnp.matmul(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
@@ -93,9 +123,10 @@ class Dense(nn.Module):
 
     `x` (..., K) is multiplied in `compute_dtype`; each array of `inputs` is a further block
     of input columns (after x's, in order), multiplied in float32 at its own leading shape
-    and broadcast onto the result. `Dense(n)(x, [a, b])` equals a dense layer on the
-    concatenation [x, a, b] (one weight matrix `v` of all their columns) without ever
-    broadcasting a or b to x's shape.
+    and broadcast onto the result (`input_matmul`: blocks at most `NARROW` wide as broadcast
+    sums; a one-feature layer's product is a float32 row sum, `column_matmul`).
+    `Dense(n)(x, [a, b])` equals a dense layer on the concatenation [x, a, b] (one weight
+    matrix `v` of all their columns) without ever broadcasting a or b to x's shape.
     """
 
     features: int
@@ -115,11 +146,14 @@ class Dense(nn.Module):
             w = v * (g / jnp.linalg.norm(v, axis=0))
         out = bias
         row = 0
-        if x is not None:
+        if x is not None and self.features == 1:
+            out = out + column_matmul(x, w[:x.shape[-1]])
+            row = x.shape[-1]
+        elif x is not None:
             out = out + matmul(x, w[:x.shape[-1]], DTYPES[self.compute_dtype])
             row = x.shape[-1]
         for block in inputs:
-            out = out + matmul(block, w[row:row + block.shape[-1]], jnp.float32)
+            out = out + input_matmul(block, w[row:row + block.shape[-1]])
             row += block.shape[-1]
         return out
 
