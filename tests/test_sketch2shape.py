@@ -11,6 +11,7 @@ import zlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -23,7 +24,7 @@ from sdfjax import trained as trained_lib
 from sdfjax.fit import reconstruct
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
-from sdfjax.render.silhouette import silhouette_loss
+from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 from sdfjax.sketch2shape import encoders, hand_drawn, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
 from sdfjax.train import logs, sampled_shapes
@@ -34,16 +35,19 @@ CAMERA = camera_lib.Camera(30.0, 20.0, 4.0, 64.0, 32, 32)
 
 # --- the silhouette term on an analytic sphere ------------------------------------------------------
 
-def _fit_radius(start: float, mask, margin: float, hit_threshold: float, steps: int = 150) -> float:
-    """Adam on a sphere's radius against a target silhouette mask; returns the final radius."""
+def _fit_radius(start: float, mask, margin: float, hit_threshold: float, steps: int = 150, loss_fn=None) -> float:
+    """Adam on a sphere's radius against a target silhouette mask; returns the final radius.
+
+    loss_fn(min_sdf, mask) defaults to the relu form with `margin` and `hit_threshold`."""
     origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
     settings = tracer.TraceSettings()
     sdf = lambda p, x: jnp.linalg.norm(x, axis=-1) - p  # noqa: E731
+    loss_fn = loss_fn or (lambda m, k: silhouette_loss(m, k, margin, hit_threshold))
 
     @jax.jit
     def step(r, opt):
-        loss, g = jax.value_and_grad(lambda r: silhouette_loss(
-            tracer.render(sdf, r, origins, directions, settings)["min_sdf"], mask, margin, hit_threshold))(r)
+        loss, g = jax.value_and_grad(lambda r: loss_fn(
+            tracer.render(sdf, r, origins, directions, settings)["min_sdf"], mask))(r)
         updates, opt = optimizer.update(g, opt)
         return optax.apply_updates(r, updates), opt
 
@@ -67,6 +71,23 @@ def test_two_sided_silhouette_shrinks_a_large_sphere_and_grows_a_small_one():
     assert abs(_fit_radius(0.3, mask, 0.01, threshold) - 0.5) < 0.03
     # The one-sided form only inflates: a too-large sphere never shrinks (the bug this replaces).
     assert _fit_radius(0.7, mask, 0.0, 0.0) >= 0.7
+
+
+def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_sphere_both_ways():
+    rng = np.random.default_rng(0)
+    min_sdf = jnp.asarray(rng.choice([-1e-4, 1e-4, 0.05, 0.2], size=500).astype(np.float32))
+    mask = jnp.asarray(rng.uniform(size=500) < 0.4)
+    known = jnp.asarray(rng.uniform(size=500) < 0.8)
+    hit = np.asarray(min_sdf) < 2e-4
+    pixel_error = np.mean((hit != np.asarray(mask))[np.asarray(known)])
+    np.testing.assert_allclose(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4, known), pixel_error, atol=1e-5)
+    assert abs(float(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4)) - np.mean(hit != np.asarray(mask))) < 1e-5
+    with pytest.raises(ValueError, match="config.sketch.silhouette_form='nope'"):
+        losses.one_view_silhouette(ml_collections.ConfigDict({"silhouette_form": "nope"}), 2e-4)
+    sphere = _sphere_mask(0.5)
+    soft = lambda m, k: soft_occupancy_loss(m, k, 0.03, tracer.TraceSettings().threshold)  # noqa: E731
+    assert abs(_fit_radius(0.7, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
+    assert abs(_fit_radius(0.3, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
 
 
 def test_outline_masks_leave_enclosed_background_unknown():

@@ -40,3 +40,21 @@ def silhouette_loss(min_sdf: jax.Array, mask: jax.Array, margin: float = 0.0, hi
         return (jnp.sum(jnp.where(inside_rays, inside, 0.0)) / jnp.maximum(jnp.sum(inside_rays), 1)
                 + jnp.sum(jnp.where(outside_rays, outside, 0.0)) / jnp.maximum(jnp.sum(outside_rays), 1))
     return jnp.mean(jnp.where(known, jnp.where(mask, inside, outside), 0.0))
+
+
+
+def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float, hit_threshold: float,
+                        known: jax.Array | None = None) -> jax.Array:
+    """Mean over the known rays of |occupancy - mask|, occupancy = exp(-relu(min_sdf - hit_threshold) / temperature).
+
+    A soft pixel error: a ray that hits (min_sdf below the hit threshold) is occupied, one
+    that misses by d is exp(-d / temperature) occupied, so as temperature -> 0 this is the
+    share of known pixels whose hit disagrees with the mask. Missed rays inside the mask are
+    pulled in and near misses outside it pushed off; hit rays carry no gradient (as in the
+    relu form, the threshold keeps their min_sdf out of the loss). The relu form weighs a
+    ray by how far it misses, so a few far misses outweigh many wrong pixels.
+    """
+    occupancy = jnp.exp(-jax.nn.relu(min_sdf - hit_threshold) / temperature)
+    known = jnp.ones_like(mask) if known is None else known
+    error = jnp.abs(occupancy - mask.astype(occupancy.dtype))
+    return jnp.sum(jnp.where(known, error, 0.0)) / jnp.maximum(jnp.sum(known), 1)

@@ -12,7 +12,8 @@ known) from sdfjax.sketch2shape.sketches.outline_masks:
            + w_t * mean_dims (z - z0)^2                                  a trust region
 
 The silhouette term is two-sided and balanced between the object's and the background's
-rays (sdfjax.render.silhouette). mu and W = (Sigma + lambda
+rays (sdfjax.render.silhouette), or with `silhouette_form="soft"` a soft pixel error
+(`soft_occupancy_loss`: a ray missing by d counts exp(-d / T) occupied). mu and W = (Sigma + lambda
 I)^(-1/2) come from the trained latent table (`gaussian_prior`), so the prior is the
 squared Mahalanobis distance per dimension: about 1 for a trained latent, and large
 where the decoder never learned a shape. z0 is where the optimisation started (the
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import tracer
-from sdfjax.render.silhouette import silhouette_loss
+from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 
 
 def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +54,17 @@ def prior_energy(z: jax.Array, prior: dict) -> jax.Array:
     return jnp.mean((prior["whiten"] @ (z - prior["mean"])) ** 2)
 
 
+def one_view_silhouette(sketch_config, hit_threshold: float):
+    """silhouette(min_sdf (R*R,), inside, known) of one view, in config.sketch.silhouette_form."""
+    sk = sketch_config
+    form = sk.get("silhouette_form", "relu")
+    if form == "relu":
+        return lambda m, i, k: silhouette_loss(m, i, sk.surface_eps, hit_threshold, k, balanced=True)
+    if form == "soft":
+        return lambda m, i, k: soft_occupancy_loss(m, i, sk.silhouette_temperature, hit_threshold, k)
+    raise ValueError(f"config.sketch.silhouette_form={form!r}: expected 'relu' or 'soft'")
+
+
 def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, directions, inside, known, z0,
                 prior, settings, resolution: int, sketch_config):
     """(loss, (embedding distance, silhouette, prior)) of the module docstring for one object.
@@ -68,9 +80,7 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
     images = jax.vmap(lambda n, h: tracer.normal_image(n, h, resolution, resolution))(out["normals"], out["hit"])
     rendered = encoder(images)
     embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
-    silhouette = jnp.mean(jax.vmap(lambda m, i, k: silhouette_loss(m, i, sk.surface_eps, settings.threshold, k,
-                                                                        balanced=True))(
-        out["min_sdf"], inside, known))
+    silhouette = jnp.mean(jax.vmap(one_view_silhouette(sk, settings.threshold))(out["min_sdf"], inside, known))
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
             + sk.trust_weight * jnp.mean((z - z0) ** 2))
