@@ -14,6 +14,10 @@ With margin = hit_threshold = 0 it is the one-sided relu(min_sdf) / relu(-min_sd
 earlier versions, which only inflates: a hit ray's min_sdf lies in [0, threshold), so
 relu(min_sdf) pushes every hit pixel outward and relu(-min_sdf) is 0 outside, so
 nothing removes material.
+
+Soft form (`soft_occupancy_loss`): the share of known pixels whose occupancy disagrees
+with the mask, a missed ray being exp(-d / temperature) occupied; it counts wrong pixels
+rather than how far they miss.
 """
 
 from __future__ import annotations
@@ -42,14 +46,14 @@ def silhouette_loss(min_sdf: jax.Array, mask: jax.Array, margin: float = 0.0, hi
     return jnp.mean(jnp.where(known, jnp.where(mask, inside, outside), 0.0))
 
 
-
 def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float, hit_threshold: float,
                         known: jax.Array | None = None) -> jax.Array:
-    """Mean over the known rays of |occupancy - mask|, occupancy = exp(-relu(min_sdf - hit_threshold) / temperature).
+    """Mean over the known rays of |occupancy - mask|: a soft pixel error.
 
-    A soft pixel error: a ray that hits (min_sdf below the hit threshold) is occupied, one
-    that misses by d is exp(-d / temperature) occupied, so as temperature -> 0 this is the
-    share of known pixels whose hit disagrees with the mask. Missed rays inside the mask are
+    occupancy = exp(-relu(min_sdf - hit_threshold) / temperature): a ray that hits (min_sdf
+    below the hit threshold) is occupied, one that misses by d is exp(-d / temperature)
+    occupied, so as temperature -> 0 this is the share of known pixels whose hit disagrees
+    with the mask. Missed rays inside the mask are
     pulled in and near misses outside it pushed off; hit rays carry no gradient (as in the
     relu form, the threshold keeps their min_sdf out of the loss). The relu form weighs a
     ray by how far it misses, so a few far misses outweigh many wrong pixels.

@@ -13,8 +13,8 @@ known) from sdfjax.sketch2shape.sketches.outline_masks:
 
 The silhouette term is two-sided and balanced between the object's and the background's
 rays (sdfjax.render.silhouette), or with `silhouette_form="soft"` a soft pixel error
-(`soft_occupancy_loss`: a ray missing by d counts exp(-d / T) occupied). mu and W = (Sigma + lambda
-I)^(-1/2) come from the trained latent table (`gaussian_prior`), so the prior is the
+(`soft_occupancy_loss`: a ray missing by d counts exp(-d / T) occupied). mu and
+W = (Sigma + lambda I)^(-1/2) come from the trained latent table (`gaussian_prior`), so the prior is the
 squared Mahalanobis distance per dimension: about 1 for a trained latent, and large
 where the decoder never learned a shape. z0 is where the optimisation started (the
 encoder's latent): the trust region keeps the refinement near a good start.
