@@ -165,6 +165,17 @@ def sketch_picture(workdir: str, count: int) -> np.ndarray | None:
     return pictures.picture_grid([[im] for im in images]) if images else None
 
 
+def latest_timings(jsonl: str) -> list[dict]:
+    """One {"stage", "seconds"} per stage of timings.jsonl, in first-run order, each with its last time:
+    a stage run again (its .done marker removed) replaces its earlier row instead of adding one."""
+    latest = {}
+    for line in jsonl.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            latest[record["stage"]] = record
+    return list(latest.values())
+
+
 def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     """Writes `<workdir>/results/results.md` (and the pictures, into `picture_dir` if given); returns the markdown."""
     out = results_dir(workdir)
@@ -172,8 +183,8 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     stats_path = io.join(config.data.root, "preprocess_stats.json")
     stats = json.loads(io.read_text(stats_path)) if io.exists(stats_path) else {}
     records = logs.read_metrics(workdir)
-    timings = [json.loads(line) for line in io.read_text(io.join(out, "timings.jsonl")).splitlines()
-               if line.strip()] if io.exists(io.join(out, "timings.jsonl")) else []
+    timings_path = io.join(out, "timings.jsonl")
+    timings = latest_timings(io.read_text(timings_path)) if io.exists(timings_path) else []
     retrieval_path = io.join(out, "retrieval", "retrieval.json")
     retrieval = json.loads(io.read_text(retrieval_path)) if io.exists(retrieval_path) else None
     table, medians = reconstruction_table(workdir)

@@ -63,3 +63,12 @@ def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tm
     assert "| sketch2shape | 3 | 3.000 | 2.000 |" in table and "| retrieval | 3 | 5.333 | 4.000 |" in table
     assert "refinement better than its start (the encoder) on 2 of 3 sketches" in table
     assert "median Chamfer 0.50 x retrieval's" in table and "median Chamfer 4.00 x SDF fitting's" in table
+
+
+def test_a_stage_run_again_counts_once_with_its_last_time():
+    from sdfjax import report
+    jsonl = "\n".join(json.dumps(r) for r in ({"stage": "train", "seconds": 5.0}, {"stage": "sketch2shape", "seconds": 3.0},
+                                              {"stage": "report", "seconds": 1.0}, {"stage": "sketch2shape", "seconds": 4.0}))
+    assert report.latest_timings(jsonl + "\n\n") == [{"stage": "train", "seconds": 5.0},
+                                                     {"stage": "sketch2shape", "seconds": 4.0},
+                                                     {"stage": "report", "seconds": 1.0}]
