@@ -20,9 +20,9 @@ trained decoder (`trained_decoder_check`): hit agreement and depth against a 400
 trace, unfinished rays, evaluations per ray (and the long trace's, and their ratio).
 With `--torch_python`, the PyTorch reference `render` workload runs too, on the same
 scene (`--scene sphere_plus_decoder`), camera (at (0, 0, -4) looking along +z), focal
-length and resolution, in float32. Its decoder
-has PyTorch's own random weights: each call costs the same, and the surface is the same
-sphere up to 0.05 f; the naive tracer's work per ray does not depend on the weights.
+length and resolution, in float32. Its decoder has PyTorch's own random weights: each
+call costs the same, and the surface is the same sphere up to 0.05 f; the naive tracer's
+work per ray does not depend on the weights.
 """
 
 from __future__ import annotations

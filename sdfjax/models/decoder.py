@@ -84,7 +84,7 @@ def input_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     """x @ w in float32 for a block of the network's input: `narrow_matmul` up to `NARROW` columns."""
     if x.shape[-1] <= NARROW:
         return narrow_matmul(x, w)
-    return jnp.matmul(x.astype(jnp.float32), w, preferred_element_type=jnp.float32)
+    return matmul(x.astype(jnp.float32), w, jnp.float32)
 
 
 def column_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -146,11 +146,9 @@ class Dense(nn.Module):
             w = v * (g / jnp.linalg.norm(v, axis=0))
         out = bias
         row = 0
-        if x is not None and self.features == 1:
-            out = out + column_matmul(x, w[:x.shape[-1]])
-            row = x.shape[-1]
-        elif x is not None:
-            out = out + matmul(x, w[:x.shape[-1]], DTYPES[self.compute_dtype])
+        if x is not None:
+            w_x = w[:x.shape[-1]]
+            out = out + (column_matmul(x, w_x) if self.features == 1 else matmul(x, w_x, DTYPES[self.compute_dtype]))
             row = x.shape[-1]
         for block in inputs:
             out = out + input_matmul(block, w[row:row + block.shape[-1]])
