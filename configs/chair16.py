@@ -210,6 +210,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.silhouette_form = "relu"  # relu (two-sided, by distance) | soft (soft pixel error)
     config.sketch.silhouette_temperature = 0.03  # soft: a ray missing by d is exp(-d / T) occupied
     config.sketch.enclosed = "unknown"  # regions the lines enclose: unknown (left out) | inside
+    # pixels the lines grow before deciding what they enclose (closes gaps of 2k px in a hand's strokes)
+    config.sketch.outline_tolerance = 0
     config.sketch.prior_weight = 1e-2  # Gaussian (Mahalanobis) prior fitted to the trained latents
     config.sketch.prior_shrinkage = 0.1  # covariance shrinkage towards its mean variance
     config.sketch.trust_weight = 0.0  # mean (z - z_start)^2: a trust region around the start

@@ -103,6 +103,25 @@ def test_outline_masks_leave_enclosed_background_unknown():
         sketches.outline_masks(sketch, "nope")
 
 
+def test_outline_tolerance_closes_a_broken_stroke():
+    sketch = np.full((40, 40), 255, np.uint8)
+    sketch[5, 5:35] = sketch[34, 5:35] = sketch[5:35, 5] = sketch[5:35, 34] = 0  # a square frame ...
+    sketch[34, 18:22] = 255  # ... whose bottom side has a 4-pixel gap, as a hand leaves
+    inside, known = sketches.outline_masks(sketch)
+    assert known[20, 20] and not inside[20, 20]  # without tolerance the outside flows in: "not object"
+    assert sketches.outline_masks(sketch, tolerance=1)[1][20, 20]  # 1 pixel closes gaps of 2, not 4
+    inside, known = sketches.outline_masks(sketch, tolerance=2)
+    assert not known[20, 20]  # enclosed again: unknown
+    assert known[0, 0] and not inside[0, 0]  # far outside: still outside
+    assert not known[3, 20] and known[1, 20]  # within 2 pixels of a line: unknown; farther: outside
+    assert inside[5, 10] and known[5, 10]  # the lines themselves: object
+    filled, _ = sketches.outline_masks(sketch, "inside", tolerance=2)
+    assert filled[20, 20] and not filled[0, 0]
+    assert (sketches.outline_masks(sketch, tolerance=0)[1] == sketches.outline_masks(sketch)[1]).all()
+    with pytest.raises(ValueError, match="config.sketch.outline_tolerance=-1"):
+        sketches.outline_masks(sketch, tolerance=-1)
+
+
 def test_gaussian_prior_whitens_the_trained_latents():
     rng = np.random.default_rng(0)
     mixing = rng.normal(size=(4, 4))

@@ -91,7 +91,8 @@ class SketchToShape:
         iterations = self.config.sketch.iterations if iterations is None else iterations
         z0 = np.asarray(z0, np.float32)
         arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
-            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed))
+            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed,
+            self.config.sketch.outline_tolerance))
         done = [0]
 
         def step_done():

@@ -184,14 +184,14 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
 
 
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
-                  z0: np.ndarray, enclosed: str) -> tuple[np.ndarray, ...]:
+                  z0: np.ndarray, enclosed: str, tolerance: int = 0) -> tuple[np.ndarray, ...]:
     """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
 
     sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
     sketches' embeddings, z0 (B, L) the starts -> (origins (B, V, R*R, 3), directions, targets,
-    inside (B, V, R*R), known, z0), with the outline masks of `sketches.outline_masks(enclosed)`.
+    inside (B, V, R*R), known, z0), with the outline masks of `sketches.outline_masks(enclosed, tolerance)`.
     """
-    masks = [[outline_masks(s, enclosed) for s in obj] for obj in sketches]
+    masks = [[outline_masks(s, enclosed, tolerance) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
     return (np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
             np.asarray(targets), np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks]),
@@ -291,7 +291,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
             part = slice(start, start + size)
             count = len(batch.names[part])
             arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
-                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed))
+                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed,
+                sk.outline_tolerance))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
                                            arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])

@@ -115,7 +115,7 @@ def filled_outline(sketch: np.ndarray) -> np.ndarray:
 ENCLOSED = ("unknown", "inside")
 
 
-def outline_masks(sketch: np.ndarray, enclosed: str = "unknown") -> tuple[np.ndarray, np.ndarray]:
+def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(inside, known) (H, W) bool masks of a black-on-white sketch for the silhouette loss.
 
     Lines (closed by one pixel) are the object; background that reaches the image border
@@ -123,12 +123,21 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown") -> tuple[np.nda
     above) or background between parts (between slats or legs): lines alone cannot tell,
     so with `enclosed="unknown"` such regions are left out of the loss (known = False);
     `"inside"` counts them as object (the filled outline of earlier versions).
+
+    `tolerance` > 0 grows the lines by that many pixels before deciding what they enclose:
+    a gap in a stroke of up to 2 * tolerance pixels no longer lets the outside flow
+    into the drawing (a hand-drawn contour is rarely closed), and background within
+    `tolerance` pixels of a line is unknown rather than outside (a hand's lines miss the
+    true contour by a pixel or two).
     """
     if enclosed not in ENCLOSED:
         raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
+    if tolerance < 0:
+        raise ValueError(f"config.sketch.outline_tolerance={tolerance}: expected pixels >= 0")
     lines = np.asarray(sketch) < 128
     closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
-    filled = scipy.ndimage.binary_fill_holes(closed)
+    grown = scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance) if tolerance else closed
+    filled = scipy.ndimage.binary_fill_holes(grown | closed)
     if enclosed == "inside":
         return filled, np.ones_like(filled)
     return closed, closed | ~filled
