@@ -115,8 +115,9 @@ def test_outline_tolerance_closes_a_broken_stroke():
     assert known[0, 0] and not inside[0, 0]  # far outside: still outside
     assert not known[3, 20] and known[1, 20]  # within 2 pixels of a line: unknown; farther: outside
     assert inside[5, 10] and known[5, 10]  # the lines themselves: object
-    filled, _ = sketches.outline_masks(sketch, "inside", tolerance=2)
-    assert filled[20, 20] and not filled[0, 0]
+    filled, known = sketches.outline_masks(sketch, "inside", tolerance=2)
+    assert filled[20, 20] and known[20, 20] and not filled[0, 0] and known[0, 0]
+    assert not filled[3, 20] and not known[3, 20]  # the grown band outside the drawing: unknown, not object
     assert (sketches.outline_masks(sketch, tolerance=0)[1] == sketches.outline_masks(sketch)[1]).all()
     with pytest.raises(ValueError, match="config.sketch.outline_tolerance=-1"):
         sketches.outline_masks(sketch, tolerance=-1)

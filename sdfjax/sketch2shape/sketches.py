@@ -139,5 +139,8 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     grown = scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance) if tolerance else closed
     filled = scipy.ndimage.binary_fill_holes(grown | closed)
     if enclosed == "inside":
-        return filled, np.ones_like(filled)
+        # the grown lines' outer band is background that the tolerance leaves unknown, not object
+        band = (scipy.ndimage.binary_dilation(~filled, structure=np.ones((3, 3)), iterations=tolerance)
+                & filled & ~closed if tolerance else np.zeros_like(filled))
+        return filled & ~band, ~band
     return closed, closed | ~filled
