@@ -176,6 +176,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.encoder.sdf_weight = 1.0  # weight of the clamped SDF L1 through the frozen decoder
     config.encoder.sdf_points = 512  # uniform points in [-1, 1]^3 per sketch for that term
     config.encoder.holdout_views = ()  # dataset views never trained on (held-out latent error)
+    # after training: the fitting loss of the predicted latents on the val shapes' own SDF samples (a shape
+    # error without meshes) at this many evenly spread views, `eval_points` samples each; 0: not measured
+    config.encoder.eval_views = 9
+    config.encoder.eval_points = 2048
     # > 0: this many latents sampled from the trained table (interpolations, Gaussian draws), rendered by the
     # sphere tracer from `sampled_views` dataset views into sketches and mixed into every batch
     # (`sampled_per_batch` each): shapes beyond the training meshes (sdfjax.train.sampled_shapes)

@@ -134,6 +134,11 @@ def encoder_dir(workdir: str) -> str:
     return os.path.join(workdir, ENCODER_SUBDIR)
 
 
+def encoder_val_scores_path(workdir: str) -> str:
+    """The val split's shape errors that train_encoder writes after training (sdfjax.train.encoder.val_shape_errors)."""
+    return os.path.join(encoder_dir(workdir), "val_scores.json")
+
+
 def load_encoder(workdir: str) -> tuple[siamese_lib.Tower, dict, dict]:
     """(model, params, meta) of the latest sketch-to-latent checkpoint of `workdir`, as it was trained.
 

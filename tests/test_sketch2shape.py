@@ -21,6 +21,8 @@ from PIL import Image
 from data_gen import user_sketches
 from sdfjax import errors
 from sdfjax import trained as trained_lib
+from sdfjax.data import tfds_builder
+from sdfjax.data.batching import images_and_views
 from sdfjax.fit import reconstruct
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
@@ -175,6 +177,12 @@ def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, 
     assert os.path.isfile(os.path.join(trained_lib.encoder_dir(workdir), "loss.png"))
     model, params, meta = trained_lib.load_encoder(workdir)
     assert meta["latent_dim"] == config.model.latent_dim
+    # the val split's shape error, written beside the checkpoints (the smoke set has val shapes)
+    saved = json.loads(open(trained_lib.encoder_val_scores_path(workdir)).read())
+    assert saved["step"] == 40 and saved["val_shapes"] > 0 and len(saved["val_views"]) == min(
+        config.encoder.eval_views, 2)
+    assert 0 < summary["val_sdf_l1_x1000_median"] == saved["val_sdf_l1_x1000_median"]
+    assert saved["val_mean_latent_sdf_l1_x1000_median"] > 0
     # Resumed after an interruption: the same parameters as the run that went through.
     other = str(tmp_path / "resumed")
     os.makedirs(other)
@@ -195,6 +203,33 @@ def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, 
         encoder_train.train_encoder(changed, other, progress=False)
     with pytest.raises(ValueError, match="no sketch-to-latent encoder checkpoint"):
         trained_lib.load_encoder(str(tmp_path / "empty"))
+
+
+def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
+    config, workdir, _ = trained_models
+    deepsdf = trained_lib.load_trained(config, workdir)
+    model, params, _ = trained_lib.load_encoder(workdir)
+    source = tfds_builder.data_source(config, "train")
+    rows = encoder_train.latent_rows(config, deepsdf)
+    clamp, points = config.train.clamp_distance, 256
+    own = deepsdf.latents[rows[0]]
+    scored = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
+                                                 np.asarray([0, 1]), clamp, points, seed=5, latent=own)
+    # written out: the same samples (the first draw of the seeded generator), one decoder call, DeepSDF's clamp
+    samples = np.asarray(source[0]["sdf_samples"], np.float32)
+    samples = samples[np.random.default_rng([5, 9]).choice(len(samples), points, replace=False)]
+    sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.tile(own, (points, 1)), samples[:, :3])).reshape(-1)
+    expected = np.mean(np.abs(np.clip(sdf, -clamp, clamp) - np.clip(samples[:, 3], -clamp, clamp)))
+    np.testing.assert_allclose(scored[0], [expected, expected], rtol=1e-4)
+    # the encoder's path: view v's sketch of record 0 scored at the latent the encoder gives that sketch
+    encoded = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
+                                                  np.asarray([1, 0]), clamp, points, seed=5)
+    sketch_1 = images_and_views(source[0])[0][1]
+    z_1 = encoders.latent_predictor(model, params)(sketch_1[None])[0]
+    at_z_1 = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
+                                                 np.asarray([1]), clamp, points, seed=5, latent=z_1)
+    np.testing.assert_allclose(encoded[0, 0], at_z_1[0, 0], rtol=1e-4)
+    assert encoded.shape == (len(source), 2) and not np.allclose(encoded[0], encoded[1])
 
 
 # --- refinement -------------------------------------------------------------------------------------

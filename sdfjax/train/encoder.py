@@ -23,7 +23,11 @@ latent it was rendered from as its target: shapes beyond the training meshes.
 
 `encoder.holdout_views` are never trained on: the summary's `holdout_latent_mse` is the
 latent error on those views of the train shapes (and `initial_holdout_latent_mse`
-before training), so a run shows whether the encoder reads shapes, not pictures.
+before training), so a run shows whether the encoder reads shapes, not pictures. After
+training, `val_shape_errors` scores it on the val split's shapes, which have no trained
+latent: the fitting loss of the predicted latent on each shape's own SDF samples, beside
+the mean trained latent's (written to `<workdir>/encoder/val_scores.json`; a minute,
+no meshes).
 
 Writes `<workdir>/encoder/`: checkpoints/ (Orbax; resumed automatically),
 metrics.jsonl (loss, latent_mse, sdf_l1, learning rate, sketches/s), TensorBoard
@@ -39,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import checkpoint, io, parallel, trained
+from sdfjax import checkpoint, errors, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
 from sdfjax.geometry import isosurface
@@ -173,6 +177,54 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
     return float(np.mean(errors))
 
 
+def shape_errors_on_split(model, params, decoder, decoder_params, source, views: np.ndarray, clamp_distance: float,
+                          num_points: int, seed: int, latent: np.ndarray | None = None) -> np.ndarray:
+    """(records, views) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own SDF
+    samples: DeepSDF's fitting loss (its eq. 9 without the prior), so a shape error on shapes that have no
+    trained latent (the val split) and no mesh to score. `latent` (L,): score that one latent instead of the
+    encoder's (the trivial baseline, e.g. the mean trained latent). The same `num_points` samples per record
+    for every view, drawn with `seed`."""
+    encode = isosurface.chunked(jax.jit(lambda s: latent_encoder.encode(model, params, s)), 64)
+
+    @jax.jit
+    def sdf_l1(z, samples):  # z (V, L), samples (P, 4) -> (V,)
+        sdf = decoder.apply(decoder_params, z[:, None, :], jnp.broadcast_to(samples[:, :3], (len(z), len(samples), 3)))
+        target = jnp.clip(samples[:, 3], -clamp_distance, clamp_distance)
+        sdf = sdf.reshape(len(z), len(samples))
+        return jnp.mean(jnp.abs(jnp.clip(sdf, -clamp_distance, clamp_distance) - target), axis=-1)
+
+    rng = np.random.default_rng([seed, 9])
+    out = np.empty((len(source), len(views)), np.float32)
+    for index in range(len(source)):
+        record = source[index]
+        samples = np.asarray(record["sdf_samples"], np.float32)
+        samples = samples[rng.choice(len(samples), min(num_points, len(samples)), replace=False)]
+        sketches, _, _ = images_and_views(record)
+        z = encode(sketches[views]) if latent is None else np.broadcast_to(latent, (len(views), len(latent)))
+        out[index] = np.asarray(sdf_l1(jnp.asarray(z, jnp.float32), jnp.asarray(samples)))
+    return out
+
+
+def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> dict:
+    """The encoder's median shape error (`shape_errors_on_split`, x1000) on the val split's sketches, at
+    `encoder.eval_views` evenly spread views, beside the mean trained latent's; {} without a val split."""
+    ec = config.encoder
+    try:
+        source = tfds_builder.data_source(config, "val")
+    except errors.DataError:
+        return {}
+    if not len(source) or not ec.get("eval_views", 0):
+        return {}
+    _, _, all_views = images_and_views(source[0])
+    views = np.unique(np.round(np.linspace(0, len(all_views) - 1, ec.eval_views)).astype(int))
+    args = (deepsdf.decoder, deepsdf.params, source, views, config.train.clamp_distance, ec.eval_points, config.seed)
+    encoder_errors = shape_errors_on_split(model, params, *args)
+    mean_errors = shape_errors_on_split(model, params, *args, latent=deepsdf.latents.mean(0))
+    return {"val_shapes": len(source), "val_views": views.tolist(),
+            "val_sdf_l1_x1000_median": float(1e3 * np.median(encoder_errors)),
+            "val_mean_latent_sdf_l1_x1000_median": float(1e3 * np.median(mean_errors))}
+
+
 def _meta(config, resolution: int) -> dict:
     return {"encoder": json.loads(config.encoder.to_json_best_effort()), "resolution": resolution,
             "latent_dim": config.model.latent_dim, "data_root": config.data.root}
@@ -239,4 +291,10 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
                                                          deepsdf.latents, held)}
     if initial_holdout is not None:
         summary["initial_holdout_latent_mse"] = initial_holdout
+    if parallel.is_main_process():
+        val = val_shape_errors(config, model, jax.device_get(state["params"]), deepsdf)
+        if val:
+            io.atomic_write_json(trained.encoder_val_scores_path(workdir),
+                                 {**val, "step": int(jax.device_get(state["step"]))})
+        summary.update(val)
     return summary
