@@ -52,6 +52,7 @@ from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
 from sdfjax.train import logs, loop, sampled_shapes
 from sdfjax.train.augment import augment_sketch
+from sdfjax.train.losses import sdf_loss
 
 
 lr_schedule = loop.warmup_cosine_schedule
@@ -180,7 +181,7 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
 def shape_errors_on_split(model, params, decoder, decoder_params, source, views: np.ndarray, clamp_distance: float,
                           num_points: int, seed: int, latent: np.ndarray | None = None) -> np.ndarray:
     """(records, views) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own SDF
-    samples: DeepSDF's fitting loss (its eq. 9 without the prior), so a shape error on shapes that have no
+    samples: DeepSDF's fitting loss (its Eq. 10 without the prior), so a shape error on shapes that have no
     trained latent (the val split) and no mesh to score. `latent` (L,): score that one latent instead of the
     encoder's (the trivial baseline, e.g. the mean trained latent). The same `num_points` samples per record
     for every view, drawn with `seed`."""
@@ -189,9 +190,7 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
     @jax.jit
     def sdf_l1(z, samples):  # z (V, L), samples (P, 4) -> (V,)
         sdf = decoder.apply(decoder_params, z[:, None, :], jnp.broadcast_to(samples[:, :3], (len(z), len(samples), 3)))
-        target = jnp.clip(samples[:, 3], -clamp_distance, clamp_distance)
-        sdf = sdf.reshape(len(z), len(samples))
-        return jnp.mean(jnp.abs(jnp.clip(sdf, -clamp_distance, clamp_distance) - target), axis=-1)
+        return jax.vmap(lambda pred: sdf_loss(pred, samples[:, 3], clamp_distance))(sdf.reshape(len(z), len(samples)))
 
     rng = np.random.default_rng([seed, 9])
     out = np.empty((len(source), len(views)), np.float32)
