@@ -213,22 +213,20 @@ def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
     rows = encoder_train.latent_rows(config, deepsdf)
     clamp, points = config.train.clamp_distance, 256
     own = deepsdf.latents[rows[0]]
-    scored = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
-                                                 np.asarray([0, 1]), clamp, points, seed=5, latent=own)
+    encoded, at_own = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
+                                                          np.asarray([1, 0]), clamp, points, seed=5, baseline=own)
     # written out: the same samples (the first draw of the seeded generator), one decoder call, DeepSDF's clamp
     samples = np.asarray(source[0]["sdf_samples"], np.float32)
     samples = samples[np.random.default_rng([5, 9]).choice(len(samples), points, replace=False)]
     sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.tile(own, (points, 1)), samples[:, :3])).reshape(-1)
     expected = np.mean(np.abs(np.clip(sdf, -clamp, clamp) - np.clip(samples[:, 3], -clamp, clamp)))
-    np.testing.assert_allclose(scored[0], [expected, expected], rtol=1e-4)
+    np.testing.assert_allclose(at_own[0], expected, rtol=1e-4)
     # the encoder's path: view v's sketch of record 0 scored at the latent the encoder gives that sketch
-    encoded = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
-                                                  np.asarray([1, 0]), clamp, points, seed=5)
     sketch_1 = images_and_views(source[0])[0][1]
     z_1 = encoders.latent_predictor(model, params)(sketch_1[None])[0]
-    at_z_1 = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
-                                                 np.asarray([1]), clamp, points, seed=5, latent=z_1)
-    np.testing.assert_allclose(encoded[0, 0], at_z_1[0, 0], rtol=1e-4)
+    _, at_z_1 = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
+                                                    np.asarray([1]), clamp, points, seed=5, baseline=z_1)
+    np.testing.assert_allclose(encoded[0, 0], at_z_1[0], rtol=1e-4)
     assert encoded.shape == (len(source), 2) and not np.allclose(encoded[0], encoded[1])
 
 

@@ -105,11 +105,15 @@ def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name:
     return np.where(thin, 0, 255).astype(np.uint8)
 
 
+def _closed_lines(sketch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lines, lines closed by one pixel) (H, W) bool of a black-on-white sketch."""
+    lines = np.asarray(sketch) < 128
+    return lines, scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
+
+
 def filled_outline(sketch: np.ndarray) -> np.ndarray:
     """(H, W) bool: the region a black-on-white sketch encloses (its lines closed by one pixel, then filled)."""
-    lines = np.asarray(sketch) < 128
-    closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
-    return scipy.ndimage.binary_fill_holes(closed)
+    return scipy.ndimage.binary_fill_holes(_closed_lines(sketch)[1])
 
 
 ENCLOSED = ("unknown", "inside")
@@ -134,10 +138,12 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
         raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
     if tolerance < 0:
         raise ValueError(f"config.sketch.outline_tolerance={tolerance}: expected pixels >= 0")
-    lines = np.asarray(sketch) < 128
-    closed = scipy.ndimage.binary_closing(lines, structure=np.ones((3, 3)), iterations=1) | lines
-    grown = scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance) if tolerance else closed
-    filled = scipy.ndimage.binary_fill_holes(grown | closed)
+    lines, closed = _closed_lines(sketch)
+    if tolerance:
+        closed_for_fill = closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance)
+    else:
+        closed_for_fill = closed
+    filled = scipy.ndimage.binary_fill_holes(closed_for_fill)
     if enclosed == "inside":
         # the grown lines' outer band is background that the tolerance leaves unknown, not object
         band = (scipy.ndimage.binary_dilation(~filled, structure=np.ones((3, 3)), iterations=tolerance)

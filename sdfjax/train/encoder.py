@@ -46,10 +46,10 @@ import optax
 from sdfjax import checkpoint, errors, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
-from sdfjax.geometry import isosurface
 from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
+from sdfjax.sketch2shape import encoders
 from sdfjax.train import logs, loop, sampled_shapes
 from sdfjax.train.augment import augment_sketch
 from sdfjax.train.losses import sdf_loss
@@ -170,7 +170,7 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
     """Mean squared latent error of the encoder on `views` of every record of `source` (no augmentation)."""
     if not len(views):
         return float("nan")
-    fn = isosurface.chunked(jax.jit(lambda s: latent_encoder.encode(model, params, s)), 64)
+    fn = encoders.latent_predictor(model, params)
     errors = []
     for index in range(len(source)):
         sketches, _, _ = images_and_views(source[index])
@@ -179,13 +179,14 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
 
 
 def shape_errors_on_split(model, params, decoder, decoder_params, source, views: np.ndarray, clamp_distance: float,
-                          num_points: int, seed: int, latent: np.ndarray | None = None) -> np.ndarray:
+                          num_points: int, seed: int, baseline: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
     """(records, views) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own SDF
     samples: DeepSDF's fitting loss (its Eq. 10 without the prior), so a shape error on shapes that have no
-    trained latent (the val split) and no mesh to score. `latent` (L,): score that one latent instead of the
-    encoder's (the trivial baseline, e.g. the mean trained latent). The same `num_points` samples per record
-    for every view, drawn with `seed`."""
-    encode = isosurface.chunked(jax.jit(lambda s: latent_encoder.encode(model, params, s)), 64)
+    trained latent (the val split) and no mesh to score; with `baseline` (L,), also that one latent's error
+    per record (records,) on the same samples (the trivial baseline, e.g. the mean trained latent), else None.
+    The same `num_points` samples per record for every view, drawn with `seed`; each record is read once."""
+    encode = encoders.latent_predictor(model, params)
 
     @jax.jit
     def sdf_l1(z, samples):  # z (V, L), samples (P, 4) -> (V,)
@@ -194,14 +195,16 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
 
     rng = np.random.default_rng([seed, 9])
     out = np.empty((len(source), len(views)), np.float32)
+    at_baseline = None if baseline is None else np.empty(len(source), np.float32)
     for index in range(len(source)):
         record = source[index]
         samples = np.asarray(record["sdf_samples"], np.float32)
-        samples = samples[rng.choice(len(samples), min(num_points, len(samples)), replace=False)]
+        samples = jnp.asarray(samples[rng.choice(len(samples), min(num_points, len(samples)), replace=False)])
         sketches, _, _ = images_and_views(record)
-        z = encode(sketches[views]) if latent is None else np.broadcast_to(latent, (len(views), len(latent)))
-        out[index] = np.asarray(sdf_l1(jnp.asarray(z, jnp.float32), jnp.asarray(samples)))
-    return out
+        out[index] = np.asarray(sdf_l1(jnp.asarray(encode(sketches[views]), jnp.float32), samples))
+        if baseline is not None:
+            at_baseline[index] = np.asarray(sdf_l1(jnp.asarray(baseline, jnp.float32)[None], samples))[0]
+    return out, at_baseline
 
 
 def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> dict:
@@ -216,9 +219,9 @@ def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> di
         return {}
     _, _, all_views = images_and_views(source[0])
     views = np.unique(np.round(np.linspace(0, len(all_views) - 1, ec.eval_views)).astype(int))
-    args = (deepsdf.decoder, deepsdf.params, source, views, config.train.clamp_distance, ec.eval_points, config.seed)
-    encoder_errors = shape_errors_on_split(model, params, *args)
-    mean_errors = shape_errors_on_split(model, params, *args, latent=deepsdf.latents.mean(0))
+    encoder_errors, mean_errors = shape_errors_on_split(
+        model, params, deepsdf.decoder, deepsdf.params, source, views, config.train.clamp_distance, ec.eval_points,
+        config.seed, baseline=deepsdf.latents.mean(0))
     return {"val_shapes": len(source), "val_views": views.tolist(),
             "val_sdf_l1_x1000_median": float(1e3 * np.median(encoder_errors)),
             "val_mean_latent_sdf_l1_x1000_median": float(1e3 * np.median(mean_errors))}
