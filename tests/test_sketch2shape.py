@@ -230,6 +230,44 @@ def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
     assert encoded.shape == (len(source), 2) and not np.allclose(encoded[0], encoded[1])
 
 
+def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(trained_models):
+    config, workdir, _ = trained_models
+    deepsdf = trained_lib.load_trained(config, workdir)
+    source = tfds_builder.data_source(config, "train")
+    rows = encoder_train.latent_rows(config, deepsdf)
+    clamp = config.train.clamp_distance
+    extra = deepsdf.latents.mean(0, keepdims=True)  # a row without a record, as a sampled latent is
+    table = np.concatenate([deepsdf.latents, extra])
+    points, target = encoder_train.sdf_point_pool(source, rows, deepsdf.decoder, deepsdf.params, table, 16, clamp, 3)
+    assert points.shape == (len(table), 16, 3) and target.shape == (len(table), 16)
+    for index, row in enumerate(rows):
+        own = np.asarray(source[index]["sdf_samples"], np.float32)[:, :3]
+        assert all(np.any(np.all(own == p, axis=1)) for p in points[row]), f"record {index}: not its own samples"
+    assert np.all(np.abs(points[-1]) <= 1.0)
+    sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.repeat(table[:, None], 16, 1), points))
+    np.testing.assert_allclose(target, np.clip(sdf.reshape(target.shape), -clamp, clamp), atol=1e-5)
+
+    # One step with a one-point pool: every sketch's SDF term is at its label's point, against its label's
+    # target (labels in the opposite order of the batch, so a gather by position would differ).
+    ec = config.encoder.copy_and_resolve_references()
+    ec.rotation_degrees = ec.scale_range = ec.shift_fraction = ec.wobble_pixels = 0.0
+    ec.max_dilation = ec.drop_boxes = 0
+    ec.sdf_points, ec.sdf_weight = 3, 1.0
+    pool = (points[:, :1], target[:, :1])
+    model, params, _ = trained_lib.load_encoder(workdir)
+    optimizer = encoder_train.make_optimizer(ec)
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+    step = jax.jit(encoder_train.make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, table, ec,
+                                                 clamp, 0, pool))
+    drawn = np.stack([images_and_views(source[i])[0][0] for i in (0, 1)])
+    labels = np.asarray([rows[1], rows[0]], np.int32)
+    _, metrics = step(state, {"sketches": drawn, "labels": labels})
+    predicted = encoders.latent_predictor(model, params)(drawn)
+    at_point = np.asarray(deepsdf.decoder.apply(deepsdf.params, predicted[:, None], points[labels, :1])).reshape(2)
+    expected = np.mean(np.abs(np.clip(at_point, -clamp, clamp) - target[labels, 0]))
+    np.testing.assert_allclose(float(metrics["sdf_l1"]), expected, rtol=1e-3, atol=1e-6)
+
+
 # --- refinement -------------------------------------------------------------------------------------
 
 def _decoder_sketch(sdf_fn, decoder_params, z, camera):

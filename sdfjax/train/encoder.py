@@ -7,11 +7,17 @@ The DeepSDF decoder f and its trained latent table Z stay frozen; the encoder E
 view,
 
     L(E) = mean_dims (E(S) - Z_i)^2
-           + w_sdf * mean_x | clamp(f(E(S), x)) - clamp(f(Z_i, x)) |,   x ~ U[-1, 1]^3
+           + w_sdf * mean_x | clamp(f(E(S), x)) - clamp(f(Z_i, x)) |
 
 with DeepSDF's clamp (train.clamp_distance). The second term is Sketch2Shape's
 observation that two latents far apart in L2 can decode to the same shape: it measures
-the error where it matters, in SDF space. Sketches are augmented on the device
+the error where it matters, in SDF space. Its points x are, with
+`encoder.sdf_point_source = "samples"`, drawn from shape i's own SDF samples (DeepSDF's
+distribution, mostly near the surface; `sdf_point_pool`, with clamp(f(Z_i, x)) computed
+once), or uniform in [-1, 1]^3, where most points are far from the surface and both
+clamped values agree whatever E(S) is. The frozen decoder is folded
+(sdfjax.fit.folded): weight norm once, and each sketch's latent multiplied into the
+layers that see it once, not per point. Sketches are augmented on the device
 (sdfjax.train.augment.augment_sketch: rotation, scale, shift, wobble, thickness,
 dropped and broken strokes).
 
@@ -46,6 +52,7 @@ import optax
 from sdfjax import checkpoint, errors, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
+from sdfjax.fit.folded import fold_decoder, folded_sdf, latent_biases
 from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
@@ -64,28 +71,50 @@ def init_state(model, optimizer, key: jax.Array, resolution: int) -> dict:
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
 
-def encoder_loss(model, params, sketches, targets, decoder, decoder_params, points, encoder_config,
-                 clamp_distance: float):
+def encoder_loss(model, params, sketches, targets, folded, points, target_sdf, encoder_config,
+                 clamp_distance: float, fourier_frequencies: int = 0):
     """(loss, {latent_mse, sdf_l1}) of the module docstring for float sketches (B, H, W) in [0, 1],
-    target latents (B, L) and SDF query points (B, P, 3)."""
+    target latents (B, L), SDF query points (B, P, 3) and the clamped SDF of the target latents there
+    (B, P); `folded` is the frozen decoder as `sdfjax.fit.folded.fold_decoder` gives it (the same
+    function, with each sketch's latent multiplied into layer 0 and the skip layer once, not per point)."""
     predicted = model.apply(params, jnp.repeat(sketches[..., None] * 2.0 - 1.0, 3, axis=-1))
     latent_mse = jnp.mean((predicted - targets) ** 2)
     loss = latent_mse
     sdf_l1 = jnp.zeros(())
     if encoder_config.sdf_weight > 0:
-        def clamped(z):
-            return jnp.clip(decoder.apply(decoder_params, z[:, None, :], points), -clamp_distance, clamp_distance)
-        sdf_l1 = jnp.mean(jnp.abs(clamped(predicted) - clamped(targets)))
+        sdf_l1 = jnp.mean(jnp.abs(clamped_sdf(folded, predicted, points, clamp_distance, fourier_frequencies)
+                                  - target_sdf))
         loss = loss + encoder_config.sdf_weight * sdf_l1
     return loss, {"latent_mse": latent_mse, "sdf_l1": sdf_l1}
 
 
+def clamped_sdf(folded, z, points, clamp_distance: float, fourier_frequencies: int = 0) -> jax.Array:
+    """clamp(f(z_b, x_bp), +-clamp_distance) (B, P) for latents z (B, L) and points (B, P, 3)."""
+    sdf = folded_sdf(folded, latent_biases(folded, z), points, fourier_frequencies)
+    return jnp.clip(sdf, -clamp_distance, clamp_distance)
+
+
 def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.ndarray, encoder_config,
-                    clamp_distance: float, seed: int):
-    """step(state, batch) -> (state, metrics); batch as `ViewBatcher.local_batch` with labels = latent rows."""
+                    clamp_distance: float, seed: int, point_pool: tuple[np.ndarray, np.ndarray] | None = None):
+    """step(state, batch) -> (state, metrics); batch as `ViewBatcher.local_batch` with labels = latent rows.
+
+    The SDF term's points: with `point_pool` (`sdf_point_pool`: points (R, K, 3) and the clamped SDF of
+    each row's latent there (R, K)), `encoder.sdf_points` of row's K per sketch; without, uniform in
+    [-1, 1]^3 with the target computed each step."""
     base_key = jax.random.key(seed)
     table = jnp.asarray(latent_table, jnp.float32)
-    decoder_params = jax.device_put(decoder_params)
+    folded = jax.device_put(fold_decoder(decoder, decoder_params))  # frozen: weight norm folded once
+    ff = decoder.fourier_frequencies
+    pool = None if point_pool is None else tuple(jnp.asarray(a, jnp.float32) for a in point_pool)
+
+    def sdf_points(key, labels, targets):
+        count = encoder_config.sdf_points
+        if pool is None:
+            points = jax.random.uniform(key, (len(labels), count, 3), minval=-1.0, maxval=1.0)
+            return points, clamped_sdf(folded, targets, points, clamp_distance, ff)
+        picked = jax.random.randint(key, (len(labels), count), 0, pool[1].shape[1])
+        return (jnp.take_along_axis(pool[0][labels], picked[..., None], axis=1),
+                jnp.take_along_axis(pool[1][labels], picked, axis=1))
 
     def step(state, batch):
         key = jax.random.fold_in(jax.random.fold_in(base_key, 11), state["step"])
@@ -94,11 +123,12 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
         sketches = jax.vmap(lambda k, s: augment_sketch(k, s, encoder_config))(
             jax.random.split(k_aug, len(sketches)), sketches)
         targets = table[batch["labels"]]
-        points = jax.random.uniform(k_points, (len(sketches), encoder_config.sdf_points, 3), minval=-1.0, maxval=1.0)
+        points, target_sdf = (sdf_points(k_points, batch["labels"], targets) if encoder_config.sdf_weight > 0
+                              else (None, None))
 
         def loss_fn(params):
-            return encoder_loss(model, params, sketches, targets, decoder, decoder_params, points, encoder_config,
-                                clamp_distance)
+            return encoder_loss(model, params, sketches, targets, folded, points, target_sdf, encoder_config,
+                                clamp_distance, ff)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
@@ -107,6 +137,29 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     return step
+
+
+def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.ndarray, pool_size: int,
+                   clamp_distance: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points (R, K, 3) for the SDF term of each of the R latent `table` rows and the clamped SDF of that
+    row's latent there (R, K), K = `pool_size`, drawn with `seed`.
+
+    A row with a record in `source` (`rows[i]` is record i's row) takes K of that shape's own SDF samples
+    (DeepSDF's distribution, mostly within a few hundredths of the surface, where the clamped loss has a
+    gradient; uniform points in [-1, 1]^3 mostly lie where both SDFs are clamped and teach nothing); a row
+    without one (a sampled latent) takes K uniform points in [-1, 1]^3."""
+    rng = np.random.default_rng([seed, 13])
+    points = rng.uniform(-1.0, 1.0, (len(table), pool_size, 3)).astype(np.float32)
+    for index, row in enumerate(rows):
+        samples = np.asarray(source[index]["sdf_samples"], np.float32)
+        points[row] = samples[rng.choice(len(samples), pool_size, replace=len(samples) < pool_size), :3]
+    folded = fold_decoder(decoder, decoder_params)
+    target = jax.jit(lambda z, x: clamped_sdf(folded, z, x, clamp_distance, decoder.fourier_frequencies))
+    chunk = 64
+    sdf = np.concatenate([np.asarray(target(jnp.asarray(table[i:i + chunk], jnp.float32),
+                                            jnp.asarray(points[i:i + chunk])))
+                          for i in range(0, len(table), chunk)])
+    return points, sdf
 
 
 BATCH_KEYS = ("sketches", "labels")
@@ -259,8 +312,15 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     init_key = jax.random.fold_in(jax.random.key(config.seed), 3)
     abstract = jax.eval_shape(init_fn, init_key)
     shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    point_source = ec.get("sdf_point_source", "uniform")
+    if point_source not in ("samples", "uniform"):
+        raise ValueError(f"encoder.sdf_point_source is {point_source!r}; expected samples | uniform")
+    point_pool = None
+    if ec.sdf_weight > 0 and point_source == "samples":
+        point_pool = sdf_point_pool(source, rows, deepsdf.decoder, deepsdf.params, table, ec.sdf_point_pool,
+                                    config.train.clamp_distance, config.seed)
     train_step = jit_train_step(make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, table,
-                                                ec, config.train.clamp_distance, config.seed), mesh)
+                                                ec, config.train.clamp_distance, config.seed, point_pool), mesh)
 
     def check_meta(saved: dict) -> None:
         trained.check_encoder_matches(saved, ec, config.model.latent_dim)
