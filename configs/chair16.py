@@ -181,6 +181,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # gradient); uniform: in [-1, 1]^3. sdf_point_pool: samples kept per train shape (in memory).
     config.encoder.sdf_point_source = "samples"
     config.encoder.sdf_point_pool = 4096
+    config.encoder.sdf_uniform_share = 0.0  # samples: this share of each shape's pool uniform in [-1, 1]^3
     config.encoder.holdout_views = ()  # dataset views never trained on (held-out latent error)
     # after training: the fitting loss of the predicted latents on the val shapes' own SDF samples (a shape
     # error without meshes) at this many evenly spread views, `eval_points` samples each; 0: not measured

@@ -217,12 +217,13 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
         line = (f"Sketch-to-latent encoder: {last['step']} steps, final latent MSE {last['latent_mse']:.4f}, "
                 f"SDF L1 {last['sdf_l1']:.4f} (augmented train sketches).")
         val_path = trained_lib.encoder_val_scores_path(workdir)
-        if io.exists(val_path):
-            val = json.loads(io.read_text(val_path))
+        val = json.loads(io.read_text(val_path)) if io.exists(val_path) else {}
+        if "val_score_x1000" in val:  # a file from before the near / far split has no such key: left out
             line += (f" On the {val['val_shapes']} val shapes (never trained on; {len(val['val_views'])} views each), "
-                     f"the fitting loss of its latents on each shape's own SDF samples (clamped L1 x1000, median): "
-                     f"{val['val_sdf_l1_x1000_median']:.2f}; the mean trained latent's: "
-                     f"{val['val_mean_latent_sdf_l1_x1000_median']:.2f}.")
+                     f"the fitting loss of its latents on each shape's own SDF samples (clamped L1 x1000, median; "
+                     f"samples near the surface and away from it weighed equally): {val['val_score_x1000']:.2f} "
+                     f"(near {val['val_near_x1000']:.2f}, away {val['val_far_x1000']:.2f}); the mean trained "
+                     f"latent's: {val['val_mean_latent_score_x1000']:.2f}.")
         parts += ["", line]
     views = ", ".join(str(v) for v in config.results.test_views)
     for run, label in SKETCH_RUNS:

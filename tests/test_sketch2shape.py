@@ -181,8 +181,8 @@ def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, 
     saved = json.loads(open(trained_lib.encoder_val_scores_path(workdir)).read())
     assert saved["step"] == 40 and saved["val_shapes"] > 0 and len(saved["val_views"]) == min(
         config.encoder.eval_views, 2)
-    assert 0 < summary["val_sdf_l1_x1000_median"] == saved["val_sdf_l1_x1000_median"]
-    assert saved["val_mean_latent_sdf_l1_x1000_median"] > 0
+    assert 0 < summary["val_score_x1000"] == saved["val_score_x1000"]
+    assert saved["val_near_x1000"] > 0 and saved["val_far_x1000"] >= 0 and saved["val_mean_latent_score_x1000"] > 0
     # Resumed after an interruption: the same parameters as the run that went through.
     other = str(tmp_path / "resumed")
     os.makedirs(other)
@@ -215,19 +215,23 @@ def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
     own = deepsdf.latents[rows[0]]
     encoded, at_own = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
                                                           np.asarray([1, 0]), clamp, points, seed=5, baseline=own)
-    # written out: the same samples (the first draw of the seeded generator), one decoder call, DeepSDF's clamp
+    # written out: the same samples (the seeded generator's draws: near, then far), one decoder call per region,
+    # DeepSDF's clamp; the far error is zero wherever the prediction is also farther than the clamp distance
     samples = np.asarray(source[0]["sdf_samples"], np.float32)
-    samples = samples[np.random.default_rng([5, 9]).choice(len(samples), points, replace=False)]
-    sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.tile(own, (points, 1)), samples[:, :3])).reshape(-1)
-    expected = np.mean(np.abs(np.clip(sdf, -clamp, clamp) - np.clip(samples[:, 3], -clamp, clamp)))
-    np.testing.assert_allclose(at_own[0], expected, rtol=1e-4)
+    rng = np.random.default_rng([5, 9])
+    for region, pool in enumerate((samples[np.abs(samples[:, 3]) < clamp], samples[np.abs(samples[:, 3]) >= clamp])):
+        picked = pool[rng.choice(len(pool), min(points // 2, len(pool)), replace=False)]
+        sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.tile(own, (len(picked), 1)), picked[:, :3]))
+        expected = np.mean(np.abs(np.clip(sdf.reshape(-1), -clamp, clamp) - np.clip(picked[:, 3], -clamp, clamp)))
+        np.testing.assert_allclose(at_own[0, region], expected, rtol=1e-4, atol=1e-7)
+    assert at_own[0, 0] > 0
     # the encoder's path: view v's sketch of record 0 scored at the latent the encoder gives that sketch
     sketch_1 = images_and_views(source[0])[0][1]
     z_1 = encoders.latent_predictor(model, params)(sketch_1[None])[0]
     _, at_z_1 = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
                                                     np.asarray([1]), clamp, points, seed=5, baseline=z_1)
     np.testing.assert_allclose(encoded[0, 0], at_z_1[0], rtol=1e-4)
-    assert encoded.shape == (len(source), 2) and not np.allclose(encoded[0], encoded[1])
+    assert encoded.shape == (len(source), 2, 2) and not np.allclose(encoded[0], encoded[1])
 
 
 def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(trained_models):

@@ -32,11 +32,11 @@ def main(argv):
               f"SDF L1 {summary['sdf_l1']:.4g}"
               + ("" if math.isnan(held) else f"; held-out views {summary['holdout_views']}: latent MSE {held:.4g}")
               + f"; checkpoint step {summary['checkpoint_step']} in {summary['workdir']}/checkpoints")
-        if "val_sdf_l1_x1000_median" in summary:
+        if "val_score_x1000" in summary:
             print(f"val shapes ({summary['val_shapes']}, never trained on): fitting loss of the predicted latents on "
-                  f"their own SDF samples x1000, median {summary['val_sdf_l1_x1000_median']:.2f} (the mean trained "
-                  f"latent: {summary['val_mean_latent_sdf_l1_x1000_median']:.2f})")
-
+                  f"their own SDF samples x1000, median {summary['val_score_x1000']:.2f} (near the surface "
+                  f"{summary['val_near_x1000']:.2f}, away from it {summary['val_far_x1000']:.2f}; the mean trained "
+                  f"latent: {summary['val_mean_latent_score_x1000']:.2f})")
 
 if __name__ == "__main__":
     common.run_trainer(main, "Run folder (the DeepSDF run's): the encoder goes to <workdir>/encoder.")

@@ -31,9 +31,9 @@ latent it was rendered from as its target: shapes beyond the training meshes.
 latent error on those views of the train shapes (and `initial_holdout_latent_mse`
 before training), so a run shows whether the encoder reads shapes, not pictures. After
 training, `val_shape_errors` scores it on the val split's shapes, which have no trained
-latent: the fitting loss of the predicted latent on each shape's own SDF samples, beside
-the mean trained latent's (written to `<workdir>/encoder/val_scores.json`; a minute,
-no meshes).
+latent: the fitting loss of the predicted latent on each shape's own SDF samples, near
+the surface and away from it weighed equally, beside the mean trained latent's (written
+to `<workdir>/encoder/val_scores.json`; a minute, no meshes).
 
 Writes `<workdir>/encoder/`: checkpoints/ (Orbax; resumed automatically),
 metrics.jsonl (loss, latent_mse, sdf_l1, learning rate, sketches/s), TensorBoard
@@ -140,7 +140,7 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
 
 
 def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.ndarray, pool_size: int,
-                   clamp_distance: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                   clamp_distance: float, seed: int, uniform_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Points (R, K, 3) for the SDF term of each of the R latent `table` rows and the clamped SDF of that
     row's latent there (R, K), K = `pool_size`, drawn with `seed`.
 
@@ -150,9 +150,10 @@ def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.
     without one (a sampled latent) takes K uniform points in [-1, 1]^3."""
     rng = np.random.default_rng([seed, 13])
     points = rng.uniform(-1.0, 1.0, (len(table), pool_size, 3)).astype(np.float32)
+    own = pool_size - int(round(uniform_share * pool_size))  # the rest of the row stays uniform
     for index, row in enumerate(rows):
         samples = np.asarray(source[index]["sdf_samples"], np.float32)
-        points[row] = samples[rng.choice(len(samples), pool_size, replace=len(samples) < pool_size), :3]
+        points[row, :own] = samples[rng.choice(len(samples), own, replace=len(samples) < own), :3]
     folded = fold_decoder(decoder, decoder_params)
     target = jax.jit(lambda z, x: clamped_sdf(folded, z, x, clamp_distance, decoder.fourier_frequencies))
     chunk = 64
@@ -231,14 +232,21 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
     return float(np.mean(errors))
 
 
+REGIONS = ("near", "far")  # shape_errors_on_split's last axis
+
+
 def shape_errors_on_split(model, params, decoder, decoder_params, source, views: np.ndarray, clamp_distance: float,
                           num_points: int, seed: int, baseline: np.ndarray | None = None
                           ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(records, views) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own SDF
-    samples: DeepSDF's fitting loss (its Eq. 10 without the prior), so a shape error on shapes that have no
-    trained latent (the val split) and no mesh to score; with `baseline` (L,), also that one latent's error
-    per record (records,) on the same samples (the trivial baseline, e.g. the mean trained latent), else None.
-    The same `num_points` samples per record for every view, drawn with `seed`; each record is read once."""
+    """(records, views, 2) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own
+    SDF samples: DeepSDF's fitting loss (its Eq. 10 without the prior), a shape error on shapes that have no
+    trained latent (the val split) and no mesh to score. The last axis is REGIONS: samples within the clamp
+    distance of the true surface (near), and farther ones (far), `num_points` / 2 of each (all of a region
+    that has fewer). The far error is zero unless the predicted surface comes within the clamp distance of
+    where the true shape has none: material in the wrong place, which the near samples (most of DeepSDF's
+    samples) do not see. With `baseline` (L,), also that one latent's (records, 2) errors on the same samples
+    (the trivial baseline, e.g. the mean trained latent), else None. The same samples for every view, drawn
+    with `seed`; each record is read once."""
     encode = encoders.latent_predictor(model, params)
 
     @jax.jit
@@ -247,22 +255,32 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
         return jax.vmap(lambda pred: sdf_loss(pred, samples[:, 3], clamp_distance))(sdf.reshape(len(z), len(samples)))
 
     rng = np.random.default_rng([seed, 9])
-    out = np.empty((len(source), len(views)), np.float32)
-    at_baseline = None if baseline is None else np.empty(len(source), np.float32)
+    out = np.empty((len(source), len(views), len(REGIONS)), np.float32)
+    at_baseline = None if baseline is None else np.empty((len(source), len(REGIONS)), np.float32)
     for index in range(len(source)):
         record = source[index]
         samples = np.asarray(record["sdf_samples"], np.float32)
-        samples = jnp.asarray(samples[rng.choice(len(samples), min(num_points, len(samples)), replace=False)])
         sketches, _, _ = images_and_views(record)
-        out[index] = np.asarray(sdf_l1(jnp.asarray(encode(sketches[views]), jnp.float32), samples))
-        if baseline is not None:
-            at_baseline[index] = np.asarray(sdf_l1(jnp.asarray(baseline, jnp.float32)[None], samples))[0]
+        z = jnp.asarray(encode(sketches[views]), jnp.float32)
+        for region, in_region in enumerate((np.abs(samples[:, 3]) < clamp_distance,
+                                            np.abs(samples[:, 3]) >= clamp_distance)):
+            pool = samples[in_region]
+            if not len(pool):  # a region with no sample has no error to report
+                out[index, :, region] = 0.0
+                if baseline is not None:
+                    at_baseline[index, region] = 0.0
+                continue
+            picked = jnp.asarray(pool[rng.choice(len(pool), min(num_points // 2, len(pool)), replace=False)])
+            out[index, :, region] = np.asarray(sdf_l1(z, picked))
+            if baseline is not None:
+                at_baseline[index, region] = np.asarray(sdf_l1(jnp.asarray(baseline, jnp.float32)[None], picked))[0]
     return out, at_baseline
 
 
 def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> dict:
-    """The encoder's median shape error (`shape_errors_on_split`, x1000) on the val split's sketches, at
-    `encoder.eval_views` evenly spread views, beside the mean trained latent's; {} without a val split."""
+    """The encoder's shape errors (`shape_errors_on_split`, x1000, median over sketches) on the val split's
+    sketches at `encoder.eval_views` evenly spread views, beside the mean trained latent's; {} without a val
+    split. `val_score_x1000` is the median of (near + far) / 2, the two regions weighed equally."""
     ec = config.encoder
     try:
         source = tfds_builder.data_source(config, "val")
@@ -275,9 +293,12 @@ def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> di
     encoder_errors, mean_errors = shape_errors_on_split(
         model, params, deepsdf.decoder, deepsdf.params, source, views, config.train.clamp_distance, ec.eval_points,
         config.seed, baseline=deepsdf.latents.mean(0))
-    return {"val_shapes": len(source), "val_views": views.tolist(),
-            "val_sdf_l1_x1000_median": float(1e3 * np.median(encoder_errors)),
-            "val_mean_latent_sdf_l1_x1000_median": float(1e3 * np.median(mean_errors))}
+    scores = {"val_shapes": len(source), "val_views": views.tolist()}
+    for prefix, errs in (("val", encoder_errors), ("val_mean_latent", mean_errors)):
+        scores[f"{prefix}_score_x1000"] = float(1e3 * np.median(errs.mean(-1)))
+        for region, name in enumerate(REGIONS):
+            scores[f"{prefix}_{name}_x1000"] = float(1e3 * np.median(errs[..., region]))
+    return scores
 
 
 def _meta(config, resolution: int) -> dict:
@@ -318,7 +339,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     point_pool = None
     if ec.sdf_weight > 0 and point_source == "samples":
         point_pool = sdf_point_pool(source, rows, deepsdf.decoder, deepsdf.params, table, ec.sdf_point_pool,
-                                    config.train.clamp_distance, config.seed)
+                                    config.train.clamp_distance, config.seed, ec.get("sdf_uniform_share", 0.0))
     train_step = jit_train_step(make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, table,
                                                 ec, config.train.clamp_distance, config.seed, point_pool), mesh)
 
