@@ -71,10 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # scale and shift below: they change the apparent view and proportions that the latent encodes;
         # the stroke augmentations kept) with the SDF term weighted 10, 20.8 / 24.0 at 3,000 steps and
         # 19.8 / 22.5 at 6,000 (16 minutes here). The encoder underfits: on train chairs it scored the same.
-        # The SDF term's points from each shape's own SDF samples (chair16's default), 256 per sketch: val
-        # score 19.35 against 19.6 for 512 uniform ones, 12 minutes alone against 33 (flattening the last
-        # feature map instead of its mean: 19.93; no max pool after the stem: 19.12, 37% slower per step).
-        config.encoder.sdf_points = 256
         config.encoder.num_steps = 6000
         config.encoder.rotation_degrees = 2.0
         config.encoder.scale_range = 0.03

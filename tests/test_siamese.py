@@ -14,7 +14,6 @@ from PIL import Image
 
 from configs import chair16
 from sdfjax import errors, trained as trained_lib
-from sdfjax.models import latent_encoder
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
@@ -133,25 +132,6 @@ def test_encoder_embeddings_are_unit_length_per_image_and_towers_can_be_separate
         model.apply(params, images, "depth")
 
 
-def test_latent_encoder_heads_see_every_cell_of_the_last_map_when_flattened():
-    config = chair16.get_config("smoke").encoder
-    images = jax.random.uniform(jax.random.key(1), (2, 64, 64))
-    channels = config.width * 2 ** (len(config.stage_blocks) - 1)
-    # 64 px: /2 stem, /2 max pool, /2 at each stage after the first -> 2 x 2 cells (4 x 4 without the max pool)
-    for pool, stem_pool, cells in (("mean", True, 1), ("flatten", True, 4), ("flatten", False, 16)):
-        config.pool, config.stem_pool = pool, stem_pool
-        model = latent_encoder.from_config(config, 16)
-        params = latent_encoder.init_params(model, jax.random.key(0), 64)
-        assert params["params"]["embed"]["kernel"].shape == (cells * channels, 16), (pool, stem_pool)
-        z = latent_encoder.encode(model, params, images)
-        assert z.shape == (2, 16) and np.all(np.isfinite(z))
-        # each picture's latent is its own (no batch statistics), whatever the head
-        np.testing.assert_allclose(latent_encoder.encode(model, params, images[1:]), z[1:], atol=1e-5)
-    config.pool = "max"
-    with pytest.raises(ValueError, match="Tower.pool"):
-        latent_encoder.init_params(latent_encoder.from_config(config, 16), jax.random.key(0), 64)
-
-
 # --- retrieval -------------------------------------------------------------------------------------
 
 def test_recall_at_objects_on_a_hand_built_index():
@@ -257,8 +237,7 @@ def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
         from sdfjax import parallel
         from sdfjax.data import tfds_builder
         from sdfjax.data.batching import ViewBatcher
-        from sdfjax.models import latent_encoder
-from sdfjax.models import siamese as siamese_lib
+        from sdfjax.models import siamese as siamese_lib
         from sdfjax.train import siamese
         config = chair16.get_config("smoke")
         config.data.root = {config.data.root!r}

@@ -21,9 +21,7 @@ from sdfjax.models import siamese as siamese_lib
 def from_config(encoder_config, latent_dim: int) -> siamese_lib.Tower:
     return siamese_lib.Tower(width=encoder_config.width, stage_blocks=tuple(encoder_config.stage_blocks),
                              embedding_dim=latent_dim, normalize=False,
-                             dtype=siamese_lib.DTYPES[encoder_config.compute_dtype],
-                             pool=encoder_config.get("pool", "mean"),
-                             stem_pool=encoder_config.get("stem_pool", True))
+                             dtype=siamese_lib.DTYPES[encoder_config.compute_dtype])
 
 
 def init_params(model: siamese_lib.Tower, key: jax.Array, resolution: int):

@@ -81,27 +81,17 @@ class Tower(nn.Module):
     embedding_dim: int = 128
     normalize: bool = True
     dtype: jnp.dtype = jnp.float32
-    # How the last feature map becomes one vector: "mean" (ResNet's global average) or "flatten" (every
-    # cell kept, so the head sees where in the picture a feature is; fixes the input size).
-    pool: str = "mean"
-    stem_pool: bool = True  # ResNet's 3x3 max pool after the stem; False keeps twice the resolution
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Conv(self.width, (7, 7), (2, 2), padding="SAME", use_bias=False, dtype=self.dtype, name="stem")(x)
         x = nn.relu(_norm(self.width)(x))
-        if self.stem_pool:
-            x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+        x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
         for stage, blocks in enumerate(self.stage_blocks):
             for block in range(blocks):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = BasicBlock(self.width * 2**stage, strides, self.dtype, name=f"stage{stage}_block{block}")(x)
-        if self.pool == "mean":
-            x = jnp.mean(x.astype(jnp.float32), axis=(-3, -2))
-        elif self.pool == "flatten":
-            x = x.astype(jnp.float32).reshape(*x.shape[:-3], -1)
-        else:
-            raise ValueError(f"Tower.pool is {self.pool!r}; expected mean | flatten")
+        x = jnp.mean(x.astype(jnp.float32), axis=(-3, -2))
         e = nn.Dense(self.embedding_dim, name="embed")(x)
         if self.normalize:
             e = e / jnp.sqrt(jnp.sum(e**2, axis=-1, keepdims=True) + 1e-12)
