@@ -38,5 +38,6 @@ def main(argv):
                   f"{summary['val_near_x1000']:.2f}, away from it {summary['val_far_x1000']:.2f}; the mean trained "
                   f"latent: {summary['val_mean_latent_score_x1000']:.2f})")
 
+
 if __name__ == "__main__":
     common.run_trainer(main, "Run folder (the DeepSDF run's): the encoder goes to <workdir>/encoder.")

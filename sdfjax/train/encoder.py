@@ -148,10 +148,10 @@ def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.
     """Points (R, K, 3) for the SDF term of each of the R latent `table` rows and the clamped SDF of that
     row's latent there (R, K), K = `pool_size`, drawn with `seed`.
 
-    A row with a record in `source` (`rows[i]` is record i's row) takes K of that shape's own SDF samples
-    (DeepSDF's distribution, mostly within a few hundredths of the surface, where the clamped loss has a
-    gradient; uniform points in [-1, 1]^3 mostly lie where both SDFs are clamped and teach nothing); a row
-    without one (a sampled latent) takes K uniform points in [-1, 1]^3."""
+    A row with a record in `source` (`rows[i]` is record i's row) takes K * (1 - `uniform_share`) of that
+    shape's own SDF samples (DeepSDF's distribution, mostly within a few hundredths of the surface) and the
+    rest uniform in [-1, 1]^3; a row without one (a sampled latent) takes K uniform points. The module
+    docstring says what this did to the encoder (worse shapes than uniform points)."""
     rng = np.random.default_rng([seed, 13])
     points = rng.uniform(-1.0, 1.0, (len(table), pool_size, 3)).astype(np.float32)
     own = pool_size - int(round(uniform_share * pool_size))  # the rest of the row stays uniform
