@@ -220,7 +220,7 @@ def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
     samples = np.asarray(source[0]["sdf_samples"], np.float32)
     rng = np.random.default_rng([5, 9])
     for region, pool in enumerate((samples[np.abs(samples[:, 3]) < clamp], samples[np.abs(samples[:, 3]) >= clamp])):
-        picked = pool[rng.choice(len(pool), min(points // 2, len(pool)), replace=False)]
+        picked = pool[rng.choice(len(pool), points // 2, replace=len(pool) < points // 2)]
         sdf = np.asarray(deepsdf.decoder.apply(deepsdf.params, np.tile(own, (len(picked), 1)), picked[:, :3]))
         expected = np.mean(np.abs(np.clip(sdf.reshape(-1), -clamp, clamp) - np.clip(picked[:, 3], -clamp, clamp)))
         np.testing.assert_allclose(at_own[0, region], expected, rtol=1e-4, atol=1e-7)

@@ -245,8 +245,8 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
     """(records, views, 2) clamped SDF L1 of the decoder at each sketch's predicted latent on that record's own
     SDF samples: DeepSDF's fitting loss (its Eq. 10 without the prior), a shape error on shapes that have no
     trained latent (the val split) and no mesh to score. The last axis is REGIONS: samples within the clamp
-    distance of the true surface (near), and farther ones (far), `num_points` / 2 of each (all of a region
-    that has fewer). The far error is zero unless the predicted surface comes within the clamp distance of
+    distance of the true surface (near), and farther ones (far), `num_points` / 2 of each (drawn with
+    replacement from a region that has fewer). The far error is zero unless the predicted surface comes within the clamp distance of
     where the true shape has none: material in the wrong place, which the near samples (most of DeepSDF's
     samples) do not see. With `baseline` (L,), also that one latent's (records, 2) errors on the same samples
     (the trivial baseline, e.g. the mean trained latent), else None. The same samples for every view, drawn
@@ -274,7 +274,9 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
                 if baseline is not None:
                     at_baseline[index, region] = 0.0
                 continue
-            picked = jnp.asarray(pool[rng.choice(len(pool), min(num_points // 2, len(pool)), replace=False)])
+            # a fixed count (with replacement in a smaller region), so the scorer compiles once
+            count = num_points // 2
+            picked = jnp.asarray(pool[rng.choice(len(pool), count, replace=len(pool) < count)])
             out[index, :, region] = np.asarray(sdf_l1(z, picked))
             if baseline is not None:
                 at_baseline[index, region] = np.asarray(sdf_l1(jnp.asarray(baseline, jnp.float32)[None], picked))[0]
