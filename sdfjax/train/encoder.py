@@ -57,6 +57,7 @@ from sdfjax import checkpoint, errors, io, parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
 from sdfjax.fit.folded import fold_decoder, folded_sdf, latent_biases
+from sdfjax.geometry.isosurface import chunked
 from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
@@ -159,12 +160,10 @@ def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.
         samples = np.asarray(source[index]["sdf_samples"], np.float32)
         points[row, :own] = samples[rng.choice(len(samples), own, replace=len(samples) < own), :3]
     folded = fold_decoder(decoder, decoder_params)
-    target = jax.jit(lambda z, x: clamped_sdf(folded, z, x, clamp_distance, decoder.fourier_frequencies))
-    chunk = 64
-    sdf = np.concatenate([np.asarray(target(jnp.asarray(table[i:i + chunk], jnp.float32),
-                                            jnp.asarray(points[i:i + chunk])))
-                          for i in range(0, len(table), chunk)])
-    return points, sdf
+    latents, on_device = jnp.asarray(table, jnp.float32), jnp.asarray(points)
+    target = jax.jit(lambda rows: clamped_sdf(folded, latents[rows], on_device[rows], clamp_distance,
+                                              decoder.fourier_frequencies))
+    return points, chunked(target, 64)(np.arange(len(table)))
 
 
 BATCH_KEYS = ("sketches", "labels")
@@ -246,17 +245,19 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
     SDF samples: DeepSDF's fitting loss (its Eq. 10 without the prior), a shape error on shapes that have no
     trained latent (the val split) and no mesh to score. The last axis is REGIONS: samples within the clamp
     distance of the true surface (near), and farther ones (far), `num_points` / 2 of each (drawn with
-    replacement from a region that has fewer). The far error is zero unless the predicted surface comes within the clamp distance of
-    where the true shape has none: material in the wrong place, which the near samples (most of DeepSDF's
-    samples) do not see. With `baseline` (L,), also that one latent's (records, 2) errors on the same samples
-    (the trivial baseline, e.g. the mean trained latent), else None. The same samples for every view, drawn
-    with `seed`; each record is read once."""
+    replacement from a region that has fewer). The far error is zero unless the predicted surface comes
+    within the clamp distance of where the true shape has none: material in the wrong place, which the
+    near samples (most of DeepSDF's samples) do not see. With `baseline` (L,), also that one latent's
+    (records, 2) errors on the same samples (the trivial baseline, e.g. the mean trained latent), else None.
+    The same samples for every view, drawn with `seed`; each record is read once."""
     encode = encoders.latent_predictor(model, params)
+    folded = fold_decoder(decoder, decoder_params)
 
     @jax.jit
     def sdf_l1(z, samples):  # z (V, L), samples (P, 4) -> (V,)
-        sdf = decoder.apply(decoder_params, z[:, None, :], jnp.broadcast_to(samples[:, :3], (len(z), len(samples), 3)))
-        return jax.vmap(lambda pred: sdf_loss(pred, samples[:, 3], clamp_distance))(sdf.reshape(len(z), len(samples)))
+        xyz = jnp.broadcast_to(samples[:, :3], (len(z), len(samples), 3))
+        sdf = folded_sdf(folded, latent_biases(folded, z), xyz, decoder.fourier_frequencies)
+        return jax.vmap(lambda pred: sdf_loss(pred, samples[:, 3], clamp_distance))(sdf)
 
     rng = np.random.default_rng([seed, 9])
     out = np.empty((len(source), len(views), len(REGIONS)), np.float32)
