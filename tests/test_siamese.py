@@ -251,7 +251,9 @@ def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
         for devices in (jax.devices()[:1], jax.devices()):
             mesh = jax.make_mesh((len(devices),), ("data",), devices=devices,
                                  axis_types=(jax.sharding.AxisType.Auto,))
-            state = siamese.init_state(model, optimizer, jax.random.key(0), 32)
+            # placed as the step returns it, so the second step does not compile again
+            state = jax.device_put(siamese.init_state(model, optimizer, jax.random.key(0), 32),
+                                   parallel.replicated(mesh))
             jitted = siamese.jit_train_step(step, mesh)
             losses = []
             for s in range(3):
