@@ -140,7 +140,7 @@ def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | Non
     ids, _ = tfds_builder.split_index(config, "test")
     views = list(config.results.test_views)
     settings = tracer.TraceSettings.from_config(config.render)
-    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    render = latent_render.views_renderer(latent_render.decoder_sdf(trained.decoder), settings)
     rows = []
     for obj_id, z in list(zip([str(o) for o in saved["obj_ids"]], saved["latents"]))[:count]:
         example = source[ids.index(obj_id)]
@@ -148,9 +148,9 @@ def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | Non
         for v in views:
             camera = camera_lib.Camera(*map(float, example["views"][v]), width=example["normal_maps"].shape[2],
                                        height=example["normal_maps"].shape[1])
-            render = latent_render.render_normal_maps(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(z)},
-                                                      [camera], settings)[0]
-            row += [example["normal_maps"][v], render]
+            image = latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z)},
+                                                     [camera])[0]
+            row += [example["normal_maps"][v], image]
         rows.append(row)
     return pictures.picture_grid(rows) if rows else None
 

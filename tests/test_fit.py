@@ -16,6 +16,7 @@ import trimesh
 
 from configs import chair16
 from sdfjax import errors
+from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.fit import folded as folded_lib
 from sdfjax.fit import normals, optimizer, partial, reconstruct, reports, scoring, sdf_fit, traverse
@@ -23,7 +24,7 @@ from sdfjax.geometry import isosurface
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
 from sdfjax.render import camera as camera_lib
-from sdfjax.render import tracer
+from sdfjax.render import pictures, tracer
 from sdfjax.train import losses
 from sdfjax.models import decoder as decoder_lib
 from tests.conftest import train_smoke_decoder
@@ -377,3 +378,23 @@ def test_gt_normals_decode_the_png_convention():
     assert mask.tolist() == [[True, False, False, False]]
     np.testing.assert_allclose(n[0, 0], [0, 0, 1], atol=0.01)
 
+
+
+def test_latents_picture_renders_each_latent_as_alone_and_compiles_once(trained_smoke, monkeypatch):
+    from sdfjax.render import latent_render
+
+    config, workdir = trained_smoke
+    trained = trained_lib.load_trained(config, workdir)
+    cameras = [camera_lib.Camera(a, 10.0, 4.0, 32.0, 32, 32) for a in (0.0, 90.0)]
+    settings = tracer.TraceSettings.from_config(config.render)
+    renderers = []
+    make = latent_render.views_renderer
+    monkeypatch.setattr(latent_render, "views_renderer", lambda *a: renderers.append(make(*a)) or renderers[-1])
+    latents = [trained.latents[0], trained.latents[1], trained.latents.mean(axis=0)]
+    grid = latent_render.latents_picture(trained.decoder, trained.params, latents, cameras, settings)
+    assert grid.shape == (3 * 32 + 2 * 2, 2 * 32 + 2, 3)
+    assert len(renderers) == 1 and renderers[0]._cache_size() == 1  # one program for every latent
+    alone = latent_render.render_normal_maps(make(latent_render.decoder_sdf(trained.decoder), settings),
+                                             {"decoder": trained.params, "z": jnp.asarray(latents[1])}, cameras[1:])
+    np.testing.assert_array_equal(grid[34:66, 34:66], pictures.to_uint8(alone[0]))  # row 1, column 1
+    assert np.abs(grid[:32].astype(int) - grid[34:66]).max() > 0  # another latent, another picture

@@ -1,8 +1,8 @@
 """Rendering DeepSDF latent shapes: the decoder as a traceable SDF, and its normal maps.
 
     sdf_fn = decoder_sdf(decoder)                   # sdf_fn({"decoder": params, "z": z}, xyz)
-    images = render_normal_maps(sdf_fn, params, cameras, settings)   # (V, H, W, 3) in [0, 1]
     render = views_renderer(sdf_fn, settings)       # jitted once: render(params, origins, directions)
+    images = render_normal_maps(render, params, cameras)   # (V, H, W, 3) in [0, 1]
     grid = latents_picture(decoder, decoder_params, latents, cameras, settings)  # a row per latent
 """
 
@@ -45,16 +45,18 @@ def views_renderer(sdf_fn, settings: tracer.TraceSettings):
     return jax.jit(lambda p, o, d: jax.vmap(lambda oo, dd: tracer.render(sdf_fn, p, oo, dd, settings))(o, d))
 
 
-def render_normal_maps(sdf_fn, params, cameras, settings: tracer.TraceSettings) -> np.ndarray:
-    """(V, H, W, 3) float images (n + 1) / 2 on white."""
-    out = jax.jit(lambda p: render_views(sdf_fn, p, cameras, settings))(params)
+def render_normal_maps(render, params, cameras) -> np.ndarray:
+    """(V, H, W, 3) float images (n + 1) / 2 on white of same-size `cameras`, traced by `render`, a
+    `views_renderer`: a loop over latents or cameras compiles once per ray count, not once per call."""
+    origins, directions = camera_lib.stack_rays(cameras)
+    out = render(params, origins, directions)
     h, w = cameras[0].height, cameras[0].width
     return np.asarray(jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"]))
 
 
 def latents_picture(decoder, decoder_params, latents, cameras, settings: tracer.TraceSettings) -> np.ndarray:
     """uint8 picture grid: one row per latent (L,), one column per camera, normal maps on white."""
-    sdf_fn = decoder_sdf(decoder)
-    rows = [list(render_normal_maps(sdf_fn, {"decoder": decoder_params, "z": jnp.asarray(z)}, cameras, settings))
+    render = views_renderer(decoder_sdf(decoder), settings)
+    rows = [list(render_normal_maps(render, {"decoder": decoder_params, "z": jnp.asarray(z)}, cameras))
             for z in latents]
     return pictures.picture_grid(rows)

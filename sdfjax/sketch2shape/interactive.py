@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,7 +26,6 @@ from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import optimize
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
-
 
 # Voxels per side of the mesh shown first (the encoder's shape, before refinement): coarse enough
 # to be on screen within the page's 2 s; the refined shape is meshed at config.mesh.
@@ -115,8 +113,5 @@ class SketchToShape:
 
     def normal_maps(self, z: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
         """(V, H, W, 3) uint8 normal maps of latent z from same-size `cameras` (white background), one trace."""
-        origins, directions = camera_lib.stack_rays(cameras)
-        out = self._render({"decoder": self.trained.params, "z": jnp.asarray(z, jnp.float32)}, origins, directions)
-        h, w = cameras[0].height, cameras[0].width
-        images = jax.vmap(lambda n, m: tracer.normal_image(n, m, h, w))(out["normals"], out["hit"])
-        return pictures.to_uint8(np.asarray(images))
+        return pictures.to_uint8(latent_render.render_normal_maps(
+            self._render, {"decoder": self.trained.params, "z": jnp.asarray(z, jnp.float32)}, cameras))
