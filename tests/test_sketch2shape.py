@@ -92,6 +92,35 @@ def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_s
     assert abs(_fit_radius(0.3, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
 
 
+def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():
+    origins, directions = (jnp.asarray(a)[None] for a in CAMERA.rays())  # one view
+    inside = _sphere_mask(0.5)[None]
+    known = jnp.ones_like(inside)
+    sdf = lambda p, x: jnp.linalg.norm(x, axis=-1) - 0.3 - p["z"][0]  # noqa: E731  (z[0] grows the sphere)
+    prior = {"mean": jnp.zeros(2), "whiten": jnp.eye(2)}
+    z, z0 = jnp.asarray([0.1, 0.2]), jnp.zeros(2)
+    config = ml_collections.ConfigDict({"embedding_weight": 1.0, "silhouette_weight": 10.0, "prior_weight": 0.5,
+                                        "trust_weight": 0.25, "silhouette_form": "soft",
+                                        "silhouette_temperature": 0.03, "surface_eps": 0.003})
+    resolution = CAMERA.width
+
+    def loss(config, encoder):
+        return losses.sketch_loss(sdf, None, z, encoder, jnp.zeros((1, 4)), origins, directions, inside, known, z0,
+                                  prior, tracer.TraceSettings(), resolution, config)
+
+    full, (embedding, silhouette, prior_term) = loss(config, lambda images: jnp.ones((len(images), 4)))
+    np.testing.assert_allclose(embedding, 2.0, rtol=1e-5)  # |(1, 1, 1, 1) - 0|
+    config.embedding_weight = 0.0
+
+    def no_tower(images):
+        raise AssertionError("the Siamese tower ran with embedding_weight 0")
+
+    alone, (none, same_silhouette, same_prior) = loss(config, no_tower)
+    assert float(none) == 0.0 and float(same_silhouette) == float(silhouette) > 0
+    np.testing.assert_allclose(alone, full - 2.0, rtol=1e-5)
+    np.testing.assert_allclose(same_prior, np.mean(np.square(z)), rtol=1e-6)
+
+
 def test_outline_masks_leave_enclosed_background_unknown():
     sketch = np.full((40, 40), 255, np.uint8)
     sketch[5, 5:35] = sketch[34, 5:35] = sketch[5:35, 5] = sketch[5:35, 34] = 0  # a square frame

@@ -77,9 +77,12 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
     sk = sketch_config
     params = {"decoder": decoder_params, "z": z}
     out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
-    images = jax.vmap(lambda n, h: tracer.normal_image(n, h, resolution, resolution))(out["normals"], out["hit"])
-    rendered = encoder(images)
-    embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
+    if sk.embedding_weight:
+        images = jax.vmap(lambda n, h: tracer.normal_image(n, h, resolution, resolution))(out["normals"], out["hit"])
+        rendered = encoder(images)
+        embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
+    else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
+        embedding = jnp.zeros(())
     silhouette = jnp.mean(jax.vmap(one_view_silhouette(sk, settings.threshold))(out["min_sdf"], inside, known))
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
