@@ -1,7 +1,7 @@
 """Rendering DeepSDF latent shapes: the decoder as a traceable SDF, and its normal maps.
 
     sdf_fn = decoder_sdf(decoder)                   # sdf_fn({"decoder": params, "z": z}, xyz)
-    render = views_renderer(sdf_fn, settings)       # jitted once: render(params, origins, directions)
+    render = views_renderer(sdf_fn, settings)       # compiled once: render(params, origins, directions)
     images = render_normal_maps(render, params, cameras)   # (V, H, W, 3) in [0, 1]
     grid = latents_picture(decoder, decoder_params, latents, cameras, settings)  # a row per latent
 """
@@ -36,13 +36,39 @@ def render_views(sdf_fn, params, cameras, settings: tracer.TraceSettings) -> dic
     return jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
 
 
-def views_renderer(sdf_fn, settings: tracer.TraceSettings):
-    """`render(params, origins (V, N, 3), directions (V, N, 3))` -> outputs with a leading view axis, jitted once.
+# Rays per traced chunk of `views_renderer`: one 64 x 64 sketch view; larger pictures are several chunks.
+RENDER_CHUNK_RAYS = 4096
+# A ray that starts outside the unit sphere and points away from it: it never enters, so it finishes at
+# once (the padding of a last chunk).
+_MISSING_ORIGIN, _MISSING_DIRECTION = np.float32([0.0, 0.0, 4.0]), np.float32([0.0, 0.0, 1.0])
 
-    One compiled program per ray count, whatever the latent and the cameras: what loops over
-    latents and views (pictures, the page) call, instead of compiling a closure per call.
+
+def views_renderer(sdf_fn, settings: tracer.TraceSettings, chunk: int = RENDER_CHUNK_RAYS):
+    """`render(params, origins (V, N, 3), directions (V, N, 3))` -> per-ray outputs of `tracer.render` (hit,
+    depth, points, normals, min_sdf, steps, unfinished) as numpy arrays (V, N, ...), for pictures.
+
+    The rays are traced `chunk` at a time by one jitted program, the last chunk padded with rays
+    that miss: every latent, camera count and resolution shares one compilation, instead of one
+    per ray count. Each ray is traced on its own; another batch size only rounds the decoder's
+    products differently (a grazing ray may stop elsewhere in its hit band). Not for losses (no
+    gradient leaves numpy); those trace their rays in one program.
     """
-    return jax.jit(lambda p, o, d: jax.vmap(lambda oo, dd: tracer.render(sdf_fn, p, oo, dd, settings))(o, d))
+    traced = jax.jit(lambda p, o, d: tracer.render(sdf_fn, p, o, d, settings))
+
+    def render(params, origins, directions) -> dict[str, np.ndarray]:
+        origins, directions = np.asarray(origins, np.float32), np.asarray(directions, np.float32)
+        views, rays = origins.shape[:2]
+        total = views * rays
+        padding = -total % chunk
+        flat_origins = np.concatenate([origins.reshape(total, 3), np.tile(_MISSING_ORIGIN, (padding, 1))])
+        flat_directions = np.concatenate([directions.reshape(total, 3), np.tile(_MISSING_DIRECTION, (padding, 1))])
+        parts = jax.device_get([traced(params, flat_origins[i:i + chunk], flat_directions[i:i + chunk])
+                                for i in range(0, total + padding, chunk)])  # dispatched before waiting
+        per_ray = [k for k, v in parts[0].items() if np.ndim(v) and len(v) == chunk]
+        return {k: np.concatenate([part[k] for part in parts])[:total].reshape(views, rays, *parts[0][k].shape[1:])
+                for k in per_ray}
+
+    return render
 
 
 def render_normal_maps(render, params, cameras) -> np.ndarray:
