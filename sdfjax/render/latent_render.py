@@ -73,7 +73,7 @@ def views_renderer(sdf_fn, settings: tracer.TraceSettings, chunk: int = RENDER_C
 
 def render_normal_maps(render, params, cameras) -> np.ndarray:
     """(V, H, W, 3) float images (n + 1) / 2 on white of same-size `cameras`, traced by `render`, a
-    `views_renderer`: a loop over latents or cameras compiles once per ray count, not once per call."""
+    `views_renderer`: a loop over latents, cameras and sizes compiles once, not once per call."""
     origins, directions = camera_lib.stack_rays(cameras)
     out = render(params, origins, directions)
     h, w = cameras[0].height, cameras[0].width

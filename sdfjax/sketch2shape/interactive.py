@@ -27,6 +27,7 @@ from sdfjax.sketch2shape import optimize
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
 
+
 # Voxels per side of the mesh shown first (the encoder's shape, before refinement): coarse enough
 # to be on screen within the page's 2 s; the refined shape is meshed at config.mesh.
 QUICK_MESH_RESOLUTION = 48
