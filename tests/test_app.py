@@ -32,7 +32,7 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
 @pytest.fixture(scope="module")
 def server():
     flags = ["--config=configs/chairs256.py:cpu", f"--config.sketch.iterations={ITERATIONS}", f"--workdir={SHIPPED}",
-             "--max_views=2"]
+             "--max_views=2", "--warm_views=1"]  # the second tab stays empty here: its refinement is never compiled
     try:
         with running_page(flags, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT)) as url:
             yield url

@@ -62,12 +62,16 @@ class ShapeService:
     """A trained run (or the shipped model) behind the page; safe to call from several threads."""
 
     def __init__(self, config, workdir: str, max_views: int = 3, display_resolution: int | None = None,
-                 quick_mesh_resolution: int = QUICK_MESH_RESOLUTION, out_root: str | None = None):
+                 quick_mesh_resolution: int = QUICK_MESH_RESOLUTION, out_root: str | None = None,
+                 warm_views: int | None = None):
+        """`warm_views`: the refinement is compiled at start-up for 1..warm_views sketches (default
+        max_views); more sketches compile on their first request instead (a faster start)."""
         self.config = config
         self.max_views = int(max_views)
+        warm_views = self.max_views if warm_views is None else min(max(int(warm_views), 1), self.max_views)
         self.display_resolution = int(display_resolution or config.render.preview_resolution)
         self.quick_mesh_resolution = int(quick_mesh_resolution)
-        self.model = SketchToShape(config, workdir, warm_views=tuple(range(1, self.max_views + 1)),
+        self.model = SketchToShape(config, workdir, warm_views=tuple(range(1, warm_views + 1)),
                                    warm_renders=((1, self.display_resolution), (1 + len(OTHER_AZIMUTHS),
                                                                                 self.display_resolution),
                                                  (1, config.render.resolution)),

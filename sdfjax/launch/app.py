@@ -32,7 +32,7 @@ def main(argv):
             if common.config_spec(sys.argv) is None:
                 config = common.load_config_file(manifest["config"])
         print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)
-        service = ShapeService(config, f.workdir, max_views=f.max_views)
+        service = ShapeService(config, f.workdir, max_views=f.max_views, warm_views=f.warm_views)
     page = page_lib.build_page(service)
     print(f"[app] serving on http://{f.host}:{f.port}", file=sys.stderr)
     page_lib.serve(page, host=f.host, port=f.port)
@@ -42,4 +42,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0: every interface; mind who can reach it).")
     flags.DEFINE_integer("port", 7860, "Port to listen on.")
     flags.DEFINE_integer("max_views", 3, "Sketch tabs: sketches of one object from different views.")
+    flags.DEFINE_integer("warm_views", None, "Compile the refinement at start-up for 1..this many sketches (default "
+                         "--max_views); more compile on their first request (about 10 s here), for a faster start.")
     common.run_on_trained(main, "A trained run (DeepSDF, Siamese and sketch encoder) or an exported model folder.")
