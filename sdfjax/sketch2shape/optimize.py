@@ -354,13 +354,9 @@ def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, f
         rows = []
         for sketch, camera in zip(batch.sketches[i], batch.cameras[i]):
             cameras = [camera.scaled(size)] + other_views(camera, size)
-            origins, directions = camera_lib.stack_rays(cameras)
-            images = []
-            for z in (initial[i], final[i]):
-                out = render({"decoder": trained.params, "z": jnp.asarray(z)}, origins, directions)
-                images.append([np.asarray(tracer.normal_image(n, h, size, size))
-                               for n, h in zip(out["normals"], out["hit"])])
-            rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + images[1][1:])
+            images = [latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z)},
+                                                       cameras) for z in (initial[i], final[i])]
+            rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + list(images[1][1:]))
         io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
 
 
@@ -373,11 +369,8 @@ def write_comparisons(config, out_dir, batch, trained, sdf_fn, settings, latents
     for i, name in enumerate(batch.names):
         camera = batch.cameras[i][0]
         cameras = [camera.scaled(size), other_views(camera, size)[0]]
-        origins, directions = camera_lib.stack_rays(cameras)
-        columns = []
-        for z in latents.values():
-            out = render({"decoder": trained.params, "z": jnp.asarray(z[i])}, origins, directions)
-            columns.append([np.asarray(tracer.normal_image(n, h, size, size)) for n, h in zip(out["normals"], out["hit"])])
+        columns = [latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z[i])},
+                                                    cameras) for z in latents.values()]
         mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(
             reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))), file_type="obj", force="mesh", process=False)
         truth = [mesh_normal_map(mesh, c) for c in cameras]
