@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from sdfjax.app.local_server import running_page
+from tests.conftest import optimised_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "pretrained", "chairs256_cpu")
@@ -34,7 +35,7 @@ def server():
     flags = ["--config=configs/chairs256.py:cpu", f"--config.sketch.iterations={ITERATIONS}", f"--workdir={SHIPPED}",
              "--max_views=2", "--warm_views=1"]  # the second tab stays empty here: its refinement is never compiled
     try:
-        with running_page(flags, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT)) as url:
+        with running_page(flags, cwd=ROOT, env=optimised_env(PYTHONPATH=ROOT)) as url:
             yield url
     except RuntimeError as e:
         pytest.fail(str(e))

@@ -61,7 +61,8 @@ def _fit_radius(start: float, mask, margin: float, hit_threshold: float, steps: 
     return float(r)
 
 
-def _sphere_mask(radius: float):
+@jax.jit  # traced eagerly, each of the tracer's loops would compile on every call
+def _sphere_mask(radius):
     origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
     return tracer.render(lambda p, x: jnp.linalg.norm(x, axis=-1) - p, jnp.float32(radius), origins, directions)["hit"]
 
@@ -303,10 +304,16 @@ def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(tr
 
 # --- refinement -------------------------------------------------------------------------------------
 
-def _decoder_sketch(sdf_fn, decoder_params, z, camera):
-    """The sketch the dataset pipeline would draw of the decoder's shape z from `camera`."""
+def _jitted_tracer(sdf_fn):
+    """trace(params, origins, directions) -> `tracer.render`'s outputs, compiled once per ray count."""
+    return jax.jit(lambda p, o, d: tracer.render(sdf_fn, p, o, d))
+
+
+def _decoder_sketch(trace, decoder_params, z, camera):
+    """The sketch the dataset pipeline would draw of the decoder's shape z from `camera` (`trace`: a
+    `_jitted_tracer` of the decoder)."""
     o, d = (jnp.asarray(a) for a in camera.rays())
-    out = tracer.render(sdf_fn, {"decoder": decoder_params, "z": jnp.asarray(z)}, o, d)
+    out = trace({"decoder": decoder_params, "z": jnp.asarray(z)}, o, d)
     h, w = camera.height, camera.width
     normals = (np.asarray(tracer.normal_image(out["normals"], out["hit"], h, w)) * 255).astype(np.uint8)
     return edges.sketch_from_render(normals, np.asarray(out["depth"]).reshape(h, w),
@@ -320,7 +327,8 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     truth = trained.latents[0]
     cameras = [camera_lib.Camera(a, 10.0, 4.0, 64.0, 32, 32) for a in (30.0, 120.0)]
-    drawn = np.stack([_decoder_sketch(sdf_fn, trained.params, truth, c) for c in cameras])
+    trace = _jitted_tracer(sdf_fn)
+    drawn = np.stack([_decoder_sketch(trace, trained.params, truth, c) for c in cameras])
     inside, known = zip(*(sketches.outline_masks(s) for s in drawn))
     sk = config.sketch.copy_and_resolve_references()
     sk.lr, sk.embedding_weight, sk.prior_weight = 0.02, 0.0, 0.0
@@ -334,12 +342,15 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
     best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], arrays, 40)
 
+    def hits(z):
+        return [np.asarray(trace({"decoder": trained.params, "z": jnp.asarray(z)}, *c.rays())["hit"])
+                for c in cameras]
+
+    want = hits(truth)
+
     def silhouette_iou(z):
-        hits = [np.asarray(tracer.render(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(z)},
-                                         *(jnp.asarray(a) for a in c.rays()))["hit"]) for c in cameras]
-        want = [np.asarray(tracer.render(sdf_fn, {"decoder": trained.params, "z": jnp.asarray(truth)},
-                                         *(jnp.asarray(a) for a in c.rays()))["hit"]) for c in cameras]
-        return np.sum(np.logical_and(hits, want)) / np.sum(np.logical_or(hits, want))
+        got = hits(z)
+        return np.sum(np.logical_and(got, want)) / np.sum(np.logical_or(got, want))
 
     points = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (4096, 3)), jnp.float32)
 
@@ -498,9 +509,9 @@ def test_sampled_sketches_are_the_dataset_pipelines_sketches_of_the_decoders_sha
     made = sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents, 4, [0, 3], cameras, model.decoder,
                                                        model.params, settings, seed=0)
     assert made.sketches.shape[1:] == (2, 32, 32) and len(made.latents) == len(made.sketches) >= 1
-    sdf_fn = latent_render.decoder_sdf(model.decoder, relu_grad_beta=0.0)
+    trace = _jitted_tracer(latent_render.decoder_sdf(model.decoder, relu_grad_beta=0.0))
     for v, camera in enumerate(cameras.values()):  # the reference: one plain render and the preprocessing's edges
-        reference = _decoder_sketch(sdf_fn, model.params, made.latents[0], camera)
+        reference = _decoder_sketch(trace, model.params, made.latents[0], camera)
         assert np.mean(reference == made.sketches[0, v]) > 0.97
         assert np.mean(made.sketches[0, v] == 0) > 0.01  # there are lines
     # Made once: a second call reads the file; another table makes a new set.
