@@ -38,7 +38,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP) $(CHROMIUM)
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
