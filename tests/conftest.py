@@ -80,7 +80,8 @@ def trained_pair(tmp_path_factory):
 # The files that take longest start first, so that with `pytest -n 2 --dist loadfile` (make test) neither worker
 # is left with a long file at the end while the other is idle. pytest-xdist 3.x hands out files by their number
 # of tests unless told not to (`--no-loadscope-reorder`, in the Makefile): without it the results test, three
-# tests long, started last (suite 280 s here instead of 2xx s).
+# tests long and the longest, started last. Both orders happened to end within 2 s of each other here (280 s);
+# this one does not depend on luck.
 SLOW_FILES_FIRST = ("test_results.py", "test_app.py", "test_sketch2shape.py", "test_siamese.py", "test_interrupt.py",
                     "test_render.py")
 
