@@ -512,7 +512,7 @@ def test_sampled_sketches_are_the_dataset_pipelines_sketches_of_the_decoders_sha
         reference = _decoder_sketch(trace, model.params, made.latents[0], camera)
         assert np.mean(reference == made.sketches[0, v]) > 0.97
         assert np.mean(made.sketches[0, v] == 0) > 0.01  # there are lines
-    # Made once: a second call reads the file; another table makes a new set.
+    # Made once: a second call reads the file; another table or share makes a new set.
     monkeypatch.setattr(sampled_shapes, "sketches_of_latents", lambda *a, **k: (_ for _ in ()).throw(
         AssertionError("rendered again")))
     again = sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents, 4, [0, 3], cameras,
@@ -521,6 +521,10 @@ def test_sampled_sketches_are_the_dataset_pipelines_sketches_of_the_decoders_sha
     with pytest.raises(AssertionError, match="rendered again"):
         sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents + 0.1, 4, [0, 3], cameras,
                                                     model.decoder, model.params, settings, seed=0)
+    with pytest.raises(AssertionError, match="rendered again"):  # another mix of interpolations and draws
+        sampled_shapes.SampledSketches.load_or_make(str(tmp_path), model.latents, 4, [0, 3], cameras,
+                                                    model.decoder, model.params, settings, seed=0,
+                                                    interpolation_share=1.0)
     # Batches append sampled sketches whose labels point past the trained table, at their own latents.
     base = [{"sketches": np.zeros((4, 32, 32), np.uint8), "labels": np.arange(4, dtype=np.int32),
              "normal_maps": np.zeros((4, 32, 32, 3), np.uint8), "rights": np.zeros((4, 3), np.float32)}] * 2

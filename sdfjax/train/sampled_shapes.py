@@ -33,6 +33,7 @@ from sdfjax.render.mesh_caster import normal_map_uint8
 from sdfjax.sketch2shape.losses import shrunk_gaussian
 
 MIN_HIT_FRACTION = 0.01  # a render with fewer object pixels is no chair
+SHARE_UNITS = 1_000_000  # the interpolation share is kept in the cache's integer source record in these units
 
 
 def sample_latents(table: np.ndarray, count: int, seed: int, interpolation_share: float = 0.5,
@@ -83,10 +84,12 @@ class SampledSketches:
     def load_or_make(cls, folder: str, table: np.ndarray, count: int, view_indices: Sequence[int], cameras,
                      decoder, decoder_params, settings: tracer.TraceSettings, seed: int,
                      interpolation_share: float = 0.5, progress: bool = False) -> "SampledSketches":
-        """The set in `folder` when it was made from the same table, count and views, else made (and saved) now."""
+        """The set in `folder` when it was made from the same table, count, seed, share and views, else made
+        (and saved) now."""
         path = io.join(folder, cls.FILE)
         views = np.asarray(view_indices, np.int64)
-        source = np.asarray([zlib.crc32(np.ascontiguousarray(table, np.float32).tobytes()), count, seed], np.int64)
+        source = np.asarray([zlib.crc32(np.ascontiguousarray(table, np.float32).tobytes()), count, seed,
+                             round(interpolation_share * SHARE_UNITS)], np.int64)
         if io.exists(path):
             saved = io.load_npz(path)
             if np.array_equal(saved["source"], source) and np.array_equal(saved["views"], views):
