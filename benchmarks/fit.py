@@ -7,10 +7,11 @@ r"""Latent-fitting throughput (DeepSDF reconstruction); last line is one JSON ob
 Speed: the paper-size decoder (8 x 512, latent 256) at DeepSDF's reconstruction settings
 (8,000 samples per step, Adam on the latent only), shortened to `--iters` steps, for 16
 shapes fitted at once by one vmapped step, and the same work one shape at a time by the
-same code, in float32 and bfloat16, and the batched fit once more through the unfolded
-decoder (`Decoder.apply` on [z, xyz] with z broadcast to every point: weight norm each
-step and the latent's product per point), so the gains from folding and from batching
-show apart. When `--torch_python` names an interpreter with torch,
+same code, in float32 and bfloat16; the batched fit once more with each step's points in
+one pass instead of chunks of `points_per_chunk` (`one_pass`), and once through the
+unfolded decoder (`Decoder.apply` on [z, xyz] with z broadcast to every point: weight norm
+each step and the latent's product per point, one pass), so the gains from chunking,
+folding and batching show apart. When `--torch_python` names an interpreter with torch,
 `../shared/reference/torch_deepsdf.py reconstruct` (DeepSDF's one-shape loop) runs in
 float32 and in bf16 autocast in subprocesses between our measurements, and the ratios
 are reported against both.
@@ -94,11 +95,14 @@ def time_fit(dtype: str, shapes: int, iters: int) -> dict:
             for _ in range(shapes)]
     points = shapes * iters * settings.samples_per_step
     batched = _fit_seconds(folded, sdf_fit.ShapeSamples.from_list(data), settings, decoder.latent_dim)
+    one_pass = _fit_seconds(folded, sdf_fit.ShapeSamples.from_list(data),
+                            dataclasses.replace(settings, points_per_chunk=0), decoder.latent_dim)
     unfolded = _unfolded_fit_seconds(decoder, params, sdf_fit.ShapeSamples.from_list(data), settings)
     single = sum(_fit_seconds(folded, sdf_fit.ShapeSamples.from_list([d]), settings, decoder.latent_dim)
                  for d in data[:2]) * shapes / 2
     return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
-            "batched_unfolded_points_per_s": points / unfolded, "batched_seconds": batched}
+            "batched_one_pass_points_per_s": points / one_pass, "batched_unfolded_points_per_s": points / unfolded,
+            "points_per_chunk": settings.points_per_chunk, "batched_seconds": batched}
 
 
 def torch_reference(python: str, shapes: int, iters: int, dtype: str) -> dict | None:
@@ -141,6 +145,7 @@ def main(argv):
         for dtype in ("float32", "bfloat16"):
             ours = result[dtype]
             for variant, key in (("", "batched_points_per_s"), ("_one_at_a_time", "one_at_a_time_points_per_s"),
+                                 ("_one_pass", "batched_one_pass_points_per_s"),
                                  ("_unfolded", "batched_unfolded_points_per_s")):
                 result[f"speedup_{dtype}{variant}_vs_torch_{torch_dtype}"] = ours[key] / run["decoder_points_per_s"]
     if _WORKDIR.value:

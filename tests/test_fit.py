@@ -415,3 +415,37 @@ def test_pictures_trace_every_latent_and_ray_count_with_one_program_and_match_a_
     assert len(traces) == 1  # three ray counts, one program (the single traces above call the original)
     row = pictures.to_uint8(latent_render.render_normal_maps(render, params, cameras)[1])
     assert np.abs(grid[34:66, 34:66].astype(int) - row).max() <= 1  # latent 1 from 90 degrees
+
+
+@pytest.mark.parametrize("num_points,points_per_chunk", [(1000, 300), (1001, 300), (512, 0), (64, 512)])
+def test_chunked_fitting_loss_and_gradient_equal_one_pass(num_points, points_per_chunk):
+    decoder, params = _decoder()
+    folded = folded_lib.fold_decoder(decoder, params)
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.uniform(-1, 1, (num_points, 3)), rng.normal(0, 0.05, (num_points, 1))], axis=1)
+    points = jnp.asarray(np.concatenate([points, points[:, 3:]], axis=1), jnp.float32)
+    points = points.at[: num_points // 3, 4].add(0.2)  # some intervals, not only exact samples
+    z = jnp.asarray(rng.normal(0, 0.3, decoder.latent_dim), jnp.float32)
+    settings = sdf_fit.FitSettings(points_per_chunk=points_per_chunk)
+
+    def one_pass(z):
+        pred = folded_lib.folded_sdf(folded, folded_lib.latent_biases(folded, z[None]), points[None, :, :3])[0]
+        return losses.sdf_interval_loss(pred, points[:, 3], points[:, 4], settings.clamp_distance)
+
+    value, grad = jax.value_and_grad(lambda z: sdf_fit.chunked_data_loss(folded, z, points, settings))(z)
+    want_value, want_grad = jax.value_and_grad(one_pass)(z)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    np.testing.assert_allclose(sdf_fit.chunked_data_loss(folded, z, points, settings), want_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-7)
+    assert float(jnp.abs(want_grad).max()) > 1e-4  # the gradient compared is not zero
+
+
+def test_chunk_layout_covers_the_points_with_little_padding():
+    assert sdf_fit.chunk_layout(8000, 512) == (16, 500)
+    assert sdf_fit.chunk_layout(2048, 512) == (4, 512)
+    assert sdf_fit.chunk_layout(1000, 300) == (4, 250)
+    assert sdf_fit.chunk_layout(1001, 300) == (4, 251)  # 3 padding rows, weighted 0
+    assert sdf_fit.chunk_layout(300, 0) == (1, 300)
+    assert sdf_fit.chunk_layout(300, 512) == (1, 300)
+    with pytest.raises(ValueError, match="points_per_chunk"):
+        sdf_fit.FitSettings(points_per_chunk=-1)

@@ -11,12 +11,18 @@ own Adam state, and sharded over devices along the shape axis.
 
 Speed: the decoder is folded once (sdfjax.fit.folded): weight norm, the latent's share
 of the input layers and bf16 products with float32 accumulation in both directions.
+Each shape's points go through the decoder in chunks of at most `points_per_chunk`
+(`chunked_data_loss`), each chunk's forward and backward pass back to back, so a layer's
+activations (512 x 4 bytes per point) stay in the CPU's caches instead of making a round
+trip through memory: 1.4x the points per second of one 128,000-point pass on a 2-core
+AMD EPYC (benchmarks/fit).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -27,7 +33,7 @@ import optax
 from sdfjax import parallel
 from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
-from sdfjax.train.losses import sdf_interval_loss
+from sdfjax.train.losses import sdf_interval_errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +48,11 @@ class FitSettings:
     clamp_distance: float = 0.1
     code_reg_weight: float = 1e-4
     fourier_frequencies: int = 0
+    points_per_chunk: int = 512  # 0: all of a step's points in one pass
+
+    def __post_init__(self):
+        if self.points_per_chunk < 0:
+            raise ValueError(f"fit.points_per_chunk={self.points_per_chunk}: expected >= 0 (0: no chunks)")
 
     @classmethod
     def from_config(cls, config) -> "FitSettings":
@@ -49,7 +60,8 @@ class FitSettings:
         return cls(num_iterations=f.num_iterations, lr=f.lr, lr_decay_at=f.lr_decay_at,
                    lr_decay_factor=f.lr_decay_factor, samples_per_step=f.samples_per_step,
                    clamp_distance=config.train.clamp_distance, code_reg_weight=f.code_reg_weight,
-                   fourier_frequencies=config.model.get("fourier_frequencies", 0))
+                   fourier_frequencies=config.model.get("fourier_frequencies", 0),
+                   points_per_chunk=f.get("points_per_chunk", cls.points_per_chunk))
 
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(optax.piecewise_constant_schedule(self.lr, {self.lr_decay_at: self.lr_decay_factor}))
@@ -112,10 +124,74 @@ def draw_samples(key: jax.Array, xyz_bounds: jax.Array, num_positive: jax.Array,
     return xyz_bounds[jnp.concatenate([pos, neg])]
 
 
-def _shape_loss(folded, z, points, settings: FitSettings):
+def chunk_layout(num_points: int, points_per_chunk: int) -> tuple[int, int]:
+    """(chunks, points per chunk) covering num_points with as little padding as possible."""
+    if points_per_chunk <= 0 or points_per_chunk >= num_points:
+        return 1, num_points
+    chunks = math.ceil(num_points / points_per_chunk)
+    return chunks, math.ceil(num_points / chunks)
+
+
+def _errors_sum(folded, z, points, weights, settings: FitSettings):
     pred = folded_sdf(folded, latent_biases(folded, z[None]), points[None, :, :3],
                       settings.fourier_frequencies)[0]
-    data = sdf_interval_loss(pred, points[:, 3], points[:, 4], settings.clamp_distance)
+    return jnp.sum(weights * sdf_interval_errors(pred, points[:, 3], points[:, 4], settings.clamp_distance))
+
+
+def _chunks(points, settings: FitSettings):
+    """points (N, 5) as (C, P, 5) chunks and (C, P) weights, 0 on the padding (copies of the last row)."""
+    n = points.shape[0]
+    count, size = chunk_layout(n, settings.points_per_chunk)
+    pad = count * size - n
+    padded = jnp.pad(points, ((0, pad), (0, 0)), mode="edge")
+    weights = (jnp.arange(count * size) < n).astype(jnp.float32)
+    return padded.reshape(count, size, points.shape[1]), weights.reshape(count, size)
+
+
+def _chunked_value(folded, z, points, settings: FitSettings):
+    def body(total, chunk):
+        return total + _errors_sum(folded, z, *chunk, settings), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), _chunks(points, settings))
+    return total / points.shape[0]
+
+
+def _chunked_value_and_grad(folded, z, points, settings: FitSettings):
+    """The mean error and its gradient in z, each chunk's backward pass right after its forward one."""
+    def body(carry, chunk):
+        value, grad = jax.value_and_grad(_errors_sum, argnums=1)(folded, z, *chunk, settings)
+        return (carry[0] + value, carry[1] + grad), None
+
+    (total, grad), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros_like(z)), _chunks(points, settings))
+    return total / points.shape[0], grad / points.shape[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def chunked_data_loss(folded, z, points, settings: FitSettings):
+    """Mean `sdf_interval_errors` of the folded decoder at z over points (N, 5), in chunks.
+
+    Equal to the unchunked mean (to float32 summation order). Differentiable in z only
+    (the decoder is frozen, the points are data): the gradient is formed chunk by chunk
+    in the forward pass, so no activation outlives its chunk.
+    """
+    return _chunked_value(folded, z, points, settings)
+
+
+def _chunked_data_loss_fwd(folded, z, points, settings):
+    value, grad = _chunked_value_and_grad(folded, z, points, settings)
+    return value, (grad, folded, points)
+
+
+def _chunked_data_loss_bwd(settings, residuals, ct):
+    grad, folded, points = residuals
+    return jax.tree.map(jnp.zeros_like, folded), ct * grad, jnp.zeros_like(points)
+
+
+chunked_data_loss.defvjp(_chunked_data_loss_fwd, _chunked_data_loss_bwd)
+
+
+def _shape_loss(folded, z, points, settings: FitSettings):
+    data = chunked_data_loss(folded, z, points, settings)
     return data + settings.code_reg_weight * jnp.mean(z**2), data
 
 

@@ -32,8 +32,13 @@ def sdf_interval_loss(pred: jax.Array, lo: jax.Array, hi: jax.Array, delta: floa
     point seen by a depth camera (0 <= sdf <= hi) costs only where f is negative or
     beyond what the observed surface allows.
     """
+    return jnp.mean(sdf_interval_errors(pred, lo, hi, delta))
+
+
+def sdf_interval_errors(pred: jax.Array, lo: jax.Array, hi: jax.Array, delta: float) -> jax.Array:
+    """Per point, the clamped distance that `sdf_interval_loss` averages."""
     pred_c, lo_c, hi_c = (jnp.clip(a, -delta, delta) for a in (pred, lo, hi))
-    return jnp.mean(jax.nn.relu(lo_c - pred_c) + jax.nn.relu(pred_c - hi_c))
+    return jax.nn.relu(lo_c - pred_c) + jax.nn.relu(pred_c - hi_c)
 
 
 def pairwise_distances(embeddings: jax.Array) -> jax.Array:
