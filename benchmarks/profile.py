@@ -19,16 +19,18 @@ import numpy as np
 
 
 def dot_generals(jaxpr) -> list:
-    """Every dot_general equation of `jaxpr`, those of inner jaxprs (pjit, custom VJPs, scans) included."""
+    """Every dot_general equation of `jaxpr` as often as it runs: those of inner jaxprs (pjit, custom
+    VJPs) included, a scan body's once per iteration (the step's chunks of points, sdfjax.chunking)."""
     found = []
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
             found.append(eqn)
+        repeats = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
         for value in eqn.params.values():
             for sub in value if isinstance(value, (list, tuple)) else (value,):
                 sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's jaxpr
                 if hasattr(sub, "eqns"):
-                    found.extend(dot_generals(sub))
+                    found.extend(dot_generals(sub) * repeats)
     return found
 
 
@@ -52,7 +54,8 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def products_seconds(eqns: list, repeats: int = 10) -> float:
-    """Median seconds of one jitted function that runs each product of `eqns` once on random operands."""
+    """Median seconds of one jitted function that runs each product of `eqns` once on random operands
+    (distinct for repeated equations, so XLA cannot merge them)."""
     operands = []
     for i, eqn in enumerate(eqns):
         pair = []

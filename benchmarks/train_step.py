@@ -6,7 +6,8 @@ r"""DeepSDF training-step throughput, float32 and bfloat16, with a profile; last
 The step is the paper-size one (8 x 512, weight norm, dropout 0.2, latent 256) on
 16,384 points (16 scenes x 1,024), Adam on decoder and latents, as
 `../shared/reference/torch_deepsdf.py train-step` does it. Reported in one run, per
-compute dtype: points/s (median step), the same step without dropout, the matmul FLOP/s
+compute dtype: points/s (median step), the same step without dropout and in one pass
+instead of chunks of `train.points_per_chunk` points (sdfjax.chunking), the matmul FLOP/s
 this machine reaches (a 2048^3 product, bf16 inputs with f32 accumulation for bfloat16)
 and the step's efficiency against it (model FLOPs: 3 x 2 x points x weights, the
 unfolded network), and a profile: the step's own products (read off its jaxpr,
@@ -33,7 +34,7 @@ from absl import app, flags
 from benchmarks import machine, profile
 
 from configs import chair16
-from sdfjax import parallel
+from sdfjax import chunking, parallel
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.train import step as step_lib
 
@@ -123,11 +124,16 @@ def main(argv):
         no_dropout = model.copy_and_resolve_references()
         no_dropout.dropout_rate = 0.0
         seconds_no_dropout = time_step(no_dropout, config.train, points, scenes, _REPEATS.value)["seconds"]
+        one_pass = config.train.copy_and_resolve_references()
+        one_pass.points_per_chunk = 0
+        seconds_one_pass = time_step(model, one_pass, points, scenes, _REPEATS.value)["seconds"]
         peak = matmul_flops_per_s(dtype)
         dropout_seconds = max(seconds - seconds_no_dropout, 0.0)
         result[dtype] = {
             "seconds_per_step": seconds, "points_per_s": points / seconds,
             "points_per_s_no_dropout": points / seconds_no_dropout,
+            "points_per_s_one_pass": points / seconds_one_pass,
+            "points_per_chunk": chunking.resolve(config.train.points_per_chunk, step_lib.CPU_POINTS_PER_CHUNK),
             "achieved_flops_per_s": flops / seconds, "matmul_flops_per_s": peak,
             "efficiency": flops / seconds / peak,
             "model_flops": flops, "executed_product_flops": timed["product_flops"],
@@ -149,6 +155,8 @@ def main(argv):
         for dtype in ("float32", "bfloat16"):
             result[f"speedup_{dtype}_vs_torch_{torch_dtype}"] = (result[dtype]["points_per_s"]
                                                                  / run["points_per_s"])
+            result[f"speedup_{dtype}_one_pass_vs_torch_{torch_dtype}"] = (result[dtype]["points_per_s_one_pass"]
+                                                                          / run["points_per_s"])
     print(json.dumps(result))
 
 

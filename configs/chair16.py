@@ -65,6 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.grad_clip_norm = 0.0  # 0: off
     config.train.checkpoint_every_epochs = 100
     config.train.shard_latents = False  # True: split the latent table along shapes over devices
+    # Points per decoder pass (sdfjax.chunking): -1 (auto) is 1,024 on a CPU (1.41x one pass in float32,
+    # benchmarks/train_step) and one pass on a GPU or TPU; 0: one pass. Each chunk draws its own dropout masks.
+    config.train.points_per_chunk = -1
     config.train.cache_shapes = 4096  # shapes' samples kept in host memory
     # Curriculum DeepSDF (Duan et al. 2020): tolerance eps and hard-sample weight gamma per stage.
     config.train.curriculum = ml_collections.ConfigDict()
@@ -85,9 +88,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.fit.lr_decay_at = 400
     config.fit.lr_decay_factor = 0.1
     config.fit.samples_per_step = 8000
-    # Points per decoder pass within a step (0: all at once). Chunks of about 500 keep a layer's
-    # activations in cache: 1.4x the points per second of one pass on a 2-core AMD EPYC (benchmarks/fit).
-    config.fit.points_per_chunk = 512
+    # Points per decoder pass within a step (sdfjax.chunking): -1 (auto) is 512 on a CPU, where chunks keep a
+    # layer's activations in cache (1.41x one pass, benchmarks/fit), and one pass on a GPU or TPU; 0: one pass.
+    config.fit.points_per_chunk = -1
     config.fit.code_reg_weight = 1e-4
     config.fit.shapes_per_batch = 16  # shapes optimised by one vmapped step
     config.fit.max_shapes = 0  # > 0: only the first this many shapes of the split (when obj_ids is empty)

@@ -191,3 +191,13 @@ def test_auto_compute_dtype_is_bfloat16_only_where_the_cpu_multiplies_it_nativel
     assert parallel.resolve_compute_dtype("auto") == "bfloat16"
     with pytest.raises(ValueError, match="compute_dtype='float16'"):
         parallel.resolve_compute_dtype("float16")
+
+
+def test_profile_counts_a_scan_bodys_products_once_per_iteration():
+    def chunked(w, xs):
+        return jax.lax.scan(lambda c, x: (c + jnp.sum(x @ w), None), 0.0, xs)[0]
+
+    jaxpr = jax.make_jaxpr(jax.grad(chunked))(jnp.ones((8, 8)), jnp.ones((4, 16, 8))).jaxpr
+    products = dot_generals(jaxpr)
+    assert len(products) == 2 * 4  # forward and weight gradient, in each of the 4 iterations
+    assert {tuple(e.invars[0].aval.shape) for e in products} <= {(16, 8)}

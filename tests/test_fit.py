@@ -15,7 +15,7 @@ import pytest
 import trimesh
 
 from configs import chair16
-from sdfjax import errors
+from sdfjax import chunking, errors
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.fit import folded as folded_lib
@@ -440,12 +440,20 @@ def test_chunked_fitting_loss_and_gradient_equal_one_pass(num_points, points_per
     assert float(jnp.abs(want_grad).max()) > 1e-4  # the gradient compared is not zero
 
 
-def test_chunk_layout_covers_the_points_with_little_padding():
-    assert sdf_fit.chunk_layout(8000, 512) == (16, 500)
-    assert sdf_fit.chunk_layout(2048, 512) == (4, 512)
-    assert sdf_fit.chunk_layout(1000, 300) == (4, 250)
-    assert sdf_fit.chunk_layout(1001, 300) == (4, 251)  # 3 padding rows, weighted 0
-    assert sdf_fit.chunk_layout(300, 0) == (1, 300)
-    assert sdf_fit.chunk_layout(300, 512) == (1, 300)
-    with pytest.raises(ValueError, match="points_per_chunk"):
-        sdf_fit.FitSettings(points_per_chunk=-1)
+def test_chunk_layouts_cover_the_points_with_little_padding():
+    assert chunking.padded_layout(8000, 512) == (16, 500)
+    assert chunking.padded_layout(2048, 512) == (4, 512)
+    assert chunking.padded_layout(1000, 300) == (4, 250)
+    assert chunking.padded_layout(1001, 300) == (4, 251)  # 3 padding rows, weighted 0
+    assert chunking.padded_layout(300, 0) == (1, 300)
+    assert chunking.padded_layout(300, 512) == (1, 300)
+    assert chunking.divisor_layout(16, 1024, 1024) == 16
+    assert chunking.divisor_layout(64, 16384, 1024) == 1024
+    assert chunking.divisor_layout(8, 2048, 1024) == 16
+    assert chunking.divisor_layout(16, 1000, 1024) == 20  # 16 x 50 = 800 points per chunk
+    assert chunking.divisor_layout(1, 1021, 512) == 1  # prime: only 1-point chunks would divide it
+    assert chunking.divisor_layout(16, 1024, 0) == 1 and chunking.divisor_layout(2, 256, 1024) == 1
+    assert chunking.resolve(chunking.AUTO, 512) == (512 if jax.default_backend() == "cpu" else 0)
+    assert chunking.resolve(0, 512) == 0 and chunking.resolve(300, 512) == 300
+    with pytest.raises(ValueError, match="points_per_chunk=-2"):
+        sdf_fit.FitSettings(points_per_chunk=-2)

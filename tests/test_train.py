@@ -6,12 +6,15 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import chair16
 from sdfjax import checkpoint, trained
 from sdfjax.data import layout, preprocess
+from sdfjax.models import decoder as decoder_lib
 from sdfjax.train import deepsdf, logs, losses, loop, step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,3 +196,30 @@ def test_two_processes_with_gloo_match_one_process(smoke_data, tmp_path):
     for r in results:
         np.testing.assert_allclose(r["loss"], one["loss"], atol=1e-5)
     assert checkpoint.manager(str(tmp_path / "multi")).latest_step() == 3
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_a_step_in_chunks_of_points_equals_one_pass(compute_dtype):
+    config = chair16.get_config("smoke")
+    config.model.dropout_rate = 0.0  # dropout aside, chunks change only the order of the sums
+    config.model.compute_dtype = compute_dtype
+    decoder = decoder_lib.from_config(config.model)
+    optimizer = step_lib.make_optimizer(config.train, 10)
+    state = step_lib.init_state(decoder, optimizer, 6, jax.random.key(0), config.train.code_bound)
+    rng = np.random.default_rng(0)
+    batch = {"labels": jnp.asarray([5, 0, 2, 3], jnp.int32),
+             "xyz": jnp.asarray(rng.uniform(-1, 1, (4, 64, 3)), jnp.float32),
+             "sdf": jnp.asarray(rng.normal(0, 0.1, (4, 64)), jnp.float32)}
+    results = {}
+    for points_per_chunk in (0, 64):  # 64: 4 chunks of 4 scenes x 16 points
+        config.train.points_per_chunk = points_per_chunk
+        step = jax.jit(step_lib.make_train_step(decoder, optimizer, config.train, 10, 0))
+        results[points_per_chunk] = step(jax.tree.map(jnp.copy, state), batch)
+    (one_state, one_metrics), (chunked_state, chunked_metrics) = results[0], results[64]
+    np.testing.assert_allclose(chunked_metrics["loss"], one_metrics["loss"], rtol=1e-5)
+    tolerance = 1e-5 if compute_dtype == "float32" else 2e-3
+    for got, want, before in zip(jax.tree.leaves(chunked_state["params"]), jax.tree.leaves(one_state["params"]),
+                                 jax.tree.leaves(state["params"])):
+        np.testing.assert_allclose(got - before, want - before, atol=tolerance * float(np.abs(want - before).max()))
+    moved = np.abs(np.asarray(one_state["params"]["latents"] - state["params"]["latents"])).sum(axis=1)
+    assert np.all(moved[[5, 0, 2, 3]] > 0) and np.all(moved[[1, 4]] == 0)  # only the batch's rows learn

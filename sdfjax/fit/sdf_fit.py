@@ -11,18 +11,15 @@ own Adam state, and sharded over devices along the shape axis.
 
 Speed: the decoder is folded once (sdfjax.fit.folded): weight norm, the latent's share
 of the input layers and bf16 products with float32 accumulation in both directions.
-Each shape's points go through the decoder in chunks of at most `points_per_chunk`
-(`chunked_data_loss`), each chunk's forward and backward pass back to back, so a layer's
-activations (512 x 4 bytes per point) stay in the CPU's caches instead of making a round
-trip through memory: 1.4x the points per second of one 128,000-point pass on a 2-core
-AMD EPYC (benchmarks/fit).
+On a CPU each shape's points go through the decoder in chunks of at most
+`points_per_chunk` (`chunked_data_loss`, sdfjax.chunking), so a layer's activations stay
+in cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -30,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import parallel
+from sdfjax import chunking, parallel
 from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
 from sdfjax.train.losses import sdf_interval_errors
+
+CPU_POINTS_PER_CHUNK = 512  # benchmarks/fit: 500-point chunks 1.41x one 128,000-point pass, 1,000: 1.28x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +47,10 @@ class FitSettings:
     clamp_distance: float = 0.1
     code_reg_weight: float = 1e-4
     fourier_frequencies: int = 0
-    points_per_chunk: int = 512  # 0: all of a step's points in one pass
+    points_per_chunk: int = chunking.AUTO  # per decoder pass; -1: CPU_POINTS_PER_CHUNK on a CPU, else one pass
 
     def __post_init__(self):
-        if self.points_per_chunk < 0:
-            raise ValueError(f"fit.points_per_chunk={self.points_per_chunk}: expected >= 0 (0: no chunks)")
+        chunking.resolve(self.points_per_chunk, CPU_POINTS_PER_CHUNK)  # refuses a bad value here, not in a trace
 
     @classmethod
     def from_config(cls, config) -> "FitSettings":
@@ -124,15 +122,8 @@ def draw_samples(key: jax.Array, xyz_bounds: jax.Array, num_positive: jax.Array,
     return xyz_bounds[jnp.concatenate([pos, neg])]
 
 
-def chunk_layout(num_points: int, points_per_chunk: int) -> tuple[int, int]:
-    """(chunks, points per chunk) covering num_points with as little padding as possible."""
-    if points_per_chunk <= 0 or points_per_chunk >= num_points:
-        return 1, num_points
-    chunks = math.ceil(num_points / points_per_chunk)
-    return chunks, math.ceil(num_points / chunks)
-
-
-def _errors_sum(folded, z, points, weights, settings: FitSettings):
+def _errors_sum(folded, z, chunk, settings: FitSettings):
+    points, weights = chunk
     pred = folded_sdf(folded, latent_biases(folded, z[None]), points[None, :, :3],
                       settings.fourier_frequencies)[0]
     return jnp.sum(weights * sdf_interval_errors(pred, points[:, 3], points[:, 4], settings.clamp_distance))
@@ -141,29 +132,11 @@ def _errors_sum(folded, z, points, weights, settings: FitSettings):
 def _chunks(points, settings: FitSettings):
     """points (N, 5) as (C, P, 5) chunks and (C, P) weights, 0 on the padding (copies of the last row)."""
     n = points.shape[0]
-    count, size = chunk_layout(n, settings.points_per_chunk)
+    count, size = chunking.padded_layout(n, chunking.resolve(settings.points_per_chunk, CPU_POINTS_PER_CHUNK))
     pad = count * size - n
     padded = jnp.pad(points, ((0, pad), (0, 0)), mode="edge")
     weights = (jnp.arange(count * size) < n).astype(jnp.float32)
     return padded.reshape(count, size, points.shape[1]), weights.reshape(count, size)
-
-
-def _chunked_value(folded, z, points, settings: FitSettings):
-    def body(total, chunk):
-        return total + _errors_sum(folded, z, *chunk, settings), None
-
-    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), _chunks(points, settings))
-    return total / points.shape[0]
-
-
-def _chunked_value_and_grad(folded, z, points, settings: FitSettings):
-    """The mean error and its gradient in z, each chunk's backward pass right after its forward one."""
-    def body(carry, chunk):
-        value, grad = jax.value_and_grad(_errors_sum, argnums=1)(folded, z, *chunk, settings)
-        return (carry[0] + value, carry[1] + grad), None
-
-    (total, grad), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), jnp.zeros_like(z)), _chunks(points, settings))
-    return total / points.shape[0], grad / points.shape[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -174,12 +147,15 @@ def chunked_data_loss(folded, z, points, settings: FitSettings):
     (the decoder is frozen, the points are data): the gradient is formed chunk by chunk
     in the forward pass, so no activation outlives its chunk.
     """
-    return _chunked_value(folded, z, points, settings)
+    total = chunking.scan_value(lambda z, chunk, _: _errors_sum(folded, z, chunk, settings), z,
+                                _chunks(points, settings))
+    return total / points.shape[0]
 
 
 def _chunked_data_loss_fwd(folded, z, points, settings):
-    value, grad = _chunked_value_and_grad(folded, z, points, settings)
-    return value, (grad, folded, points)
+    total, grad = chunking.scan_value_and_grad(lambda z, chunk, _: _errors_sum(folded, z, chunk, settings), z,
+                                               _chunks(points, settings))
+    return total / points.shape[0], (grad / points.shape[0], folded, points)
 
 
 def _chunked_data_loss_bwd(settings, residuals, ct):

@@ -24,9 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import parallel
+from sdfjax import chunking, parallel
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.train.losses import sdf_loss
+
+# benchmarks/train_step on a 2-core AMD EPYC: 1,024-point chunks 1.41x (float32) and 1.57x (bf16) one
+# 16,384-point pass; 512-point ones no faster in float32 and slower in bf16 (thinner weight-gradient products).
+CPU_POINTS_PER_CHUNK = 1024
 
 
 def lr_schedule(base_lr: float, train_config, steps_per_epoch: int) -> optax.Schedule:
@@ -86,8 +90,14 @@ def state_shardings(abstract_state, mesh, shard_latents: bool):
 
 
 def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps_per_epoch: int, seed: int):
-    """step(state, batch) -> (state, metrics); batch = {labels (B,), xyz (B,S,3), sdf (B,S)}."""
+    """step(state, batch) -> (state, metrics); batch = {labels (B,), xyz (B,S,3), sdf (B,S)}.
+
+    The batch's points pass through the decoder in chunks of about `train.points_per_chunk`
+    (sdfjax.chunking: -1 is CPU_POINTS_PER_CHUNK on a CPU, one pass on a GPU or TPU), every
+    scene in every chunk, each chunk with its own dropout masks; the loss is the same mean.
+    """
     base_key = jax.random.key(seed)
+    points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), CPU_POINTS_PER_CHUNK)
 
     def step(state, batch):
         epoch = state["step"] // steps_per_epoch
@@ -96,15 +106,27 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
         reg_weight = train_config.code_reg_weight * jnp.minimum(
             1.0, epoch / max(train_config.code_reg_warmup_epochs, 1))
 
-        def loss_fn(params):
-            z = params["latents"][batch["labels"]]  # (B, L)
-            pred = decoder.apply(params["decoder"], z[:, None, :], batch["xyz"], train=True,
-                                 rngs={"dropout": key})
-            data = sdf_loss(pred, batch["sdf"], train_config.clamp_distance, eps, gamma)
-            reg = jnp.mean(jnp.linalg.norm(z, axis=-1))
-            return data + reg_weight * reg, (data, reg)
+        # The latents are gathered once; the decoder sees each scene's code, and the
+        # gradient reaches the table through the gather's VJP after the chunks are summed.
+        z, gather_vjp = jax.vjp(lambda latents: latents[batch["labels"]], state["params"]["latents"])  # (B, L)
+        rows, per_row = batch["sdf"].shape
+        chunks = chunking.divisor_layout(rows, per_row, points_per_chunk)
 
-        (loss, (data, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        def chunk_loss(trainable, chunk, index):
+            xyz, sdf = chunk
+            pred = decoder.apply(trainable["decoder"], trainable["z"][:, None, :], xyz, train=True,
+                                 rngs={"dropout": key if chunks == 1 else jax.random.fold_in(key, index)})
+            return sdf_loss(pred, sdf, train_config.clamp_distance, eps, gamma) / chunks  # equal chunks
+
+        def split(a):  # (B, S, ...) -> (chunks, B, S / chunks, ...): every scene in every chunk
+            return jnp.moveaxis(a.reshape(rows, chunks, per_row // chunks, *a.shape[2:]), 1, 0)
+
+        data, chunk_grads = chunking.scan_value_and_grad(
+            chunk_loss, {"decoder": state["params"]["decoder"], "z": z}, (split(batch["xyz"]), split(batch["sdf"])))
+        reg, reg_grad = jax.value_and_grad(lambda z: jnp.mean(jnp.linalg.norm(z, axis=-1)))(z)
+        loss = data + reg_weight * reg
+        grads = {"decoder": chunk_grads["decoder"],
+                 "latents": gather_vjp(chunk_grads["z"] + reg_weight * reg_grad)[0]}
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         params["latents"] = project_latents(params["latents"], train_config.code_bound)
