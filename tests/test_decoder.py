@@ -201,3 +201,19 @@ def test_profile_counts_a_scan_bodys_products_once_per_iteration():
     products = dot_generals(jaxpr)
     assert len(products) == 2 * 4  # forward and weight gradient, in each of the 4 iterations
     assert {tuple(e.invars[0].aval.shape) for e in products} <= {(16, 8)}
+
+
+def test_folded_weight_norm_params_give_the_same_decoder_and_gradients():
+    decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
+    params = decoder_lib.init_params(decoder, jax.random.key(40))
+    params = jax.tree.map(lambda a: a * 1.3, params)  # g no longer ||v||: the fold must apply it
+    z = jax.random.normal(jax.random.key(41), (2, 1, 16))
+    xyz = jax.random.uniform(jax.random.key(42), (2, 32, 3), minval=-1, maxval=1)
+    plain = decoder.clone(weight_norm=False)
+    folded = decoder_lib.fold_weight_norm(params)
+    assert "g" not in folded["params"]["layer0"] and set(folded["params"]) == set(params["params"])
+    np.testing.assert_allclose(plain.apply(folded, z, xyz), decoder.apply(params, z, xyz), rtol=1e-5, atol=1e-6)
+    direct = jax.grad(lambda p: jnp.sum(decoder.apply(p, z, xyz) ** 2))(params)
+    through = jax.grad(lambda p: jnp.sum(plain.apply(decoder_lib.fold_weight_norm(p), z, xyz) ** 2))(params)
+    for a, b in zip(jax.tree.leaves(through), jax.tree.leaves(direct)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

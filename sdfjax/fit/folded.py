@@ -25,13 +25,6 @@ import jax.numpy as jnp
 from sdfjax.models import decoder as decoder_lib
 
 
-def _weight(layer_params: dict, weight_norm: bool) -> jax.Array:
-    v = layer_params["v"]
-    if not weight_norm or "g" not in layer_params:
-        return v
-    return v * (layer_params["g"] / jnp.linalg.norm(v, axis=0))
-
-
 def fold_decoder(decoder: decoder_lib.Decoder, params) -> dict:
     """Effective weights of a trained decoder, split by input (latent / xyz / hidden).
 
@@ -40,12 +33,12 @@ def fold_decoder(decoder: decoder_lib.Decoder, params) -> dict:
     on layers that see the network input) and `b`.
     """
     dtype = decoder_lib.DTYPES[decoder.compute_dtype]
-    p = params["params"]
+    p = decoder_lib.fold_weight_norm(params)["params"] if decoder.weight_norm else params["params"]
     latent_dim = decoder.latent_dim
     layers = []
     for i in range(decoder.num_layers + 1):
         hidden = i < decoder.num_layers
-        w = _weight(p[f"layer{i}"], decoder.weight_norm and hidden)
+        w = p[f"layer{i}"]["v"]
         layer = {"b": p[f"layer{i}"]["bias"]}
         if i == 0:
             layer.update(w_z=w[:latent_dim], w_x=w[latent_dim:])

@@ -279,5 +279,21 @@ def init_params(decoder: Decoder, key: jax.Array):
     return decoder.init(key, jnp.zeros((1, decoder.latent_dim)), jnp.zeros((1, 3)))
 
 
+def fold_weight_norm(params):
+    """Params of the same decoder built with `weight_norm=False`: each weight-normalised layer's
+    w = g * v / ||v|| (Salimans & Kingma 2016, Eq. 2) as its `v`, without `g`.
+
+    `decoder.clone(weight_norm=False).apply(fold_weight_norm(params), ...)` equals
+    `decoder.apply(params, ...)`; differentiating through this function once carries the
+    gradients of w back to v and g, so a step over many chunks of points normalises once.
+    """
+    def fold(layer):
+        if "g" not in layer:
+            return layer
+        return {"v": layer["v"] * (layer["g"] / jnp.linalg.norm(layer["v"], axis=0)), "bias": layer["bias"]}
+
+    return {"params": {name: fold(layer) for name, layer in params["params"].items()}}
+
+
 def count_params(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

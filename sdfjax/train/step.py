@@ -97,6 +97,7 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
     scene in every chunk, each chunk with its own dropout masks; the loss is the same mean.
     """
     base_key = jax.random.key(seed)
+    plain = decoder.clone(weight_norm=False)  # applied to fold_weight_norm's params
     points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), CPU_POINTS_PER_CHUNK)
 
     def step(state, batch):
@@ -109,12 +110,15 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
         # The latents are gathered once; the decoder sees each scene's code, and the
         # gradient reaches the table through the gather's VJP after the chunks are summed.
         z, gather_vjp = jax.vjp(lambda latents: latents[batch["labels"]], state["params"]["latents"])  # (B, L)
+        # Weight norm once per step, not once per chunk: the chunks see w, and w's summed
+        # gradient goes back to v and g once.
+        weights, unfold_vjp = jax.vjp(decoder_lib.fold_weight_norm, state["params"]["decoder"])
         rows, per_row = batch["sdf"].shape
         chunks = chunking.divisor_layout(rows, per_row, points_per_chunk)
 
         def chunk_loss(trainable, chunk, index):
             xyz, sdf = chunk
-            pred = decoder.apply(trainable["decoder"], trainable["z"][:, None, :], xyz, train=True,
+            pred = plain.apply(trainable["decoder"], trainable["z"][:, None, :], xyz, train=True,
                                  rngs={"dropout": key if chunks == 1 else jax.random.fold_in(key, index)})
             return sdf_loss(pred, sdf, train_config.clamp_distance, eps, gamma) / chunks  # equal chunks
 
@@ -122,10 +126,10 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
             return jnp.moveaxis(a.reshape(rows, chunks, per_row // chunks, *a.shape[2:]), 1, 0)
 
         data, chunk_grads = chunking.scan_value_and_grad(
-            chunk_loss, {"decoder": state["params"]["decoder"], "z": z}, (split(batch["xyz"]), split(batch["sdf"])))
+            chunk_loss, {"decoder": weights, "z": z}, (split(batch["xyz"]), split(batch["sdf"])))
         reg, reg_grad = jax.value_and_grad(lambda z: jnp.mean(jnp.linalg.norm(z, axis=-1)))(z)
         loss = data + reg_weight * reg
-        grads = {"decoder": chunk_grads["decoder"],
+        grads = {"decoder": unfold_vjp(chunk_grads["decoder"])[0],
                  "latents": gather_vjp(chunk_grads["z"] + reg_weight * reg_grad)[0]}
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
