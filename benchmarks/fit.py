@@ -36,6 +36,7 @@ from absl import app, flags
 from benchmarks import machine
 
 from configs import chair16
+from sdfjax import chunking
 from sdfjax.fit import reconstruct, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.launch import common
@@ -102,7 +103,8 @@ def time_fit(dtype: str, shapes: int, iters: int) -> dict:
                  for d in data[:2]) * shapes / 2
     return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
             "batched_one_pass_points_per_s": points / one_pass, "batched_unfolded_points_per_s": points / unfolded,
-            "points_per_chunk": settings.points_per_chunk, "batched_seconds": batched}
+            "points_per_chunk": chunking.resolve(settings.points_per_chunk, sdf_fit.CPU_POINTS_PER_CHUNK),
+            "batched_seconds": batched}
 
 
 def torch_reference(python: str, shapes: int, iters: int, dtype: str) -> dict | None:

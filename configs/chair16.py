@@ -217,6 +217,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.azimuth = 40.0  # --sketch=<png>: the view the sketch was drawn from (degrees)
     config.sketch.elevation = -30.0
     config.sketch.views = (11,)  # --config.fit.split mode: dataset view indices of each shape's sketches
+    config.sketch.views_together = False  # split mode: True: each shape one object drawn from all those views
     config.sketch.style = "dataset"  # split mode: dataset | hand_drawn (each stroke redrawn; evaluation only)
     config.sketch.init = "encoder"  # encoder | retrieval (mean of the top-k retrieved train latents) | mean
     config.sketch.retrieval_k = 5

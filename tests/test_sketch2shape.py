@@ -400,6 +400,24 @@ def test_bad_sketch_files_are_refused_with_their_name(tmp_path):
         sketches.load_image(str(tmp_path / "bomb.png"))
 
 
+def test_split_sketches_of_one_shape_from_several_views_make_one_object(trained_models):
+    config, _, _ = trained_models
+    config = config.copy_and_resolve_references()
+    config.sketch.views = (0, 1)
+    config.sketch.style = "hand_drawn"
+    resolution = config.render.resolution
+    apart, records = optimize.split_batch(config, resolution)
+    config.sketch.views_together = True
+    together, together_records = optimize.split_batch(config, resolution)
+    assert apart.names == ["chair_000_0002_v00", "chair_000_0002_v01"] and apart.sketches.shape[1] == 1
+    assert together.names == ["chair_000_0002_v00+01"] and together.obj_ids == ["chair_000_0002"]
+    assert together.sketches.shape == (1, 2, resolution, resolution) and len(together.cameras[0]) == 2
+    # The same (hand-drawn) strokes and cameras as the one-view objects, in view order.
+    np.testing.assert_array_equal(together.sketches[0], apart.sketches[:, 0])
+    assert together.cameras[0] == [c[0] for c in apart.cameras] and together.cameras[0][0] != together.cameras[0][1]
+    assert len(together_records) == 1 and len(records) == 2
+
+
 def _meshes(out_dir) -> list[str]:
     folder = out_dir / "meshes"
     return sorted(os.listdir(folder)) if folder.is_dir() else []

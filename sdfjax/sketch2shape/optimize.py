@@ -119,7 +119,9 @@ def user_batch(config, sketch_paths: list[str], views: list[tuple[float, float]]
 def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
     """The dataset sketches (views config.sketch.views) of the shapes config.fit selects, one object each,
     and their records; with config.sketch.style="hand_drawn", each redrawn by
-    sdfjax.sketch2shape.hand_drawn (seeded by config.seed and the sketch's name)."""
+    sdfjax.sketch2shape.hand_drawn (seeded by config.seed and the sketch's name). With
+    config.sketch.views_together, each shape is one object drawn from all those views
+    (named `<obj_id>_v11+47+62`), as a user who draws front and side."""
     sk = config.sketch
     obj_ids, examples = reconstruct.load_examples(config)
     if "sketches" not in examples[0]:
@@ -135,16 +137,23 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
                          f"{examples[0]['sketches'].shape[-1]} px")
     if sk.style not in STYLES:
         raise ValueError(f"config.sketch.style={sk.style!r}: expected one of {STYLES}")
+    together = bool(sk.get("views_together", False))
     names, sketches, cameras, ids, records = [], [], [], [], []
     for obj_id, example in zip(obj_ids, examples):
+        drawn, seen_from = [], []
         for v in views:
             a, e, d, f = map(float, example["views"][v])
-            names.append(f"{obj_id}_v{v:02d}")
             sketch = example["sketches"][v]
-            if sk.style == "hand_drawn":
-                sketch = hand_drawn(sketch, np.random.default_rng([config.seed, zlib.crc32(names[-1].encode())]))
-            sketches.append(sketch[None])
-            cameras.append([camera_lib.Camera(a, e, d, f, resolution, resolution)])
+            if sk.style == "hand_drawn":  # seeded by the one-view name in both modes: the same strokes
+                sketch = hand_drawn(sketch, np.random.default_rng([config.seed, zlib.crc32(f"{obj_id}_v{v:02d}".encode())]))
+            drawn.append(sketch)
+            seen_from.append(camera_lib.Camera(a, e, d, f, resolution, resolution))
+        objects = ([(f"{obj_id}_v" + "+".join(f"{v:02d}" for v in views), drawn, seen_from)] if together else
+                   [(f"{obj_id}_v{v:02d}", [s], [c]) for v, s, c in zip(views, drawn, seen_from)])
+        for name, object_sketches, object_cameras in objects:
+            names.append(name)
+            sketches.append(np.stack(object_sketches))
+            cameras.append(object_cameras)
             ids.append(obj_id)
             records.append(example)
     return SketchBatch(names, np.stack(sketches), cameras, ids), records
