@@ -145,7 +145,8 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
             a, e, d, f = map(float, example["views"][v])
             sketch = example["sketches"][v]
             if sk.style == "hand_drawn":  # seeded by the one-view name in both modes: the same strokes
-                sketch = hand_drawn(sketch, np.random.default_rng([config.seed, zlib.crc32(f"{obj_id}_v{v:02d}".encode())]))
+                seed = zlib.crc32(f"{obj_id}_v{v:02d}".encode())
+                sketch = hand_drawn(sketch, np.random.default_rng([config.seed, seed]))
             drawn.append(sketch)
             seen_from.append(camera_lib.Camera(a, e, d, f, resolution, resolution))
         objects = ([(f"{obj_id}_v" + "+".join(f"{v:02d}" for v in views), drawn, seen_from)] if together else
