@@ -122,6 +122,29 @@ def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_an
     np.testing.assert_allclose(same_prior, np.mean(np.square(z)), rtol=1e-6)
 
 
+def test_each_drawn_view_adds_its_silhouette_and_the_embedding_term_stays_a_mean():
+    origins, directions = (jnp.asarray(a)[None] for a in CAMERA.rays())
+    inside = _sphere_mask(0.5)[None]
+    sdf = lambda p, x: jnp.linalg.norm(x, axis=-1) - 0.3 - p["z"][0]  # noqa: E731
+    prior = {"mean": jnp.zeros(2), "whiten": jnp.eye(2)}
+    z = jnp.asarray([0.1, 0.2])
+    config = ml_collections.ConfigDict({"embedding_weight": 1.0, "silhouette_weight": 10.0, "prior_weight": 0.0,
+                                        "trust_weight": 0.0, "silhouette_form": "soft",
+                                        "silhouette_temperature": 0.03, "surface_eps": 0.003})
+
+    def loss(views):
+        twice = lambda a: jnp.concatenate([a] * views)  # noqa: E731  (the same drawing, `views` times)
+        return losses.sketch_loss(sdf, None, z, lambda images: jnp.ones((len(images), 4)), jnp.zeros((views, 4)),
+                                  twice(origins), twice(directions), twice(inside), jnp.ones_like(twice(inside)),
+                                  jnp.zeros(2), prior, tracer.TraceSettings(), CAMERA.width, config)
+
+    (one, (embedding_one, silhouette_one, _)), (two, (embedding_two, silhouette_two, _)) = loss(1), loss(2)
+    assert float(silhouette_one) > 0
+    np.testing.assert_allclose(silhouette_two, 2 * silhouette_one, rtol=1e-5)
+    np.testing.assert_allclose(embedding_two, embedding_one, rtol=1e-6)
+    np.testing.assert_allclose(two - one, 10.0 * silhouette_one, rtol=1e-5)
+
+
 def test_outline_masks_leave_enclosed_background_unknown():
     sketch = np.full((40, 40), 255, np.uint8)
     sketch[5, 5:35] = sketch[34, 5:35] = sketch[5:35, 5] = sketch[5:35, 34] = 0  # a square frame
