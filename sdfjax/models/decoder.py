@@ -118,6 +118,11 @@ def _low_precision_matmul_bwd(dtype, residuals, ct):
 _low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
 
 
+def normalized_weight(v: jax.Array, g: jax.Array) -> jax.Array:
+    """w = g * v / ||v||, the norm per output unit (a column of v; Salimans & Kingma 2016, Eq. 2)."""
+    return v * (g / jnp.linalg.norm(v, axis=0))
+
+
 class Dense(nn.Module):
     """A dense layer, optionally weight-normalised (params `v`, `g`, `bias`), over column blocks.
 
@@ -143,7 +148,7 @@ class Dense(nn.Module):
         w = v
         if self.weight_norm:
             g = self.param("g", lambda _: jnp.linalg.norm(v, axis=0))
-            w = v * (g / jnp.linalg.norm(v, axis=0))
+            w = normalized_weight(v, g)
         out = bias
         row = 0
         if x is not None:
@@ -281,7 +286,7 @@ def init_params(decoder: Decoder, key: jax.Array):
 
 def fold_weight_norm(params):
     """Params of the same decoder built with `weight_norm=False`: each weight-normalised layer's
-    w = g * v / ||v|| (Salimans & Kingma 2016, Eq. 2) as its `v`, without `g`.
+    `normalized_weight(v, g)` as its `v`, without `g`.
 
     `decoder.clone(weight_norm=False).apply(fold_weight_norm(params), ...)` equals
     `decoder.apply(params, ...)`; differentiating through this function once carries the
@@ -290,7 +295,7 @@ def fold_weight_norm(params):
     def fold(layer):
         if "g" not in layer:
             return layer
-        return {"v": layer["v"] * (layer["g"] / jnp.linalg.norm(layer["v"], axis=0)), "bias": layer["bias"]}
+        return {"v": normalized_weight(layer["v"], layer["g"]), "bias": layer["bias"]}
 
     return {"params": {name: fold(layer) for name, layer in params["params"].items()}}
 
