@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.grad_clip_norm = 0.0  # 0: off
     config.train.checkpoint_every_epochs = 100
     config.train.shard_latents = False  # True: split the latent table along shapes over devices
-    # Points per decoder pass (sdfjax.chunking): -1 (auto) is 1,024 on a CPU (1.41x one pass in float32,
+    # Points per decoder pass (sdfjax.chunking): -1 (auto) is 1,024 on a CPU (1.42x one pass in float32,
     # benchmarks/train_step) and one pass on a GPU or TPU; 0: one pass. Each chunk draws its own dropout masks.
     config.train.points_per_chunk = -1
     config.train.cache_shapes = 4096  # shapes' samples kept in host memory

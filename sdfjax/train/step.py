@@ -28,8 +28,9 @@ from sdfjax import chunking, parallel
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.train.losses import sdf_loss
 
-# benchmarks/train_step on a 2-core AMD EPYC: 1,024-point chunks 1.41x (float32) and 1.57x (bf16) one
-# 16,384-point pass; 512-point ones no faster in float32 and slower in bf16 (thinner weight-gradient products).
+# The paper-size step on 16,384 points, 2-core AMD EPYC: 1,024-point chunks 1.42x (float32) and 1.65x (bf16)
+# one pass (benchmarks/train_step); in an earlier comparison of chunk sizes (before weight norm moved out of the
+# chunks), 512-point ones were no faster in float32 and slower in bf16 (thinner weight-gradient products).
 CPU_POINTS_PER_CHUNK = 1024
 
 
@@ -119,7 +120,7 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
         def chunk_loss(trainable, chunk, index):
             xyz, sdf = chunk
             pred = plain.apply(trainable["decoder"], trainable["z"][:, None, :], xyz, train=True,
-                                 rngs={"dropout": key if chunks == 1 else jax.random.fold_in(key, index)})
+                               rngs={"dropout": key if chunks == 1 else jax.random.fold_in(key, index)})
             return sdf_loss(pred, sdf, train_config.clamp_distance, eps, gamma) / chunks  # equal chunks
 
         def split(a):  # (B, S, ...) -> (chunks, B, S / chunks, ...): every scene in every chunk
