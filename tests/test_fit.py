@@ -157,6 +157,32 @@ def test_initial_latents_follow_each_option():
             optimizer.initial_latents(bad, 1, 1, 8, trained, rng)
 
 
+def test_isotropic_adam_steps_along_the_gradient_where_adam_steps_along_its_signs():
+    # A gradient with one strong and one weak coordinate (a view that constrains one direction of z and barely
+    # sees the other): Adam moves both by lr, the isotropic form along the gradient itself.
+    grad = jnp.asarray([1.0, 1e-3, 0.0, 0.0])
+    lr = 0.1
+    for name, expected in (("adam", -lr * np.sign(grad)),
+                           ("isotropic_adam", -lr * grad / np.sqrt(np.mean(np.square(grad))))):
+        tx = optimizer.latent_optimizer(name, lr)
+        state = tx.init(jnp.zeros(4))
+        for _ in range(3):  # a constant gradient: bias correction makes every step the first one's
+            updates, state = tx.update(grad, state)
+            np.testing.assert_allclose(updates, expected, rtol=1e-4, atol=1e-7, err_msg=name)
+    # Scale invariance, as Adam's: a gradient 1,000 times larger takes the same step.
+    tx = optimizer.latent_optimizer("isotropic_adam", lr)
+    small, _ = tx.update(grad, tx.init(jnp.zeros(4)))
+    large, _ = tx.update(1000.0 * grad, tx.init(jnp.zeros(4)))
+    np.testing.assert_allclose(small, large, rtol=1e-5)
+    # Vmapped over latents (latent_step), each latent has its own scale.
+    step = optimizer.latent_step(lambda z, w: (jnp.sum(w * z), 0.0), tx, in_axes=(0,))
+    z = jnp.zeros((2, 4))
+    new_z, _, _, _ = step(z, optimizer.init_states(tx, z), jnp.stack([grad, 50.0 * grad]))
+    np.testing.assert_allclose(new_z[0], new_z[1], rtol=1e-5)
+    with pytest.raises(ValueError, match="expected one of"):
+        optimizer.latent_optimizer("sgd", lr)
+
+
 def _depth_view(mesh, azimuth=0.0, elevation=0.0, resolution=64, seed=0):
     camera = camera_lib.Camera(azimuth, elevation, 4.0, 128.0 * resolution / 64, resolution, resolution)
     return partial.depth_observations(mesh.vertices, mesh.faces, camera, np.random.default_rng(seed)), camera
