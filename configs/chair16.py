@@ -223,6 +223,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.retrieval_k = 5
     config.sketch.iterations = 100
     config.sketch.lr = 3e-3
+    # adam | isotropic_adam (one second moment per latent: steps along the gradient, sdfjax.fit.optimizer)
+    config.sketch.optimizer = "adam"
     config.sketch.embedding_weight = 1.0  # Siamese embedding distance
     config.sketch.silhouette_weight = 1.0  # two-sided silhouette (sdfjax.render.silhouette)
     config.sketch.surface_eps = 0.003  # rays outside the outline are pushed this far off the surface
@@ -234,6 +236,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.prior_weight = 1e-2  # Gaussian (Mahalanobis) prior fitted to the trained latents
     config.sketch.prior_shrinkage = 0.1  # covariance shrinkage towards its mean variance
     config.sketch.trust_weight = 0.0  # mean (z - z_start)^2: a trust region around the start
+    # mean |f(z, a) - f(z_start, a)| at the start's surface points a that no sketch shows
+    # (sdfjax.sketch2shape.hidden_surface): what the drawings cannot see keeps the start's shape
+    config.sketch.hidden_weight = 0.0
+    config.sketch.hidden_points = 1024  # anchors drawn per object
     config.sketch.batch = 8  # objects optimised by one vmapped step
     # Sphere-tracing budget per ray while refining (pictures and meshes use config.render's full budget):
     # the finishing rounds up to 400 steps cost 4-5x per step under vmap and grad, for the last rays.

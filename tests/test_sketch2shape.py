@@ -27,7 +27,7 @@ from sdfjax.fit import reconstruct
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
-from sdfjax.sketch2shape import encoders, hand_drawn, losses, optimize, sketches
+from sdfjax.sketch2shape import encoders, hand_drawn, hidden_surface, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
 from sdfjax.train import logs, sampled_shapes
 
@@ -143,6 +143,66 @@ def test_each_drawn_view_adds_its_silhouette_and_the_embedding_term_stays_a_mean
     np.testing.assert_allclose(silhouette_two, 2 * silhouette_one, rtol=1e-5)
     np.testing.assert_allclose(embedding_two, embedding_one, rtol=1e-6)
     np.testing.assert_allclose(two - one, 10.0 * silhouette_one, rtol=1e-5)
+
+
+# --- the hidden surface: two spheres, one behind the other ------------------------------------------
+
+_SPHERES = np.float32([[0.0, 0.0, 0.45], [0.0, 0.0, -0.45]])  # centres; the camera at azimuth 0 looks along -z
+_RADIUS = 0.3
+
+
+def _two_spheres(p, x):
+    d = jnp.linalg.norm(x[:, None, :] - _SPHERES[None], axis=-1) - _RADIUS
+    return jnp.min(d, axis=-1) - p["z"][0] * (x[:, 2] < 0)  # z[0] grows the back sphere only
+
+
+def _occluded_analytically(points: np.ndarray, origin: np.ndarray, margin: float) -> np.ndarray:
+    """Whether the ray from `origin` to each point enters a sphere more than `margin` before reaching it."""
+    offsets = points - origin
+    distance = np.linalg.norm(offsets, axis=-1)
+    d = offsets / distance[:, None]
+    first = np.full(len(points), np.inf)
+    for centre in _SPHERES:
+        oc = origin - centre
+        b = np.sum(d * oc, axis=-1)
+        disc = b**2 - (np.sum(oc**2) - _RADIUS**2)
+        t = -b - np.sqrt(np.maximum(disc, 0.0))
+        first = np.where((disc > 0) & (t > 0), np.minimum(first, t), first)
+    return first < distance - margin
+
+
+def test_hidden_anchors_are_the_start_surface_that_every_sketch_camera_sees_occluded():
+    render = latent_render.views_renderer(_two_spheres, tracer.TraceSettings())
+    params = {"decoder": None, "z": jnp.zeros(1)}
+    front = camera_lib.Camera(0.0, 0.0, 4.0, 64.0, 32, 32)  # at +z: the back sphere is behind the front one
+    side = camera_lib.Camera(90.0, 0.0, 4.0, 64.0, 32, 32)  # at +x: both spheres in plain sight
+    points, weights = hidden_surface.hidden_anchors(render, params, [front], 2048, np.random.default_rng(0))
+    assert points.shape == (2048, 3) and weights.shape == (2048,)
+    on_surface = np.min(np.linalg.norm(points[:, None] - _SPHERES[None], axis=-1), axis=-1) - _RADIUS
+    assert np.abs(on_surface).max() < 1e-3  # the probes found the surface
+    truth = _occluded_analytically(points, front.position, hidden_surface.OCCLUSION_MARGIN)
+    assert 0.6 < truth.mean() < 0.9  # the back sphere (in the front one's shadow) and the front one's far side
+    assert np.mean(weights.astype(bool) == truth) > 0.98  # grazing rays may go either way
+    # Hidden from every camera: the side camera sees the whole back half of the back sphere.
+    _, both = hidden_surface.hidden_anchors(render, params, [front, side], 2048, np.random.default_rng(0))
+    assert both.sum() < 0.75 * weights.sum() and np.all(both <= weights)
+    # No surface: nothing anchored.
+    empty = latent_render.views_renderer(lambda p, x: jnp.linalg.norm(x, axis=-1) + 5.0, tracer.TraceSettings())
+    _, none = hidden_surface.hidden_anchors(empty, params, [front], 16, np.random.default_rng(0))
+    assert not none.any()
+
+
+def test_the_hidden_surface_term_holds_anchored_surface_and_ignores_the_rest():
+    points = jnp.asarray([[0.0, 0.0, -0.75], [0.0, 0.0, 0.75]])  # on the back sphere, on the front sphere
+    z0 = jnp.zeros(1)
+    grow = jnp.asarray([0.02])  # the back sphere grows by 0.02: its surface point's SDF moves by 0.02
+    change = lambda w, z: losses.hidden_surface_change(_two_spheres, None, z, z0, points, jnp.asarray(w))  # noqa
+    np.testing.assert_allclose(change([1.0, 0.0], grow), 0.02, rtol=1e-5)
+    assert float(change([0.0, 1.0], grow)) == 0.0  # the front sphere did not move
+    assert float(change([0.0, 0.0], grow)) == 0.0  # no anchor: no term (and no division by zero)
+    assert float(change([1.0, 1.0], z0)) == 0.0
+    gradient = jax.grad(lambda z: change([1.0, 0.0], z))(grow)
+    assert float(gradient[0]) > 0  # shrinking back towards the start lowers it
 
 
 def test_outline_masks_leave_enclosed_background_unknown():
@@ -360,8 +420,9 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     start = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
     o, d = camera_lib.stack_rays(cameras)
     targets = encoders.embedder(model, enc_params, "sketch")(drawn)
+    no_anchors = np.zeros((1, 3)), np.zeros(1)  # no hidden-surface term (hidden_weight 0)
     arrays = tuple(jnp.asarray(a)[None] for a in (o, d, targets, np.reshape(inside, (2, -1)),
-                                                  np.reshape(known, (2, -1)), start))
+                                                  np.reshape(known, (2, -1)), start, *no_anchors))
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
     best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], arrays, 40)
 
@@ -498,7 +559,8 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
              f"--workdir={workdir}"]
     out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
                           f"--sketch={tmp_path / 'my front.png'},{tmp_path / 'my side.png'}",
-                          "--azimuths=0,90", "--elevations=10,10", f"--out_dir={tmp_path / 'user'}"],
+                          "--azimuths=0,90", "--elevations=10,10", f"--out_dir={tmp_path / 'user'}",
+                          "--config.sketch.hidden_weight=1"],  # with the start's hidden surface held
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(set(os.listdir(tmp_path / "user")) - {"meshes"}) == ["latents.npz", "pictures"]

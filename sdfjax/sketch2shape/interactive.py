@@ -89,9 +89,11 @@ class SketchToShape:
         sketches = np.asarray(sketches)
         iterations = self.config.sketch.iterations if iterations is None else iterations
         z0 = np.asarray(z0, np.float32)
+        anchors = optimize.object_anchors(self.config, self._render, self.trained.params, z0[None], [list(cameras)],
+                                          ["drawing"])
         arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
             sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed,
-            self.config.sketch.outline_tolerance))
+            self.config.sketch.outline_tolerance, anchors))
         done = [0]
 
         def step_done():

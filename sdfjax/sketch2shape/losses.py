@@ -10,6 +10,11 @@ known) from sdfjax.sketch2shape.sketches.outline_masks:
            + w_s * sum_v silhouette(min_sdf_v; inside_v, known_v, margin = surface_eps)
            + w_p * mean_dims (W (z - mu))^2                              a Gaussian prior
            + w_t * mean_dims (z - z0)^2                                  a trust region
+           + w_h * mean_k |f(z, a_k) - f(z0, a_k)|                       the hidden surface stays
+
+with a_k the start's surface points that no sketch of the object shows
+(sdfjax.sketch2shape.hidden_surface): what the drawings cannot see keeps the shape the
+start gave it.
 
 Each view's outline is evidence of its own, so the silhouette term sums over the views: a
 mean would give each of three drawings a third of one drawing's pull against the prior
@@ -71,14 +76,23 @@ def one_view_silhouette(sketch_config, hit_threshold: float):
     raise ValueError(f"config.sketch.silhouette_form={form!r}: expected 'relu' or 'soft'")
 
 
+def hidden_surface_change(sdf_fn, decoder_params, z, z0, anchor_points, anchor_weights) -> jax.Array:
+    """sum_k w_k |f(z, a_k) - f(z0, a_k)| / max(sum_k w_k, 1): how far (in SDF units) the surface moved at
+    anchors a_k (K, 3) weighted w_k (K,); 0 when no anchor has weight."""
+    now = sdf_fn({"decoder": decoder_params, "z": z}, anchor_points)
+    start = jax.lax.stop_gradient(sdf_fn({"decoder": decoder_params, "z": z0}, anchor_points))
+    return jnp.sum(anchor_weights * jnp.abs(now - start)) / jnp.maximum(jnp.sum(anchor_weights), 1.0)
+
+
 def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, directions, inside, known, z0,
-                prior, settings, resolution: int, sketch_config):
+                prior, settings, resolution: int, sketch_config, anchors=None):
     """(loss, (embedding distance, silhouette, prior)) of the module docstring for one object.
 
     `encoder` maps normal maps (V, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders);
     `target_embeddings` are E_sketch(S_v) (V, D); origins and directions (V, R*R, 3) are
     the sketch cameras' rays and `inside`, `known` (V, R*R) bool the outline masks;
-    z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`.
+    z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`; `anchors` (points (K, 3),
+    weights (K,)) are the hidden surface's (none: no hidden-surface term).
     """
     sk = sketch_config
     params = {"decoder": decoder_params, "z": z}
@@ -93,4 +107,6 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
             + sk.trust_weight * jnp.mean((z - z0) ** 2))
+    if anchors is not None and sk.get("hidden_weight", 0.0):
+        loss += sk.hidden_weight * hidden_surface_change(sdf_fn, decoder_params, z, z0, *anchors)
     return loss, (embedding, silhouette, prior_term)

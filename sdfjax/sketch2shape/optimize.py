@@ -11,7 +11,8 @@
    Siamese encoder retrieves, `mean` the mean trained latent.
 2. Refinement (decoder and encoders frozen): z minimises the loss of
    sdfjax.sketch2shape.losses (Siamese embedding + two-sided silhouette + Gaussian prior
-   + trust region around the start), all sketches of the object at once. One jitted step
+   + trust region around the start + the start's surface that no sketch shows, held where
+   it was: `object_anchors`), all sketches of the object at once. One jitted step
    (sdfjax.fit.optimizer.latent_step) is vmapped over objects, each with its own cameras
    and Adam state. The loss is not smooth (pixels enter and leave the silhouette), so each
    object keeps the iterate with the lowest loss met, the start included: the choice uses
@@ -39,7 +40,6 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import trimesh
 from tqdm import tqdm
 
@@ -48,11 +48,11 @@ from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.fit import reconstruct, reports, scoring
 from sdfjax.fit.folded import fold_decoder
-from sdfjax.fit.optimizer import init_states, latent_step
+from sdfjax.fit.optimizer import init_states, latent_optimizer, latent_step
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.render.mesh_caster import cast_mesh, normal_map_uint8
-from sdfjax.sketch2shape import evaluate, retrieval
+from sdfjax.sketch2shape import evaluate, hidden_surface, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
 from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
@@ -81,19 +81,20 @@ def refine_settings(config) -> tracer.TraceSettings:
 
 def make_step(sdf_fn, encoder, settings, resolution: int, sketch_config):
     """(optimizer, step); step(decoder_params, prior, z (B, L), opt, origins (B, V, R*R, 3), directions,
-    targets (B, V, D), inside (B, V, R*R), known, z0 (B, L)) -> (z, opt, loss (B,), (embedding, silhouette,
-    prior)), jitted."""
-    optimizer = optax.adam(sketch_config.lr)
+    targets (B, V, D), inside (B, V, R*R), known, z0 (B, L), anchor_points (B, K, 3), anchor_weights (B, K)) ->
+    (z, opt, loss (B,), (embedding, silhouette, prior)), jitted."""
+    optimizer = latent_optimizer(sketch_config.get("optimizer", "adam"), sketch_config.lr)
 
-    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, z0):
+    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, z0, anchor_points,
+                anchor_weights):
         return sketch_loss(sdf_fn, decoder_params, z, encoder, targets, origins, directions, inside, known, z0,
-                           prior, settings, resolution, sketch_config)
+                           prior, settings, resolution, sketch_config, (anchor_points, anchor_weights))
 
-    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0))
+    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0, 0, 0))
 
     @jax.jit
-    def step(decoder_params, prior, z, opt, origins, directions, targets, inside, known, z0):
-        return objects_step(z, opt, decoder_params, prior, origins, directions, targets, inside, known, z0)
+    def step(decoder_params, prior, z, opt, *arrays):
+        return objects_step(z, opt, decoder_params, prior, *arrays)
 
     return optimizer, step
 
@@ -194,18 +195,38 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
 
 
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
-                  z0: np.ndarray, enclosed: str, tolerance: int = 0) -> tuple[np.ndarray, ...]:
+                  z0: np.ndarray, enclosed: str, tolerance: int = 0,
+                  anchors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
     """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
 
     sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
-    sketches' embeddings, z0 (B, L) the starts -> (origins (B, V, R*R, 3), directions, targets,
-    inside (B, V, R*R), known, z0), with the outline masks of `sketches.outline_masks(enclosed, tolerance)`.
+    sketches' embeddings, z0 (B, L) the starts, anchors (points (B, K, 3), weights (B, K)) the hidden
+    surface's (`object_anchors`; None: none) -> (origins (B, V, R*R, 3), directions, targets,
+    inside (B, V, R*R), known, z0, anchor_points, anchor_weights), with the outline masks of
+    `sketches.outline_masks(enclosed, tolerance)`.
     """
     masks = [[outline_masks(s, enclosed, tolerance) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
+    if anchors is None:
+        anchors = np.zeros((len(sketches), 1, 3), np.float32), np.zeros((len(sketches), 1), np.float32)
     return (np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
             np.asarray(targets), np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks]),
-            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32))
+            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32),
+            *(np.asarray(a, np.float32) for a in anchors))
+
+
+def object_anchors(config, render, decoder_params, z0: np.ndarray, cameras: list[list[camera_lib.Camera]],
+                   names: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The hidden-surface anchors (points (B, K, 3), weights (B, K)) of B objects started at z0 (B, L) and drawn
+    from `cameras` (sdfjax.sketch2shape.hidden_surface), K = config.sketch.hidden_points, each object's draw
+    seeded by config.seed and its name; None when config.sketch.hidden_weight is 0 (no term)."""
+    sk = config.sketch
+    if not sk.get("hidden_weight", 0.0):
+        return None
+    found = [hidden_surface.hidden_anchors(
+        render, {"decoder": decoder_params, "z": jnp.asarray(z, jnp.float32)}, views, int(sk.hidden_points),
+        np.random.default_rng([config.seed, zlib.crc32(name.encode())])) for z, views, name in zip(z0, cameras, names)]
+    return np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
 
 
 def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
@@ -292,6 +313,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
     optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
                                 sk)
+    full_render = latent_render.views_renderer(sdf_fn, settings)
     size = max(1, min(sk.batch, b))  # one object is not padded to a batch of sk.batch
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
@@ -300,9 +322,11 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         for start in range(0, b, size):
             part = slice(start, start + size)
             count = len(batch.names[part])
+            anchors = object_anchors(config, full_render, trained.params, initial[part], batch.cameras[part],
+                                     batch.names[part])
             arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
                 batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed,
-                sk.outline_tolerance))
+                sk.outline_tolerance, anchors))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
                                            arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])
