@@ -13,6 +13,7 @@ Nothing is typed by hand: every number comes from a file under `config.data.root
     <workdir>/encoder/metrics.jsonl        the sketch-to-latent encoder's training
     <workdir>/results/sketch2shape/metrics.csv              sketch to shape beside its baselines
     <workdir>/results/sketch2shape_hand/metrics.csv         the same on hand-drawn-style sketches
+    <workdir>/results/sketch2shape_views/metrics.csv        the same, each chair one object drawn from all views
     <workdir>/results/sketch2shape_user/metrics.csv         the same on user-style PNGs
     <workdir>/results/timings.jsonl        seconds per stage of the results command
 """
@@ -90,6 +91,7 @@ def reconstruction_table(workdir: str) -> tuple[str, dict]:
 
 
 SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"),
+               ("sketch2shape_views", "dataset sketches, each chair one object drawn from all the views (one latent)"),
                ("sketch2shape_user", "user-style PNGs drawn outside the dataset pipeline (tests/data/user_sketches)"))
 
 

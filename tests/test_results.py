@@ -24,11 +24,13 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     timings = [json.loads(line) for line in (out / "timings.jsonl").read_text().splitlines()]
     assert [t["stage"] for t in timings] == ["generate", "preprocess", "train", "fit_train", "fit_val", "fit_test",
                                              "train_siamese", "train_encoder", "retrieval", "sketch2shape",
-                                             "sketch2shape_hand"]
+                                             "sketch2shape_hand", "sketch2shape_views"]
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("# Title\n<!-- results:begin -->\n") and readme.endswith("<!-- results:end -->\nrest\n")
     assert "old" not in readme and readme.count("| test (fitted) | 2 |") == 1 and "Recall@1" in readme
-    assert readme.count("| sketch2shape | 2 |") == 2 and readme.count("| encoder | 2 |") == 2  # both styles
+    # both styles, and the chairs as objects drawn from all the views (tiny: one view, so the same sketches)
+    assert readme.count("| sketch2shape | 2 |") == 3 and readme.count("| encoder | 2 |") == 3
+    assert "each chair one object drawn from all the views" in readme
     assert "| retrieval |" in readme and "| sdf_fit |" in readme
     assert (out / "results.md").read_text() in readme
     assert (tmp_path / "pictures" / "reconstruction.png").stat().st_size > 0
@@ -44,8 +46,8 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]
     assert pretrained.verify(str(tmp_path / "shipped")) == shipped
-    assert again.stderr.count("done before, skipped") == 11
-    assert len((out / "timings.jsonl").read_text().splitlines()) == 11
+    assert again.stderr.count("done before, skipped") == 12
+    assert len((out / "timings.jsonl").read_text().splitlines()) == 12
 
 
 def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tmp_path):

@@ -56,6 +56,14 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                        f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
                        f"--out_dir={io.join(out, name)}"])
           for name, style in (("sketch2shape", "dataset"), ("sketch2shape_hand", "hand_drawn"))],
+        # The same dataset sketches, each test chair one object drawn from all the views (as a user who draws
+        # front and side): one latent refined against every drawing.
+        ("sketch2shape_views", py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test",
+                                     "--config.sketch.views_together=True",
+                                     f"--config.fit.max_shapes={config.results.sketch_shapes}",
+                                     f"--config.sketch.views=({views},)",
+                                     f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
+                                     f"--out_dir={io.join(out, 'sketch2shape_views')}"]),
         *([("sketch2shape_user", py + ["sdfjax.launch.sketch2shape", *run, f"--user_set={config.results.user_sketches}",
                                        f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
                                        f"--out_dir={io.join(out, 'sketch2shape_user')}"])]
