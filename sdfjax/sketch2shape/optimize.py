@@ -11,10 +11,10 @@
    Siamese encoder retrieves, `mean` the mean trained latent.
 2. Refinement (decoder and encoders frozen): z minimises the loss of
    sdfjax.sketch2shape.losses (Siamese embedding + two-sided silhouette + Gaussian prior
-   + trust region around the start + the start's surface that no sketch shows, held where
-   it was: `object_anchors`), all sketches of the object at once. One jitted step
+   + trust region around the start + optionally the start's surface that no sketch shows,
+   held where it was: `object_anchors`), all sketches of the object at once. One jitted step
    (sdfjax.fit.optimizer.latent_step) is vmapped over objects, each with its own cameras
-   and Adam state. The loss is not smooth (pixels enter and leave the silhouette), so each
+   and optimiser state (`sketch.optimizer`, Adam by default). The loss is not smooth (pixels enter and leave the silhouette), so each
    object keeps the iterate with the lowest loss met, the start included: the choice uses
    the sketch alone, never the true shape.
 
