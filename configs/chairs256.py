@@ -4,7 +4,7 @@ Variants (`--config=configs/chairs256.py:<variant>`):
 
   (default)  DeepSDF's published chairs spec (500,000 samples, 8 x 512 decoder, latent 256,
              64 scenes x 16,384 points, 2,001 epochs), for a GPU.
-  cpu        sized for a 2-core CPU: `make results` in about 95 minutes here (budget: two hours).
+  cpu        sized for a 2-core CPU: `make results` in 70 to 95 minutes here (budget: two hours).
   tiny       8 train, 2 val, 2 test chairs in seconds: the results command in the test suite.
 
     python -m data_gen.synthetic --out=data/chairs256 --num_train=256 --num_val=32 --num_test=64
