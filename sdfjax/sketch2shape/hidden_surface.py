@@ -41,19 +41,20 @@ def surface_points(render, params, cameras=PROBE_VIEWS) -> np.ndarray:
     return out["points"][out["hit"]]
 
 
-def hidden_from(render, params, points: np.ndarray, camera: camera_lib.Camera,
+def hidden_from(render, params, points: np.ndarray, cameras: list[camera_lib.Camera],
                 margin: float = OCCLUSION_MARGIN) -> np.ndarray:
-    """(P,) bool: the shape of `params` occludes each of `points` (on or near its surface) from `camera`'s centre.
+    """(V, P) bool: the shape of `params` occludes each of `points` (on or near its surface) from each of the
+    V `cameras`' centres, all traced by one call of `render` (a `views_renderer`).
 
     A ray from the camera's centre to the point is traced; the point is hidden when the ray hits the
     surface more than `margin` before it. A ray that misses (it grazed the point's thin hit band) sees it.
     """
-    origin = camera.position.astype(np.float32)
-    offsets = points - origin
+    origins = np.stack([c.position for c in cameras]).astype(np.float32)[:, None, :]  # (V, 1, 3)
+    offsets = points[None] - origins
     distance = np.linalg.norm(offsets, axis=-1)
-    directions = (offsets / distance[:, None]).astype(np.float32)
-    out = render(params, np.broadcast_to(origin, points.shape)[None], directions[None])
-    return out["hit"][0] & (out["depth"][0] < distance - margin)
+    directions = (offsets / distance[..., None]).astype(np.float32)
+    out = render(params, np.broadcast_to(origins, offsets.shape), directions)
+    return out["hit"] & (out["depth"] < distance - margin)
 
 
 def hidden_anchors(render, params, cameras: list[camera_lib.Camera], num_points: int,
@@ -67,7 +68,4 @@ def hidden_anchors(render, params, cameras: list[camera_lib.Camera], num_points:
     if len(found) == 0:
         return np.zeros((num_points, 3), np.float32), np.zeros(num_points, np.float32)
     points = found[rng.choice(len(found), num_points, replace=len(found) < num_points)].astype(np.float32)
-    hidden = np.ones(num_points, bool)
-    for camera in cameras:
-        hidden &= hidden_from(render, params, points, camera)
-    return points, hidden.astype(np.float32)
+    return points, hidden_from(render, params, points, cameras).all(axis=0).astype(np.float32)

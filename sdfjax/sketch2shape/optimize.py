@@ -14,9 +14,10 @@
    + trust region around the start + optionally the start's surface that no sketch shows,
    held where it was: `object_anchors`), all sketches of the object at once. One jitted step
    (sdfjax.fit.optimizer.latent_step) is vmapped over objects, each with its own cameras
-   and optimiser state (`sketch.optimizer`, Adam by default). The loss is not smooth (pixels enter and leave the silhouette), so each
-   object keeps the iterate with the lowest loss met, the start included: the choice uses
-   the sketch alone, never the true shape.
+   and optimiser state (`sketch.optimizer`, Adam by default). The loss is not smooth
+   (pixels enter and leave the silhouette), so each object keeps the iterate with the
+   lowest loss met, the start included: the choice uses the sketch alone, never the true
+   shape.
 
 A user's image is normalised first (sdfjax.sketch2shape.sketches.normalize_sketch).
 
@@ -313,7 +314,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
     optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
                                 sk)
-    full_render = latent_render.views_renderer(sdf_fn, settings)
+    # One compiled renderer (the full trace budget) for the hidden-surface anchors and the pictures.
+    render = latent_render.views_renderer(sdf_fn, settings)
     size = max(1, min(sk.batch, b))  # one object is not padded to a batch of sk.batch
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
@@ -322,7 +324,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         for start in range(0, b, size):
             part = slice(start, start + size)
             count = len(batch.names[part])
-            anchors = object_anchors(config, full_render, trained.params, initial[part], batch.cameras[part],
+            anchors = object_anchors(config, render, trained.params, initial[part], batch.cameras[part],
                                      batch.names[part])
             arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
                 batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed,
@@ -342,9 +344,9 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
                 obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
                 **{f"start_{k}": a for k, a in starts.items()})
     if sketch_paths:
-        write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, z_final)
+        write_pictures(config, out_dir, batch, trained, render, initial, z_final)
     else:
-        write_comparisons(config, out_dir, batch, trained, sdf_fn, settings,
+        write_comparisons(config, out_dir, batch, trained, render,
                           {"retrieval": starts["retrieval"], **({"encoder": starts["encoder"]} if "encoder" in starts
                                                                 else {}), "refined": z_final})
 
@@ -379,11 +381,10 @@ def other_views(camera: camera_lib.Camera, resolution: int) -> list[camera_lib.C
             for d in (90, 180, 270)]
 
 
-def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, final) -> None:
+def write_pictures(config, out_dir, batch, trained, render, initial, final) -> None:
     """pictures/<name>.png: one row per sketch of the object: sketch | start | result (sketch's view) | result
-    from three other views."""
+    from three other views; traced by `render`, a `latent_render.views_renderer`."""
     size = config.render.preview_resolution
-    render = latent_render.views_renderer(sdf_fn, settings)
     for i, name in enumerate(batch.names):
         rows = []
         for sketch, camera in zip(batch.sketches[i], batch.cameras[i]):
@@ -394,12 +395,11 @@ def write_pictures(config, out_dir, batch, trained, sdf_fn, settings, initial, f
         io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
 
 
-def write_comparisons(config, out_dir, batch, trained, sdf_fn, settings, latents: dict[str, np.ndarray]) -> None:
+def write_comparisons(config, out_dir, batch, trained, render, latents: dict[str, np.ndarray]) -> None:
     """pictures/<name>.png for sketches of known shapes: two rows, the sketch's view and +90 degrees of azimuth
     at 20 up, each: sketch (first row) | one render per entry of `latents` (retrieval, encoder, refined) | the
-    true shape (its normalised mesh, ray-cast)."""
+    true shape (its normalised mesh, ray-cast); traced by `render`, a `latent_render.views_renderer`."""
     size = config.render.preview_resolution
-    render = latent_render.views_renderer(sdf_fn, settings)
     for i, name in enumerate(batch.names):
         camera = batch.cameras[i][0]
         cameras = [camera.scaled(size), other_views(camera, size)[0]]
