@@ -75,17 +75,17 @@ def main(argv):
     encoder_s, encoder_full_s, refined_s, chamfer_encoder, chamfer_refined = [], [], [], [], []
     for example, sketch, camera in list(zip(examples, sketches, cameras))[:_SKETCHES.value]:
         t0 = time.perf_counter()
-        z0 = s2s.encode(sketch)
+        z0 = s2s.encode(sketch, [camera])
         s2s.mesh(z0, interactive.QUICK_MESH_RESOLUTION)
         s2s.normal_map(z0, camera)
         encoder_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        z0 = s2s.encode(sketch)
+        z0 = s2s.encode(sketch, [camera])
         mesh0 = s2s.mesh(z0)
         s2s.normal_map(z0, camera)
         encoder_full_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        z0 = s2s.encode(sketch)
+        z0 = s2s.encode(sketch, [camera])
         z = s2s.refine(sketch, [camera], z0)
         mesh = s2s.mesh(z)
         s2s.normal_map(z, camera)
@@ -95,7 +95,7 @@ def main(argv):
 
     b = config.sketch.batch
     stacked = np.stack(sketches[:b])
-    initial = s2s.predict(stacked[:, 0])
+    initial = s2s.predict(stacked[:, 0], camera_lib.view_angles(cameras[:b]))
     arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
         stacked, [[c] for c in cameras[:b]], s2s.embed(stacked[:, 0])[:, None], initial, config.sketch.enclosed,
         config.sketch.outline_tolerance))

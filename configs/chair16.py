@@ -187,6 +187,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.encoder.sdf_point_source = "uniform"
     config.encoder.sdf_point_pool = 4096
     config.encoder.sdf_uniform_share = 0.0
+    # True: the tower also reads the view each sketch was drawn from (azimuth, elevation: known to the dataset,
+    # to a user PNG's --sketch and to the page), as four constant planes beside the sketch (models.latent_encoder)
+    config.encoder.view_input = False
     config.encoder.holdout_views = ()  # dataset views never trained on (held-out latent error)
     # after training: the fitting loss of the predicted latents on the val shapes' own SDF samples (a shape
     # error without meshes) at this many evenly spread views, `eval_points` samples each; 0: not measured

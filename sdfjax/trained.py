@@ -25,7 +25,7 @@ from sdfjax.models import siamese as siamese_lib
 DECODER_KEYS = ("latent_dim", "hidden_dim", "num_layers", "skip_layers", "weight_norm", "fourier_frequencies")
 SIAMESE_KEYS = ("width", "stage_blocks", "embedding_dim", "normalize", "shared_tower")
 SIAMESE_SUBDIR = "siamese"
-ENCODER_KEYS = ("width", "stage_blocks")
+ENCODER_KEYS = ("width", "stage_blocks", "view_input")
 ENCODER_SUBDIR = "encoder"
 
 

@@ -225,7 +225,7 @@ class _HeldRefinement(_NoSurface):
         self.release, self.entered, self.guard = threading.Event(), threading.Event(), threading.Lock()
         self.running = self.most_at_once = 0
 
-    def encode(self, sketches):
+    def encode(self, sketches, cameras):
         return np.zeros(4, np.float32)
 
     def refine(self, sketches, cameras, z0, on_step=None):

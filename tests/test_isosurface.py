@@ -85,3 +85,18 @@ def test_a_steeper_field_than_assumed_loses_surface_and_the_measured_margin_keep
     auto, _ = isosurface.sdf_grid_coarse_to_fine(far_sighted_shell, resolution, block_sizes=(8, 2, 1), lipschitz=0)
     assert np.array_equal(np.sign(auto), np.sign(dense))
     np.testing.assert_array_equal(isosurface.marching_cubes(dense).faces, isosurface.marching_cubes(auto).faces)
+
+
+def test_chunked_cuts_several_inputs_alike_and_pads_the_last_piece():
+    calls = []
+
+    def fn(a, b):
+        calls.append((a.shape, a.dtype, b.dtype))
+        return a * 10 + b
+
+    a, b = np.arange(7, dtype=np.float64), np.arange(7, dtype=np.int32)[::-1].copy()
+    out = isosurface.chunked(fn, 3)(a, b)
+    np.testing.assert_array_equal(out, a * 10 + b)
+    assert calls == [((3,), np.float32, np.int32)] * 3  # one shape (one compile); floats as float32
+    with pytest.raises(ValueError, match="same number"):
+        isosurface.chunked(fn, 3)(a, b[:5])

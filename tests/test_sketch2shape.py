@@ -24,6 +24,7 @@ from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import images_and_views
 from sdfjax.fit import reconstruct
+from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
@@ -339,12 +340,53 @@ def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
         np.testing.assert_allclose(at_own[0, region], expected, rtol=1e-4, atol=1e-7)
     assert at_own[0, 0] > 0
     # the encoder's path: view v's sketch of record 0 scored at the latent the encoder gives that sketch
-    sketch_1 = images_and_views(source[0])[0][1]
-    z_1 = encoders.latent_predictor(model, params)(sketch_1[None])[0]
+    sketches, _, views = images_and_views(source[0])
+    z_1 = encoders.latent_predictor(model, params)(sketches[1:2], views[1:2, :2])[0]
     _, at_z_1 = encoder_train.shape_errors_on_split(model, params, deepsdf.decoder, deepsdf.params, source,
                                                     np.asarray([1]), clamp, points, seed=5, baseline=z_1)
     np.testing.assert_allclose(encoded[0, 0], at_z_1[0], rtol=1e-4)
     assert encoded.shape == (len(source), 2, 2) and not np.allclose(encoded[0], encoded[1])
+
+
+def test_view_planes_are_the_sines_and_cosines_of_each_sketchs_angles():
+    planes = np.asarray(latent_encoder.view_planes(np.asarray([[90.0, -30.0], [180.0, 0.0]]), 3, 5))
+    assert planes.shape == (2, 3, 5, latent_encoder.VIEW_CHANNELS)
+    np.testing.assert_allclose(planes[0, 2, 4], [1.0, -0.5, 0.0, np.sqrt(3) / 2], atol=1e-6)
+    np.testing.assert_allclose(planes[1, 0, 0], [0.0, 0.0, -1.0, 1.0], atol=1e-6)
+    assert np.all(planes == planes[:, :1, :1])  # constant over the image
+
+
+def test_an_encoder_that_reads_views_trains_and_answers_each_view_differently(trained_models, tmp_path):
+    config, workdir, _ = trained_models
+    config = config.copy_and_resolve_references()
+    config.encoder.view_input = True
+    config.encoder.holdout_views = ()
+    config.encoder.num_steps = 12
+    other = str(tmp_path / "views")
+    os.makedirs(other)
+    os.symlink(os.path.join(workdir, "checkpoints"), os.path.join(other, "checkpoints"))
+    summary = encoder_train.train_encoder(config, other, progress=False)
+    assert summary["step"] == 12 and np.isfinite(summary["loss"]) and summary["val_score_x1000"] > 0
+    model, params, meta = trained_lib.load_encoder(other)
+    assert latent_encoder.takes_views(params) and meta["encoder"]["view_input"]
+    source = tfds_builder.data_source(config, "train")
+    drawn, _, views = images_and_views(source[0])
+    predict = encoders.latent_predictor(model, params)
+    one_sketch = np.repeat(drawn[:1], 2, axis=0)
+    at_views = predict(one_sketch, views[:2, :2])
+    assert not np.allclose(at_views[0], at_views[1]), "the same sketch at two views gave one latent"
+    np.testing.assert_allclose(predict(one_sketch[:1], views[:1, :2])[0], at_views[0], atol=1e-5)
+    with pytest.raises(ValueError, match="pass view_angles"):
+        latent_encoder.encode(model, params, drawn[:1])
+    # a sketch-only encoder ignores the angles it is given
+    plain_model, plain, _ = trained_lib.load_encoder(workdir)
+    assert not latent_encoder.takes_views(plain)
+    plain_at_views = encoders.latent_predictor(plain_model, plain)(one_sketch, views[:2, :2])
+    np.testing.assert_allclose(plain_at_views[0], plain_at_views[1], atol=1e-6)
+    # resuming with the other kind is refused, naming the field
+    config.encoder.view_input = False
+    with pytest.raises(ValueError, match="view_input saved True vs config False"):
+        encoder_train.train_encoder(config, other, progress=False)
 
 
 def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(trained_models):
@@ -377,9 +419,10 @@ def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(tr
     step = jax.jit(encoder_train.make_train_step(model, optimizer, deepsdf.decoder, deepsdf.params, table, ec,
                                                  clamp, 0, pool))
     drawn = np.stack([images_and_views(source[i])[0][0] for i in (0, 1)])
+    angles = np.stack([images_and_views(source[i])[2][0, :2] for i in (0, 1)])
     labels = np.asarray([rows[1], rows[0]], np.int32)
-    _, metrics = step(state, {"sketches": drawn, "labels": labels})
-    predicted = encoders.latent_predictor(model, params)(drawn)
+    _, metrics = step(state, {"sketches": drawn, "labels": labels, "view_angles": angles})
+    predicted = encoders.latent_predictor(model, params)(drawn, angles)
     at_point = np.asarray(deepsdf.decoder.apply(deepsdf.params, predicted[:, None], points[labels, :1])).reshape(2)
     expected = np.mean(np.abs(np.clip(at_point, -clamp, clamp) - target[labels, 0]))
     np.testing.assert_allclose(float(metrics["sdf_l1"]), expected, rtol=1e-3, atol=1e-6)
@@ -630,9 +673,17 @@ def test_sampled_sketches_are_the_dataset_pipelines_sketches_of_the_decoders_sha
                                                     interpolation_share=1.0)
     # Batches append sampled sketches whose labels point past the trained table, at their own latents.
     base = [{"sketches": np.zeros((4, 32, 32), np.uint8), "labels": np.arange(4, dtype=np.int32),
-             "normal_maps": np.zeros((4, 32, 32, 3), np.uint8), "rights": np.zeros((4, 3), np.float32)}] * 2
-    batches = list(encoder_train.with_sampled(iter(base), made, 10, 3, len(model.latents), seed=0))
-    assert set(batches[0]) == {"sketches", "labels"} and batches[0]["labels"].shape == (7,)
+             "normal_maps": np.zeros((4, 32, 32, 3), np.uint8), "rights": np.zeros((4, 3), np.float32),
+             "view_angles": np.zeros((4, 2), np.float32)}] * 2
+    dataset_views = np.asarray([[a, e, 4.0, 64.0] for a, e in ((0, 10), (90, 10), (180, 10), (270, -30))], np.float32)
+    batches = list(encoder_train.with_sampled(iter(base), made, 10, 3, len(model.latents), seed=0,
+                                              dataset_views=dataset_views))
+    assert set(batches[0]) == {"sketches", "labels", "view_angles"} and batches[0]["labels"].shape == (7,)
+    # each sampled sketch carries the angles of the dataset view it was rendered from (views 0 and 3 here)
+    for sketch, row, angles in zip(batches[1]["sketches"][4:], batches[1]["labels"][4:] - len(model.latents),
+                                   batches[1]["view_angles"][4:]):
+        column = [0, 3].index(int(np.flatnonzero((dataset_views[:, :2] == angles).all(1))[0]))
+        np.testing.assert_array_equal(sketch, made.sketches[row, column])
     rows = batches[1]["labels"][4:] - len(model.latents)
     assert rows.min() >= 0 and rows.max() < len(made.latents)
     for sketch, row in zip(batches[1]["sketches"][4:], rows):

@@ -128,7 +128,7 @@ class ShapeService:
     def guess(self, views: list[View]) -> np.ndarray:
         """(R, R, 3) uint8: the encoder's shape from the first sketch's view (no refinement, no mesh)."""
         self._check(views)
-        z = self.model.encode(np.stack([v.sketch for v in views]))
+        z = self.model.encode(np.stack([v.sketch for v in views]), self._cameras(views, self.resolution))
         return self.model.normal_map(z, self._cameras(views[:1], self.config.render.resolution)[0])
 
     def shape(self, views: list[View], on_step: Callable[[int, int], None] | None = None) -> Iterator[Shape]:
@@ -140,10 +140,11 @@ class ShapeService:
         start = time.monotonic()
         out = os.path.join(self.out_root, uuid.uuid4().hex[:12])
         sketches = np.stack([v.sketch for v in views])
-        z0 = self.model.encode(sketches)
+        cameras = self._cameras(views, self.resolution)
+        z0 = self.model.encode(sketches, cameras)
         yield self._answer("encoder", z0, views, out, start, self.quick_mesh_resolution, other_views=False)
         with self._refine_turn:
-            z = self.model.refine(sketches, self._cameras(views, self.resolution), z0, on_step=on_step)
+            z = self.model.refine(sketches, cameras, z0, on_step=on_step)
         yield self._answer("refined", z, views, out, start, None, other_views=True)
 
     def _answer(self, stage: str, z: np.ndarray, views: list[View], out: str, start: float,

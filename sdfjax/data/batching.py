@@ -160,7 +160,8 @@ class ViewBatcher(_ShapeBatcher):
 
     local_batch(step) = {"sketches" (B, H, W) uint8, "normal_maps" (B, H, W, 3) uint8,
     "labels" (B,) int32, "rights" (B, 3) float32: the camera's right vector of each view,
-    which a horizontal flip of a normal map needs}, B = this process's shapes x K.
+    which a horizontal flip of a normal map needs, "view_angles" (B, 2) float32: each view's
+    azimuth and elevation in degrees}, B = this process's shapes x K.
     """
 
     def __init__(self, source, labels: np.ndarray, shapes_per_batch: int, views_per_shape: int, seed: int,
@@ -173,7 +174,7 @@ class ViewBatcher(_ShapeBatcher):
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
         first, scenes = self.local_scenes(step)
-        sketches, normal_maps, labels, rights = [], [], [], []
+        sketches, normal_maps, labels, rights, angles = [], [], [], [], []
         for row, index in enumerate(scenes):
             rng = np.random.default_rng([self.seed, step, first + row, 2])
             shape_sketches, shape_normals, views = self.shapes[int(index)]
@@ -183,5 +184,7 @@ class ViewBatcher(_ShapeBatcher):
             normal_maps.append(shape_normals[picked])
             labels.append(np.full(len(picked), self.labels[index], np.int32))
             rights.extend(camera_lib.Camera(float(views[v, 0]), float(views[v, 1])).axes()[1] for v in picked)
+            angles.append(views[picked, :2])
         return {"sketches": np.concatenate(sketches), "normal_maps": np.concatenate(normal_maps),
-                "labels": np.concatenate(labels), "rights": np.asarray(rights, np.float32)}
+                "labels": np.concatenate(labels), "rights": np.asarray(rights, np.float32),
+                "view_angles": np.concatenate(angles).astype(np.float32)}

@@ -44,19 +44,23 @@ def chunked(fn, chunk: int):
     """A numpy function of (n, ...) arrays from a jitted fn of (chunk, ...) arrays.
 
     Inputs are cut into `chunk` rows and the last piece zero-padded, so `fn` compiles
-    once; float inputs are fed as float32. Used for SDF queries (points (n, 3) -> (n,))
-    and image embeddings alike.
+    once; float inputs are fed as float32. Several inputs are cut alike (the same n
+    rows each). Used for SDF queries (points (n, 3) -> (n,)) and image embeddings alike.
     """
-    def apply(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if np.issubdtype(x.dtype, np.floating):
-            x = x.astype(np.float32, copy=False)
+    def apply(*xs: np.ndarray) -> np.ndarray:
+        xs = [np.asarray(x) for x in xs]
+        xs = [x.astype(np.float32, copy=False) if np.issubdtype(x.dtype, np.floating) else x for x in xs]
+        n = len(xs[0])
+        if any(len(x) != n for x in xs):
+            raise ValueError(f"chunked: inputs of {[len(x) for x in xs]} rows; expected the same number")
         outs = []
-        for start in range(0, max(len(x), 1), chunk):
-            part = x[start:start + chunk]
-            padded = np.zeros((chunk,) + x.shape[1:], x.dtype)
-            padded[:len(part)] = part
-            outs.append(np.asarray(fn(padded))[:len(part)])
+        for start in range(0, max(n, 1), chunk):
+            padded = []
+            for x in xs:
+                part = x[start:start + chunk]
+                padded.append(np.zeros((chunk,) + x.shape[1:], x.dtype))
+                padded[-1][:len(part)] = part
+            outs.append(np.asarray(fn(*padded))[:len(part)])
         return np.concatenate(outs)
 
     return apply

@@ -94,6 +94,11 @@ def views_from_config(render_config) -> list[Camera]:
                     render_config.focal, render_config.distance)
 
 
+def view_angles(cameras) -> np.ndarray:
+    """(V, 2) float32 azimuth and elevation in degrees of `cameras` (what a view-reading encoder takes)."""
+    return np.asarray([[c.azimuth, c.elevation] for c in cameras], np.float32).reshape(-1, 2)
+
+
 def stack_rays(cameras) -> tuple[jnp.ndarray, jnp.ndarray]:
     """origins and directions (V, H*W, 3) of several cameras of one resolution."""
     rays = [c.rays() for c in cameras]

@@ -3,7 +3,8 @@
     model, params, meta = sdfjax.trained.load_siamese(workdir)
     embed_sketches = embedder(model, params, "sketch")        # numpy images -> numpy (N, D)
     encode_normals = normal_map_encoder(model, params)        # traced (B, H, W, 3) -> (B, D), differentiable
-    predict_latents = latent_predictor(*sdfjax.trained.load_encoder(workdir)[:2])  # sketches -> (N, L) latents
+    predict_latents = latent_predictor(*sdfjax.trained.load_encoder(workdir)[:2])
+    z = predict_latents(sketches, view_angles)              # (N, H, W), (N, 2) degrees -> (N, L) latents
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def normal_map_encoder(model, params):
 
 
 def latent_predictor(model, params, batch: int = 64):
-    """numpy sketches (N, H, W) uint8 or [0, 1] -> (N, L) latents of the sketch-to-latent encoder."""
-    fn = jax.jit(lambda sketches: latent_encoder.encode(model, params, sketches))
+    """(numpy sketches (N, H, W) uint8 or [0, 1], their views (N, 2): azimuth, elevation in degrees) -> (N, L)
+    latents of the sketch-to-latent encoder (an encoder without view input ignores the views)."""
+    fn = jax.jit(lambda sketches, view_angles: latent_encoder.encode(model, params, sketches, view_angles))
     return isosurface.chunked(fn, batch)

@@ -1,7 +1,7 @@
 """Sketch to shape for one object at a time, compiled once: what a web page or a benchmark calls.
 
     s2s = SketchToShape(config, workdir)                 # loads the models, compiles every step
-    z0 = s2s.encode(sketches)                             # (V, R, R) uint8 -> (L,): the encoder's guess
+    z0 = s2s.encode(sketches, cameras)                    # (V, R, R) uint8 -> (L,): the encoder's guess
     z = s2s.refine(sketches, cameras, z0, on_step=print)  # the refinement of sdfjax.sketch2shape.optimize
     mesh = s2s.mesh(z, resolution=64)                     # trimesh.Trimesh (normalised frame) or None
     image = s2s.normal_map(z, camera)                     # (H, W, 3) uint8
@@ -62,7 +62,7 @@ class SketchToShape:
             blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)
             blank[:, self.resolution // 4, self.resolution // 4:-self.resolution // 4] = 0
             camera = self.camera(0.0, 10.0)
-            z = self.encode(blank)
+            z = self.encode(blank, [camera] * views)
             self.refine(blank, [camera] * views, z, iterations=1)
         # Each (count, resolution) compiles once; the sketches' own size is always rendered (the refined view).
         for count, resolution in sorted({(1, self.resolution), *warm_renders}):
@@ -76,9 +76,9 @@ class SketchToShape:
         return camera_lib.Camera(float(azimuth), float(elevation), r.distance, r.focal, r.resolution,
                                  r.resolution).scaled(resolution or self.resolution)
 
-    def encode(self, sketches: np.ndarray) -> np.ndarray:
-        """(L,) latent: the mean of the encoder's latents of the object's sketches (V, R, R)."""
-        return self.predict(np.asarray(sketches)).mean(axis=0)
+    def encode(self, sketches: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
+        """(L,) latent: the mean of the encoder's latents of the object's sketches (V, R, R) drawn from `cameras`."""
+        return self.predict(np.asarray(sketches), camera_lib.view_angles(cameras)).mean(axis=0)
 
     def refine(self, sketches: np.ndarray, cameras: list[camera_lib.Camera], z0: np.ndarray,
                iterations: int | None = None, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:

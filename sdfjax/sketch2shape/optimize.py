@@ -274,7 +274,8 @@ def initial_latents(config, workdir: str, trained, batch: SketchBatch, retrieved
         raise ValueError(f"the sketch-to-latent encoder was trained on {meta['resolution']} px sketches; these are "
                          f"{batch.sketches.shape[-1]} px")
     b, v = batch.sketches.shape[:2]
-    predicted = latent_predictor(model, params)(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]))
+    predicted = latent_predictor(model, params)(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
+                                                camera_lib.view_angles([c for row in batch.cameras for c in row]))
     out["encoder"] = predicted.reshape(b, v, -1).mean(axis=1)
     return {k: np.asarray(val, np.float32) for k, val in out.items()}
 

@@ -71,18 +71,19 @@ lr_schedule = loop.warmup_cosine_schedule
 make_optimizer = loop.adamw_warmup_cosine
 
 
-def init_state(model, optimizer, key: jax.Array, resolution: int) -> dict:
-    params = latent_encoder.init_params(model, key, resolution)
+def init_state(model, optimizer, key: jax.Array, resolution: int, view_input: bool = False) -> dict:
+    params = latent_encoder.init_params(model, key, resolution, view_input)
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
 
-def encoder_loss(model, params, sketches, targets, folded, points, target_sdf, encoder_config,
+def encoder_loss(model, params, sketches, view_angles, targets, folded, points, target_sdf, encoder_config,
                  clamp_distance: float, fourier_frequencies: int = 0):
-    """(loss, {latent_mse, sdf_l1}) of the module docstring for float sketches (B, H, W) in [0, 1],
-    target latents (B, L), SDF query points (B, P, 3) and the clamped SDF of the target latents there
-    (B, P); `folded` is the frozen decoder as `sdfjax.fit.folded.fold_decoder` gives it (the same
-    function, with each sketch's latent multiplied into layer 0 and the skip layer once, not per point)."""
-    predicted = model.apply(params, jnp.repeat(sketches[..., None] * 2.0 - 1.0, 3, axis=-1))
+    """(loss, {latent_mse, sdf_l1}) of the module docstring for float sketches (B, H, W) in [0, 1] drawn
+    from `view_angles` (B, 2) (None: an encoder without view input), target latents (B, L), SDF query
+    points (B, P, 3) and the clamped SDF of the target latents there (B, P); `folded` is the frozen decoder
+    as `sdfjax.fit.folded.fold_decoder` gives it (the same function, with each sketch's latent multiplied
+    into layer 0 and the skip layer once, not per point)."""
+    predicted = model.apply(params, latent_encoder.encoder_input(sketches, view_angles))
     latent_mse = jnp.mean((predicted - targets) ** 2)
     loss = latent_mse
     sdf_l1 = jnp.zeros(())
@@ -128,11 +129,12 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
         sketches = jax.vmap(lambda k, s: augment_sketch(k, s, encoder_config))(
             jax.random.split(k_aug, len(sketches)), sketches)
         targets = table[batch["labels"]]
+        view_angles = batch["view_angles"] if encoder_config.get("view_input", False) else None
         points, target_sdf = (sdf_points(k_points, batch["labels"], targets) if encoder_config.sdf_weight > 0
                               else (None, None))
 
         def loss_fn(params):
-            return encoder_loss(model, params, sketches, targets, folded, points, target_sdf, encoder_config,
+            return encoder_loss(model, params, sketches, view_angles, targets, folded, points, target_sdf, encoder_config,
                                 clamp_distance, ff)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -166,7 +168,7 @@ def sdf_point_pool(source, rows: np.ndarray, decoder, decoder_params, table: np.
     return points, chunked(target, 64)(np.arange(len(table)))
 
 
-BATCH_KEYS = ("sketches", "labels")
+BATCH_KEYS = ("sketches", "labels", "view_angles")
 
 
 def jit_train_step(step_fn, mesh):
@@ -189,15 +191,17 @@ def sampled_set(config, workdir_encoder: str, deepsdf: trained.TrainedModel, vie
 
 
 def with_sampled(batches, sampled: sampled_shapes.SampledSketches | None, first_step: int, per_batch: int,
-                 table_rows: int, seed: int):
+                 table_rows: int, seed: int, dataset_views: np.ndarray | None = None):
     """ViewBatcher batches cut to BATCH_KEYS, each with `per_batch` sampled sketches appended (labels past the
-    trained table's `table_rows` rows: the sampled latents follow it)."""
+    trained table's `table_rows` rows: the sampled latents follow it; view angles from `dataset_views` (V, 4),
+    the dataset's views that the sampled set's view indices name)."""
     for step, batch in enumerate(batches, start=first_step):
         batch = {k: batch[k] for k in BATCH_KEYS}
         if sampled is not None and per_batch > 0:
-            sketches, rows = sampled.batch(step, per_batch, seed, jax.process_index())
+            sketches, rows, views = sampled.batch(step, per_batch, seed, jax.process_index())
             batch = {"sketches": np.concatenate([batch["sketches"], sketches]),
-                     "labels": np.concatenate([batch["labels"], rows + table_rows])}
+                     "labels": np.concatenate([batch["labels"], rows + table_rows]),
+                     "view_angles": np.concatenate([batch["view_angles"], dataset_views[views, :2]])}
         yield batch
 
 
@@ -230,8 +234,8 @@ def latent_mse_on_views(model, params, source, rows: np.ndarray, table: np.ndarr
     fn = encoders.latent_predictor(model, params)
     errors = []
     for index in range(len(source)):
-        sketches, _, _ = images_and_views(source[index])
-        errors.append(np.mean((fn(sketches[views]) - table[rows[index]]) ** 2))
+        sketches, _, all_views = images_and_views(source[index])
+        errors.append(np.mean((fn(sketches[views], all_views[views, :2]) - table[rows[index]]) ** 2))
     return float(np.mean(errors))
 
 
@@ -265,8 +269,8 @@ def shape_errors_on_split(model, params, decoder, decoder_params, source, views:
     for index in range(len(source)):
         record = source[index]
         samples = np.asarray(record["sdf_samples"], np.float32)
-        sketches, _, _ = images_and_views(record)
-        z = jnp.asarray(encode(sketches[views]), jnp.float32)
+        sketches, _, all_views = images_and_views(record)
+        z = jnp.asarray(encode(sketches[views], all_views[views, :2]), jnp.float32)
         for region, in_region in enumerate((np.abs(samples[:, 3]) < clamp_distance,
                                             np.abs(samples[:, 3]) >= clamp_distance)):
             pool = samples[in_region]
@@ -336,7 +340,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     table = deepsdf.latents if sampled is None else np.concatenate([deepsdf.latents, sampled.latents])
     model = latent_encoder.from_config(ec, config.model.latent_dim)
     optimizer = make_optimizer(ec)
-    init_fn = lambda k: init_state(model, optimizer, k, resolution)  # noqa: E731
+    init_fn = lambda k: init_state(model, optimizer, k, resolution, ec.get("view_input", False))  # noqa: E731
     init_key = jax.random.fold_in(jax.random.key(config.seed), 3)
     abstract = jax.eval_shape(init_fn, init_key)
     shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
@@ -364,7 +368,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     end = ec.num_steps if stop_after_steps is None else min(ec.num_steps, start + stop_after_steps)
     state, record, last_good = loop.run_steps(
         train_step, state, (parallel.global_batch(b, mesh) for b in with_sampled(
-            batcher.iterate(start, end), sampled, start, per_batch, len(deepsdf.latents), config.seed)),
+            batcher.iterate(start, end), sampled, start, per_batch, len(deepsdf.latents), config.seed, views)),
         start=start, end=end, total_steps=ec.num_steps, steps_per_period=ec.steps_per_log,
         checkpoint_every_periods=max(1, ec.checkpoint_every_steps // ec.steps_per_log),
         schedules={"lr": lr_schedule(ec)}, items_per_step=per_step,

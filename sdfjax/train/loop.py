@@ -116,7 +116,7 @@ def adamw_warmup_cosine(section) -> optax.GradientTransformation:
     return optax.adamw(warmup_cosine_schedule(section), weight_decay=section.weight_decay)
 
 
-def jit_view_step(step_fn, mesh, keys=("sketches", "normal_maps", "labels", "rights")):
+def jit_view_step(step_fn, mesh, keys=("sketches", "normal_maps", "labels", "rights", "view_angles")):
     """`step_fn(state, batch)` jitted with the state replicated and a batch (ViewBatcher's `keys`) sharded."""
     replicated, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     batch_sharding = {k: sharded for k in keys}

@@ -102,9 +102,11 @@ class SampledSketches:
         io.save_npz(path, latents=result.latents, sketches=result.sketches, views=views, source=source)
         return result
 
-    def batch(self, step: int, count: int, seed: int, process_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(sketches (count, H, W), rows (count,)) drawn at random (seeded by step and process)."""
+    def batch(self, step: int, count: int, seed: int, process_index: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sketches (count, H, W), rows (count,), the dataset view index of each (count,)) drawn at random
+        (seeded by step and process)."""
         rng = np.random.default_rng([seed, step, process_index, 3])
         rows = rng.integers(len(self.latents), size=count)
-        views = rng.integers(len(self.views), size=count)
-        return self.sketches[rows, views], rows.astype(np.int32)
+        columns = rng.integers(len(self.views), size=count)
+        return self.sketches[rows, columns], rows.astype(np.int32), self.views[columns]
