@@ -383,10 +383,16 @@ def test_an_encoder_that_reads_views_trains_and_answers_each_view_differently(tr
     assert not latent_encoder.takes_views(plain)
     plain_at_views = encoders.latent_predictor(plain_model, plain)(one_sketch, views[:2, :2])
     np.testing.assert_allclose(plain_at_views[0], plain_at_views[1], atol=1e-6)
-    # resuming with the other kind is refused, naming the field
+    # resuming with the other kind is refused, naming the field; an encoder saved before the field existed
+    # read sketches only
     config.encoder.view_input = False
     with pytest.raises(ValueError, match="view_input saved True vs config False"):
         encoder_train.train_encoder(config, other, progress=False)
+    legacy = {k: v for k, v in trained_lib.load_encoder(workdir)[2]["encoder"].items() if k != "view_input"}
+    config.encoder.view_input = True
+    with pytest.raises(ValueError, match="view_input saved False vs config True"):
+        trained_lib.check_encoder_matches({"encoder": legacy, "latent_dim": config.model.latent_dim}, config.encoder,
+                                          config.model.latent_dim)
 
 
 def test_encoder_sdf_term_reads_each_shapes_own_samples_at_its_trained_latent(trained_models):
