@@ -8,7 +8,8 @@ An exported folder is a run folder cut down to what inference reads: the latest 
 checkpoint (decoder and latent table), `siamese/` and `encoder/`, each holding the
 parameters only (no optimiser state), with the trainer's own `meta`, so `sdfjax.trained`
 loads it with the same code as a run. `MANIFEST.json` names the config it was trained
-with, the command that made it, the source steps and the SHA-256 of every file.
+with, the command that made it, the source steps and checkpoint digests, and the SHA-256
+of every file.
 """
 
 from __future__ import annotations
@@ -61,21 +62,36 @@ def source_steps(workdir: str) -> dict[str, int]:
     return steps
 
 
+def source_digests(workdir: str, steps: dict[str, int]) -> dict[str, str]:
+    """SHA-256 of each part's checkpoint at `steps` (its files' names and contents): a part trained again to the
+    same step count (a results stage rerun) has another digest; one left alone keeps its own."""
+    digests = {}
+    for part in PARTS:
+        folder = os.path.join(checkpoint.checkpoint_dir(_part_dir(workdir, part)), str(steps[part]))
+        digest = hashlib.sha256()
+        for name in _files(folder):
+            digest.update(f"{name}\0{sha256(os.path.join(folder, name))}\n".encode())
+        digests[part] = digest.hexdigest()
+    return digests
+
+
 def export(workdir: str, out: str, config_arg: str, command: str = "make results") -> dict:
     """Writes the inference copy of run `workdir` to `out` and returns its manifest.
 
     Skipped (the existing manifest returned) when `out` already holds an export of the
-    same source steps that verifies, so rerunning the results command leaves the
-    committed files byte for byte as they are. The copy is written next to `out` and
+    same source checkpoints (steps and digests) that verifies, so rerunning the results
+    command leaves the committed files byte for byte as they are. The copy is written next to `out` and
     moved into place at the end: an interrupted export never leaves a half folder.
     """
     steps = source_steps(workdir)
+    digests = source_digests(workdir, steps)
     if io.exists(os.path.join(out, MANIFEST)):
         try:
             manifest = verify(out)
         except errors.DataError:
             manifest = None
-        if manifest is not None and manifest.get("source_steps") == steps:
+        if (manifest is not None and manifest.get("source_steps") == steps
+                and manifest.get("source_digests") == digests):
             return manifest
     staging = out.rstrip("/") + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -92,6 +108,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         "command": command,
         "source": workdir,
         "source_steps": steps,
+        "source_digests": digests,
         "bytes": sum(os.path.getsize(os.path.join(staging, f)) for f in files),
         "files": files,
     }

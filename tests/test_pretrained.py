@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -68,3 +69,28 @@ def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
     (copy / "MANIFEST.json").unlink()
     with pytest.raises(errors.DataError, match="no manifest"):
         pretrained.verify(str(copy))
+
+
+def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_trained_again(tmp_path):
+    run, out = str(tmp_path / "run"), str(tmp_path / "out")
+    shutil.copytree(SHIPPED, run)  # an export is a run folder: it exports like one
+    first = pretrained.export(run, out, "configs/chairs256.py:cpu")
+    assert set(first["source_digests"]) == set(pretrained.PARTS)
+    written = os.path.getmtime(os.path.join(out, pretrained.MANIFEST))
+    assert pretrained.export(run, out, "configs/chairs256.py:cpu") == first  # nothing changed: left as it is
+    assert os.path.getmtime(os.path.join(out, pretrained.MANIFEST)) == written
+    # the encoder trained again to the same step count (a results stage rerun): other weights, same steps
+    sharding = parallel.replicated(parallel.make_mesh())
+    encoder_dir = trained.encoder_dir(run)
+    state, meta, step = checkpoint.restore_good(encoder_dir, sharding=sharding, keys=("params",))
+    shutil.rmtree(encoder_dir)
+    moved = jax.tree.map(lambda a: np.asarray(a) + 1.0, state["params"])
+    checkpoint.save(checkpoint.manager(encoder_dir), {"params": moved, "step": np.int64(step)}, meta)
+    second = pretrained.export(run, out, "configs/chairs256.py:cpu")
+    assert second["source_steps"] == first["source_steps"]
+    assert second["source_digests"]["encoder"] != first["source_digests"]["encoder"]
+    assert {p: second["source_digests"][p] for p in ("decoder", "siamese")} == {
+        p: first["source_digests"][p] for p in ("decoder", "siamese")}
+    _, exported, _ = trained.load_encoder(out)
+    for a, b in zip(jax.tree.leaves(exported), jax.tree.leaves(moved)):
+        np.testing.assert_array_equal(a, b)
