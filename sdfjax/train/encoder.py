@@ -134,8 +134,8 @@ def make_train_step(model, optimizer, decoder, decoder_params, latent_table: np.
                               else (None, None))
 
         def loss_fn(params):
-            return encoder_loss(model, params, sketches, view_angles, targets, folded, points, target_sdf, encoder_config,
-                                clamp_distance, ff)
+            return encoder_loss(model, params, sketches, view_angles, targets, folded, points, target_sdf,
+                                encoder_config, clamp_distance, ff)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
