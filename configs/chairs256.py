@@ -50,10 +50,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.silhouette_form = "soft"
     # Heavier still (eighth session, README): 80 lowered the test mean to 1.945 (from 2.038) and beat the start
     # on 27 of 36 (from 25), median 1.875 (from 1.860), but made the hand-drawn sketches worse (mean 3.383
-    # against 2.930, better than the start on 22 against 27): 10 stays.
-    # With the encoder that reads the view (eleventh session), 80 on the val chairs (12 x 3, chosen there):
-    # dataset sketches 2.276 / 2.188 against 2.469 / 2.449 at 10, better than the start on 25 of 36
-    # against 23; hand-drawn 2.977 / 2.274 against 3.062 / 2.133, 24 against 23. It is the default since.
+    # against 2.930, better than the start on 22 against 27), so 10 stayed then. With the encoder that reads
+    # the view (eleventh session), on the val chairs (12 x 3, where this choice was made), 80 against 10:
+    # dataset sketches 2.276 / 2.188 against 2.469 / 2.449, better than the start on 25 of 36 against 23;
+    # hand-drawn 2.977 / 2.274 against 3.062 / 2.133, 24 against 23 (no longer worse): 80 since.
     config.sketch.silhouette_weight = 80.0
     if variant == "cpu":
         # The README's tables were made in float32 (before `auto` was the default); keep them reproducible.
