@@ -80,8 +80,8 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
 
     Skipped (the existing manifest returned) when `out` already holds an export of the
     same source checkpoints (steps and digests) that verifies, so rerunning the results
-    command leaves the committed files byte for byte as they are. The copy is written next to `out` and
-    moved into place at the end: an interrupted export never leaves a half folder.
+    command leaves the committed files byte for byte as they are. The copy is written next
+    to `out` and moved into place at the end: an interrupted export never leaves a half folder.
     """
     steps = source_steps(workdir)
     digests = source_digests(workdir, steps)

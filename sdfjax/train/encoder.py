@@ -191,7 +191,7 @@ def sampled_set(config, workdir_encoder: str, deepsdf: trained.TrainedModel, vie
 
 
 def with_sampled(batches, sampled: sampled_shapes.SampledSketches | None, first_step: int, per_batch: int,
-                 table_rows: int, seed: int, dataset_views: np.ndarray | None = None):
+                 table_rows: int, seed: int, dataset_views: np.ndarray):
     """ViewBatcher batches cut to BATCH_KEYS, each with `per_batch` sampled sketches appended (labels past the
     trained table's `table_rows` rows: the sampled latents follow it; view angles from `dataset_views` (V, 4),
     the dataset's views that the sampled set's view indices name)."""
@@ -368,7 +368,8 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     end = ec.num_steps if stop_after_steps is None else min(ec.num_steps, start + stop_after_steps)
     state, record, last_good = loop.run_steps(
         train_step, state, (parallel.global_batch(b, mesh) for b in with_sampled(
-            batcher.iterate(start, end), sampled, start, per_batch, len(deepsdf.latents), config.seed, views)),
+            batcher.iterate(start, end), sampled, start, per_batch, len(deepsdf.latents), config.seed,
+            dataset_views=views)),
         start=start, end=end, total_steps=ec.num_steps, steps_per_period=ec.steps_per_log,
         checkpoint_every_periods=max(1, ec.checkpoint_every_steps // ec.steps_per_log),
         schedules={"lr": lr_schedule(ec)}, items_per_step=per_step,
