@@ -1,5 +1,6 @@
 """Cameras, the sphere tracer, mesh ray casting, sketches and the render dataset stage."""
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -203,8 +204,11 @@ def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu
     assert float(jnp.abs(jax.jacfwd(normal)(z, 100.0)).max()) > 1e-3
 
 
-def _assert_same_hit_band(sdf, params, origins, directions, depth_a, depth_b, both, threshold, samples=32):
-    """Two traces' depths on pixels both hit are within `threshold`, or else stopped in the same hit band.
+def _assert_same_hit_band(sdf, params, origins, directions, depth_a, depth_b, both, threshold, samples=32,
+                          share_apart=0.01, grazing_share=0.0):
+    """Two traces' depths on pixels both hit are within `threshold` (all but `share_apart` of them), or else
+    stopped in the same hit band (all but `grazing_share` of them, whose rays skim the surface: |f| < 0.01
+    between the two stops, no free space crossed).
 
     A trace stops at the first point with f < threshold. Where a trained decoder's gradient
     along the ray is shallow (|grad f . v| << 1), that band is threshold / |grad f . v| long,
@@ -215,7 +219,7 @@ def _assert_same_hit_band(sdf, params, origins, directions, depth_a, depth_b, bo
     """
     depth_a, depth_b = np.asarray(depth_a), np.asarray(depth_b)
     apart = np.where(both & (np.abs(depth_a - depth_b) > threshold))[0]
-    assert len(apart) <= 0.01 * both.sum(), f"{len(apart)} of {both.sum()} hit depths differ"
+    assert len(apart) <= share_apart * both.sum(), f"{len(apart)} of {both.sum()} hit depths differ"
     if len(apart) == 0:
         return
     t = np.linspace(0.0, 1.0, samples)[None, :, None]
@@ -223,10 +227,44 @@ def _assert_same_hit_band(sdf, params, origins, directions, depth_a, depth_b, bo
     points = np.asarray(origins)[apart][:, None] + np.asarray(directions)[apart][:, None] * (a + t * (b - a))
     values = np.asarray(sdf(params, jnp.asarray(points.reshape(-1, 3))))
     worst = np.abs(values).reshape(len(apart), samples).max(axis=1)
-    assert np.all(worst <= threshold + 1e-6), f"depths {depth_a[apart]} vs {depth_b[apart]}: |f| up to {worst} between"
+    grazing = worst > threshold + 1e-6  # a ray that skims a surface: |f| small, but above the threshold, between
+    assert grazing.sum() <= grazing_share * both.sum() and np.all(worst <= 0.01), \
+        f"depths {depth_a[apart]} vs {depth_b[apart]}: |f| up to {worst} between"
 
 
-def test_on_a_trained_decoder_the_tracer_agrees_with_a_long_trace_and_reports_what_it_could_not_finish(tmp_path):
+def test_the_dense_march_finds_the_sphere_at_its_closed_form_depth():
+    origins, directions = CAMERA.rays()
+    disc, t, _ = _sphere_truth(origins, directions, SPHERE["c"], 0.5)
+    out = tracer.march_densely(sphere_sdf, SPHERE, jnp.asarray(origins), jnp.asarray(directions), threshold=1e-6)
+    hit, away = np.asarray(out["hit"]), np.abs(disc) > 0.02
+    np.testing.assert_array_equal(hit[away], disc[away] > 0)
+    assert np.abs(np.asarray(out["depth"])[hit & away] - t[hit & away]).max() < 1e-5
+
+
+def _overestimating_plate(p, x):
+    """A plate 0.02 thick (|z| < 0.01), exact within 0.1 of it and 5x its distance beyond: a trained decoder's
+    kind of field (its values are only trained within the clamp)."""
+    d = jnp.abs(x[:, 2] - p["z"]) - 0.01
+    return jnp.where(d < 0.1, d, 0.1 + 5.0 * (d - 0.1))
+
+
+def test_steps_limited_to_the_clamp_find_a_thin_part_that_unlimited_steps_jump_through():
+    camera = camera_lib.Camera(180.0, 0.0, 4.0, 128.0, 32, 32)  # at (0, 0, -4) looking along +z: the plate face on
+    origins, directions = (jnp.asarray(a) for a in camera.rays())
+    plate = {"z": jnp.float32(0.0)}
+    reference = tracer.march_densely(_overestimating_plate, plate, origins, directions)
+    entering = np.asarray(tracer.sphere_entry(origins, directions)[2])
+    np.testing.assert_array_equal(np.asarray(reference["hit"]), entering)  # the plate fills the unit sphere's disc
+    limited = tracer.render(_overestimating_plate, plate, origins, directions, tracer.TraceSettings(max_step=0.1))
+    unlimited = tracer.render(_overestimating_plate, plate, origins, directions, tracer.TraceSettings())
+    np.testing.assert_array_equal(np.asarray(limited["hit"]), entering)
+    both = np.asarray(limited["hit"])
+    assert np.abs(np.asarray(limited["depth"]) - np.asarray(reference["depth"]))[both].max() < 2e-3
+    assert np.asarray(unlimited["hit"]).mean() < 0.5 * entering.mean()  # the failure the limit prevents
+    assert not np.asarray(limited["unfinished"]).any()
+
+
+def test_on_a_trained_decoder_the_tracer_agrees_with_a_dense_march_and_reports_what_it_could_not_finish(tmp_path):
     from sdfjax import trained as trained_lib
     from tests.conftest import train_smoke_decoder
 
@@ -235,20 +273,54 @@ def test_on_a_trained_decoder_the_tracer_agrees_with_a_long_trace_and_reports_wh
     sdf = latent_render.decoder_sdf(model.decoder)
     cameras = [camera_lib.Camera(a, e, 4.0, 128.0, 64, 64) for a in (0.0, 70.0, 200.0) for e in (-30.0, 20.0)]
     origins, directions = (a.reshape(-1, 3) for a in camera_lib.stack_rays(cameras))
-    settings = tracer.TraceSettings()
-    long_trace = tracer.TraceSettings(stage_steps=(400,), stage_fractions=(1.0,), max_steps=400)
-    bulk_only = tracer.TraceSettings(max_steps=sum(settings.stage_steps))
+    settings = tracer.TraceSettings.from_config(config.render)
+    assert settings.max_step == config.train.clamp_distance
+    bulk_only = dataclasses.replace(settings, max_steps=sum(settings.stage_steps))
     render = jax.jit(lambda p, s: tracer.render(sdf, p, origins, directions, s), static_argnums=1)
     for z in model.latents:
         params = {"decoder": model.params, "z": jnp.asarray(z)}
-        ours, ref = render(params, settings), render(params, long_trace)
-        assert np.mean(np.asarray(ours["hit"]) == np.asarray(ref["hit"])) >= 0.999
+        ours = render(params, settings)
+        ref = tracer.march_densely(sdf, params, origins, directions, threshold=settings.threshold)
+        # This barely trained field hovers just above the threshold along many rays: those run out of
+        # budget and are flagged; every ray that finished agrees with the march, and no hit is lost unflagged.
+        hit, ref_hit, unfinished = (np.asarray(a) for a in (ours["hit"], ref["hit"], ours["unfinished"]))
+        assert np.mean((hit == ref_hit)[~unfinished]) >= 0.999
+        assert not np.any(ref_hit & ~hit & ~unfinished)
         both = np.asarray(ours["hit"] & ref["hit"])
         assert both.sum() > 200
+        # The march stops where f first drops below the threshold, the tracer a (bounded) Newton step on: on
+        # this barely trained field those are up to 0.03 apart, with |f| within a few thresholds between them;
+        # stops on different surfaces would cross free space or the inside in between.
         _assert_same_hit_band(sdf, params, origins, directions, ours["depth"], ref["depth"], both,
-                              settings.threshold)
+                              4 * settings.threshold, share_apart=1.0)
         # A ray out of budget is flagged, never a hit; with the staged bulk alone some are.
         short = render(params, bulk_only)
         unfinished = np.asarray(short["unfinished"])
         assert not np.any(unfinished & np.asarray(short["hit"]))
         assert np.all(np.asarray(short["hit"]) | unfinished | ~np.asarray(ref["hit"]))  # lost hits are all flagged
+
+
+def test_the_shipped_decoder_is_traced_whole_from_behind():
+    """The chairs256 decoder seen from behind (view 47), where unlimited steps lost its chair backs."""
+    from sdfjax import trained as trained_lib
+    from sdfjax.launch.common import load_config_file
+
+    config = load_config_file("configs/chairs256.py:cpu")
+    model = trained_lib.load_trained(config, "pretrained/chairs256_cpu")
+    sdf = latent_render.decoder_sdf(model.decoder)
+    origins, directions = (a.reshape(-1, 3) for a in camera_lib.stack_rays(
+        [camera_lib.views_from_config(config.render)[47].scaled(48)]))
+    settings = tracer.TraceSettings.from_config(config.render)
+    params = {"decoder": model.params, "z": jnp.asarray(model.latents[3])}
+    march = tracer.march_densely(sdf, params, origins, directions, threshold=settings.threshold)
+    traced = tracer.render(sdf, params, origins, directions, settings)
+    ref, ours = np.asarray(march["hit"]), np.asarray(traced["hit"])
+    # the march stops where f drops below the threshold, the tracer a Newton step on, near f = 0; a few rays
+    # skim the surface (f just above the threshold for a while), where the march's samples dip below it first
+    _assert_same_hit_band(sdf, params, origins, directions, traced["depth"], march["depth"], ours & ref,
+                          2 * settings.threshold, share_apart=1.0, grazing_share=0.01)
+    unlimited = np.asarray(tracer.render(sdf, params, origins, directions,
+                                         dataclasses.replace(settings, max_step=float("inf")))["hit"])
+    assert ref.sum() > 300
+    assert np.mean(ours == ref) >= 0.999, (ours.sum(), ref.sum())
+    assert unlimited.sum() < 0.9 * ref.sum()  # the loss this test guards against is real on this latent
