@@ -235,6 +235,13 @@ def test_outline_tolerance_closes_a_broken_stroke():
     assert filled[20, 20] and known[20, 20] and not filled[0, 0] and known[0, 0]
     assert not filled[3, 20] and not known[3, 20]  # the grown band outside the drawing: unknown, not object
     assert (sketches.outline_masks(sketch, tolerance=0)[1] == sketches.outline_masks(sketch)[1]).all()
+    closed_frame = sketch.copy()
+    closed_frame[34, 18:22] = 0  # the same frame drawn closed: the tolerance leaves its masks as they are
+    for enclosed in sketches.ENCLOSED:
+        for got, plain in zip(sketches.outline_masks(closed_frame, enclosed, tolerance=2),
+                              sketches.outline_masks(closed_frame, enclosed)):
+            np.testing.assert_array_equal(got, plain)
+    assert sketches.outline_masks(closed_frame, tolerance=2)[1][3, 20]  # next to its lines: known background
     with pytest.raises(ValueError, match="config.sketch.outline_tolerance=-1"):
         sketches.outline_masks(sketch, tolerance=-1)
 
