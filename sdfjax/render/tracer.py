@@ -16,10 +16,11 @@ distances clamped to +-delta (Park et al. 2019, Eq. 9): beyond delta its value i
 jumps through thin parts (a chair's back seen from behind: on the shipped chairs256
 decoder, unlimited steps lost up to 80% of the pixels a dense march hits). So a trained
 decoder is traced with `max_step` = delta, as Sketch2Shape's renderer clamps its steps
-to 0.1; `march_densely` is the reference that assumes nothing of the field. The steps run under `stop_gradient` in `lax`
-loops, in stages: after each stage the rays still marching are gathered to the front
-and only a shrinking number of them (`stage_fractions` of all rays) is marched in the
-next, so converged rays stop costing decoder evaluations. Then finishing rounds of
+to 0.1; `march_densely` is the reference that assumes nothing of the field.
+
+The steps run under `stop_gradient` in `lax` loops, in stages: after each stage the
+rays still marching are gathered to the front and only a shrinking number of them
+(`stage_fractions` of all rays) is marched in the next, so converged rays stop costing decoder evaluations. Then finishing rounds of
 `round_steps` steps march the rays still going, `finish_fraction` of all rays at a
 time and compacted again each round, until every ray has hit, left the sphere, or
 used `max_steps` steps: only such a ray is not finished, and it is reported

@@ -123,16 +123,11 @@ ENCLOSED = ("unknown", "inside")
 GAP_AREA_RATIO = 1.1
 
 
-def encloses_more_when_closed(lines: np.ndarray, closed: np.ndarray, tolerance: int) -> bool:
-    """Whether lines (H, W) bool, with gaps of up to 2 * `tolerance` px closed (grown, filled, then shrunk back),
-    enclose more than GAP_AREA_RATIO times the area `closed` (lines closed by one pixel) encloses."""
-    as_drawn = scipy.ndimage.binary_fill_holes(closed)
-    grown = scipy.ndimage.binary_fill_holes(
-        closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance))
+def has_gaps(as_drawn: np.ndarray, grown: np.ndarray, tolerance: int) -> bool:
+    """Whether a drawing's contours have gaps: `grown`, the fill of its lines grown by `tolerance` px, shrunk back
+    by as much, encloses more than GAP_AREA_RATIO times the area of `as_drawn`, the fill of its lines as drawn."""
     gaps_closed = as_drawn | scipy.ndimage.binary_erosion(grown, structure=np.ones((3, 3)), iterations=tolerance)
     return gaps_closed.sum() > GAP_AREA_RATIO * max(as_drawn.sum(), 1)
-
-
 
 
 def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +145,7 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     closed), and background within `tolerance` pixels of a line is unknown rather than
     outside (a hand's lines miss the true contour by a pixel or two). A drawing has gaps
     when closing them encloses more than GAP_AREA_RATIO times the area its lines enclose as
-    drawn (`encloses_more_when_closed`); a closed drawing keeps its masks as at tolerance 0,
+    drawn (`has_gaps`); a closed drawing keeps its masks as at tolerance 0,
     its background next to the lines known.
     """
     if enclosed not in ENCLOSED:
@@ -158,13 +153,14 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     if tolerance < 0:
         raise ValueError(f"config.sketch.outline_tolerance={tolerance}: expected pixels >= 0")
     lines, closed = _closed_lines(sketch)
-    if tolerance and not encloses_more_when_closed(lines, closed, tolerance):
-        tolerance = 0
+    filled = scipy.ndimage.binary_fill_holes(closed)
     if tolerance:
-        closed_for_fill = closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance)
-    else:
-        closed_for_fill = closed
-    filled = scipy.ndimage.binary_fill_holes(closed_for_fill)
+        grown = scipy.ndimage.binary_fill_holes(
+            closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance))
+        if has_gaps(filled, grown, tolerance):
+            filled = grown
+        else:
+            tolerance = 0
     if enclosed == "inside":
         # the grown lines' outer band is background that the tolerance leaves unknown, not object
         band = (scipy.ndimage.binary_dilation(~filled, structure=np.ones((3, 3)), iterations=tolerance)
