@@ -56,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # not: hand-drawn 2.965 / 2.062 against 2.448 / 1.899, the three user PNGs 9.070 against 6.821 (mean),
     # one view 1.803 / 1.501 against 1.853 / 1.401; only three views together gained (1.438 / 1.199, 11 of
     # 12, against 1.572 / 1.427, 9). People draw by hand: 10 stays (README, "What limits it").
+    # All of this was measured with the tracer before its steps were limited (twelfth session): not measured again.
     config.sketch.silhouette_weight = 10.0
     # A drawing with gaps in its contours (a hand's) is read with its lines grown 2 pixels to close them;
     # closed ones (the dataset's) as drawn (sketches.outline_masks). Twelfth session, the fixed tracer, 12 val
