@@ -43,10 +43,14 @@ where the minimum was met, evaluated again with gradients.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from sdfjax.geometry import isosurface
 
 SdfFn = Callable[[object, jax.Array], jax.Array]
 _MAX_NEWTON_STEP = 0.01
@@ -199,43 +203,42 @@ def render(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array,
             "unfinished": marched["unfinished"]}
 
 
+@functools.partial(jax.jit, static_argnames=("sdf_fn", "samples", "threshold"))
+def _march_rays_densely(sdf_fn: SdfFn, params, origins, directions, t_in, t_out, enters, samples: int,
+                        threshold: float) -> jax.Array:
+    """(n, 2) [hit, depth] of `march_densely` for rays (n, 3) entering the sphere at t_in and leaving at t_out."""
+    ts = t_in[:, None] + jnp.linspace(0.0, 1.0, samples)[None] * (t_out - t_in)[:, None]
+    rows = jnp.arange(len(origins))
+    values = sdf_fn(params, (origins[:, None] + ts[..., None] * directions[:, None]).reshape(-1, 3))
+    below = values.reshape(len(origins), samples) < threshold
+    first = jnp.argmax(below, axis=1)
+    hit = enters & below.any(axis=1)
+    lo, hi = ts[rows, jnp.maximum(first - 1, 0)], ts[rows, first]
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        outside = sdf_fn(params, origins + mid[:, None] * directions) >= threshold
+        return jnp.where(outside, mid, lo), jnp.where(outside, hi, mid)
+
+    _, depth = jax.lax.fori_loop(0, 30, bisect, (lo, jnp.where(first > 0, hi, lo)))
+    return jnp.stack([hit.astype(depth.dtype), jnp.where(hit, depth, 0.0)], axis=-1)
+
+
 def march_densely(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array, samples: int = 1000,
-                  threshold: float = 2e-4, radius: float = 1.0, rays_per_call: int = 256) -> dict:
+                  threshold: float = 2e-4, radius: float = 1.0, rays_per_call: int = 256) -> dict[str, np.ndarray]:
     """The slow reference for `trace`: {"hit", "depth"} per ray (n, 3) from `samples` evenly spaced SDF values
     along each ray's chord of the bounding sphere; a ray hits at its first sample below `threshold`, and its
-    depth is the zero crossing found by bisection between that sample and the one before.
+    depth is the crossing found by bisection between that sample and the one before.
 
     It assumes nothing of the field (no distance bound), so it finds any part at least one
-    spacing thick (2 x radius / samples at most), at `samples` evaluations per ray.
+    spacing thick (2 x radius / samples at most), at `samples` evaluations per ray. Rays are
+    marched `rays_per_call` at a time by one compiled program per `sdf_fn`.
     """
     t_in, t_out, enters = sphere_entry(origins, directions, radius)
-    u = jnp.linspace(0.0, 1.0, samples)
-
-    @jax.jit
-    def part(o, d, a, b, inside):
-        ts = a[:, None] + u[None] * (b - a)[:, None]
-        values = sdf_fn(params, (o[:, None] + ts[..., None] * d[:, None]).reshape(-1, 3)).reshape(len(o), samples)
-        below = values < threshold
-        first = jnp.argmax(below, axis=1)
-        hit = inside & below.any(axis=1)
-        lo, hi = ts[jnp.arange(len(o)), jnp.maximum(first - 1, 0)], ts[jnp.arange(len(o)), first]
-
-        def bisect(_, bounds):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            outside = sdf_fn(params, o + mid[:, None] * d) >= threshold
-            return jnp.where(outside, mid, lo), jnp.where(outside, hi, mid)
-
-        lo, hi = jax.lax.fori_loop(0, 30, bisect, (lo, jnp.where(first > 0, hi, lo)))
-        return hit, jnp.where(hit, hi, 0.0)
-
-    hits, depths = [], []
-    for i in range(0, origins.shape[0], rays_per_call):
-        sl = slice(i, i + rays_per_call)
-        h, t = part(origins[sl], directions[sl], t_in[sl], t_out[sl], enters[sl])
-        hits.append(h)
-        depths.append(t)
-    return {"hit": jnp.concatenate(hits), "depth": jnp.concatenate(depths)}
+    march = functools.partial(_march_rays_densely, sdf_fn, params, samples=samples, threshold=threshold)
+    out = isosurface.chunked(march, rays_per_call)(origins, directions, t_in, t_out, enters)
+    return {"hit": out[:, 0] > 0.5, "depth": out[:, 1]}
 
 
 def normal_image(normals: jax.Array, hit: jax.Array, height: int, width: int) -> jax.Array:
