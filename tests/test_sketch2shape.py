@@ -94,6 +94,19 @@ def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_s
     assert abs(_fit_radius(0.3, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
 
 
+def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_stays_the_pixel_error():
+    threshold, temperature = 2e-4, 0.03
+    min_sdf = jnp.asarray([1e-4, 1e-4, 0.05, 0.05, -0.01], jnp.float32)  # hit, hit, miss, miss, overshot hit
+    mask = jnp.asarray([True, False, True, False, False])
+    value, grad = jax.value_and_grad(lambda m: soft_occupancy_loss(m, mask, temperature, threshold))(min_sdf)
+    grad = np.asarray(grad)
+    near = np.exp(-(0.05 - threshold) / temperature)
+    np.testing.assert_allclose(value, (0 + 1 + (1 - near) + near + 1) / 5, rtol=1e-6)
+    np.testing.assert_allclose(grad[[1, 4]], -1.0 / (temperature * 5), rtol=1e-6)  # pushed off the surface
+    assert grad[0] == 0.0  # a hit inside the outline stays
+    np.testing.assert_allclose(grad[[2, 3]], [near / (temperature * 5), -near / (temperature * 5)], rtol=1e-5)
+
+
 def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():
     origins, directions = (jnp.asarray(a)[None] for a in CAMERA.rays())  # one view
     inside = _sphere_mask(0.5)[None]

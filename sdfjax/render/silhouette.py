@@ -17,7 +17,8 @@ nothing removes material.
 
 Soft form (`soft_occupancy_loss`): the share of known pixels whose occupancy disagrees
 with the mask, a missed ray being exp(-d / temperature) occupied; it counts wrong pixels
-rather than how far they miss.
+rather than how far they miss. Hit rays outside the mask are carved (pushed off), so it
+removes material as well as adding it.
 """
 
 from __future__ import annotations
@@ -53,12 +54,17 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     occupancy = exp(-relu(min_sdf - hit_threshold) / temperature): a ray that hits (min_sdf
     below the hit threshold) is occupied, one that misses by d is exp(-d / temperature)
     occupied, so as temperature -> 0 this is the share of known pixels whose hit disagrees
-    with the mask. Missed rays inside the mask are
-    pulled in and near misses outside it pushed off; hit rays carry no gradient (as in the
-    relu form, the threshold keeps their min_sdf out of the loss). The relu form weighs a
-    ray by how far it misses, so a few far misses outweigh many wrong pixels.
+    with the mask. Missed rays inside the mask are pulled in and near misses outside it
+    pushed off. A hit ray's occupancy is 1 whatever its min_sdf, so on its own it would
+    give a hit outside the mask no gradient and nothing would remove a part the sketch
+    does not show (as relu(min_sdf) once only inflated): such a ray is carved, its min_sdf
+    raised at 1 / temperature per unit, a near miss's slope, by a term whose value is 0
+    (the loss stays the pixel error). Hit rays inside the mask carry no gradient. The relu
+    form weighs a ray by how far it misses, so a few far misses outweigh many wrong pixels.
     """
     occupancy = jnp.exp(-jax.nn.relu(min_sdf - hit_threshold) / temperature)
     known = jnp.ones_like(mask) if known is None else known
     error = jnp.abs(occupancy - mask.astype(occupancy.dtype))
+    carve = jnp.where(mask, 0.0, jax.nn.relu(hit_threshold - min_sdf) / temperature)
+    error = error + carve - jax.lax.stop_gradient(carve)
     return jnp.sum(jnp.where(known, error, 0.0)) / jnp.maximum(jnp.sum(known), 1)
