@@ -27,7 +27,7 @@ from sdfjax.fit import reconstruct
 from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
-from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
+from sdfjax.render.silhouette import far_from, silhouette_loss, soft_occupancy_loss
 from sdfjax.sketch2shape import encoders, hand_drawn, hidden_surface, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
 from sdfjax.train import logs, sampled_shapes
@@ -87,7 +87,7 @@ def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_s
     np.testing.assert_allclose(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4, known), pixel_error, atol=1e-5)
     assert abs(float(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4)) - np.mean(hit != np.asarray(mask))) < 1e-5
     with pytest.raises(ValueError, match="config.sketch.silhouette_form='nope'"):
-        losses.one_view_silhouette(ml_collections.ConfigDict({"silhouette_form": "nope"}), 2e-4)
+        losses.one_view_silhouette(ml_collections.ConfigDict({"silhouette_form": "nope"}), 2e-4, 32)
     sphere = _sphere_mask(0.5)
     soft = lambda m, k: soft_occupancy_loss(m, k, 0.03, tracer.TraceSettings().threshold)  # noqa: E731
     assert abs(_fit_radius(0.7, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
@@ -105,6 +105,20 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     np.testing.assert_allclose(grad[[1, 4]], -1.0 / (temperature * 5), rtol=1e-6)  # pushed off the surface
     assert grad[0] == 0.0  # a hit inside the outline stays
     np.testing.assert_allclose(grad[[2, 3]], [near / (temperature * 5), -near / (temperature * 5)], rtol=1e-5)
+    spared = jnp.asarray([True, False, True, True, True])  # ray 1 is next to the drawing: not carved
+    grad = np.asarray(jax.grad(lambda m: soft_occupancy_loss(m, mask, temperature, threshold, carvable=spared))(min_sdf))
+    assert grad[1] == 0.0 and grad[4] < 0
+
+
+def test_far_from_is_the_chessboard_distance_to_the_mask():
+    mask = np.random.default_rng(0).uniform(size=(20, 24)) < 0.03
+    rows, cols = np.nonzero(mask)
+    for pixels in (0, 1, 3):
+        got = np.asarray(far_from(jnp.asarray(mask), pixels))
+        for y in range(20):
+            for x in range(24):
+                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))
+                assert got[y, x] == (distance > pixels), (pixels, y, x)
 
 
 def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():

@@ -48,7 +48,7 @@ def silhouette_loss(min_sdf: jax.Array, mask: jax.Array, margin: float = 0.0, hi
 
 
 def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float, hit_threshold: float,
-                        known: jax.Array | None = None) -> jax.Array:
+                        known: jax.Array | None = None, carvable: jax.Array | None = None) -> jax.Array:
     """Mean over the known rays of |occupancy - mask|: a soft pixel error.
 
     occupancy = exp(-relu(min_sdf - hit_threshold) / temperature): a ray that hits (min_sdf
@@ -59,12 +59,23 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     give a hit outside the mask no gradient and nothing would remove a part the sketch
     does not show (as relu(min_sdf) once only inflated): such a ray is carved, its min_sdf
     raised at 1 / temperature per unit, a near miss's slope, by a term whose value is 0
-    (the loss stays the pixel error). Hit rays inside the mask carry no gradient. The relu
+    (the loss stays the pixel error); `carvable` (default: every ray outside the mask) limits
+    where (`far_from`). Hit rays inside the mask carry no gradient. The relu
     form weighs a ray by how far it misses, so a few far misses outweigh many wrong pixels.
     """
     occupancy = jnp.exp(-jax.nn.relu(min_sdf - hit_threshold) / temperature)
     known = jnp.ones_like(mask) if known is None else known
     error = jnp.abs(occupancy - mask.astype(occupancy.dtype))
-    carve = jnp.where(mask, 0.0, jax.nn.relu(hit_threshold - min_sdf) / temperature)
+    carvable = ~mask if carvable is None else carvable & ~mask
+    carve = jnp.where(carvable, jax.nn.relu(hit_threshold - min_sdf) / temperature, 0.0)
     error = error + carve - jax.lax.stop_gradient(carve)
     return jnp.sum(jnp.where(known, error, 0.0)) / jnp.maximum(jnp.sum(known), 1)
+
+
+def far_from(mask: jax.Array, pixels: int) -> jax.Array:
+    """Pixels of an (H, W) image farther than `pixels` (chessboard distance) from every True pixel of `mask`."""
+    if pixels <= 0:
+        return ~mask
+    size = 2 * pixels + 1
+    grown = jax.lax.reduce_window(mask.astype(jnp.float32), 0.0, jax.lax.max, (size, size), (1, 1), "SAME")
+    return grown == 0

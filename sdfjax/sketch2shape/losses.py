@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import tracer
-from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
+from sdfjax.render.silhouette import far_from, silhouette_loss, soft_occupancy_loss
 
 
 def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,14 +65,18 @@ def prior_energy(z: jax.Array, prior: dict) -> jax.Array:
     return jnp.mean((prior["whiten"] @ (z - prior["mean"])) ** 2)
 
 
-def one_view_silhouette(sketch_config, hit_threshold: float):
-    """silhouette(min_sdf (R*R,), inside, known) of one view, in config.sketch.silhouette_form."""
+def one_view_silhouette(sketch_config, hit_threshold: float, resolution: int):
+    """silhouette(min_sdf (R*R,), inside, known) of one R x R view, in config.sketch.silhouette_form."""
     sk = sketch_config
     form = sk.get("silhouette_form", "relu")
     if form == "relu":
         return lambda m, i, k: silhouette_loss(m, i, sk.surface_eps, hit_threshold, k, balanced=True)
     if form == "soft":
-        return lambda m, i, k: soft_occupancy_loss(m, i, sk.silhouette_temperature, hit_threshold, k)
+        # A hand's lines lie a pixel or two off the true outline: the rays next to them are not carved.
+        margin = int(sk.get("carve_margin", 0))
+        return lambda m, i, k: soft_occupancy_loss(
+            m, i, sk.silhouette_temperature, hit_threshold, k,
+            far_from(i.reshape(resolution, resolution), margin).reshape(-1))
     raise ValueError(f"config.sketch.silhouette_form={form!r}: expected 'relu' or 'soft'")
 
 
@@ -103,7 +107,7 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
         embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
     else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
         embedding = jnp.zeros(())
-    silhouette = jnp.sum(jax.vmap(one_view_silhouette(sk, settings.threshold))(out["min_sdf"], inside, known))
+    silhouette = jnp.sum(jax.vmap(one_view_silhouette(sk, settings.threshold, resolution))(out["min_sdf"], inside, known))
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
             + sk.trust_weight * jnp.mean((z - z0) ** 2))
