@@ -110,6 +110,23 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[1] == 0.0 and grad[4] < 0
 
 
+def test_the_carve_margin_spares_the_rays_next_to_the_drawing_in_image_order():
+    resolution = 8
+    inside = np.zeros((resolution, resolution), bool)
+    inside[1:3, 1:6] = True  # a wide, short bar: a transposed image would put its margin elsewhere
+    min_sdf = jnp.zeros(resolution * resolution)  # every ray hits
+    config = ml_collections.ConfigDict({"silhouette_form": "soft", "silhouette_temperature": 0.03,
+                                        "carve_margin": 1})
+    silhouette = losses.one_view_silhouette(config, 2e-4, resolution)
+    flat = jnp.asarray(inside.reshape(-1))
+    grad = np.asarray(jax.grad(lambda m: silhouette(m, flat, jnp.ones_like(flat)))(min_sdf)).reshape(resolution,
+                                                                                                     resolution)
+    carved = grad < 0
+    expected = np.ones_like(inside)
+    expected[0:4, 0:7] = False  # the bar and the ring of one pixel around it
+    np.testing.assert_array_equal(carved, expected)
+
+
 def test_far_from_is_the_chessboard_distance_to_the_mask():
     mask = np.random.default_rng(0).uniform(size=(20, 24)) < 0.03
     rows, cols = np.nonzero(mask)
