@@ -106,7 +106,8 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[0] == 0.0  # a hit inside the outline stays
     np.testing.assert_allclose(grad[[2, 3]], [near / (temperature * 5), -near / (temperature * 5)], rtol=1e-5)
     spared = jnp.asarray([True, False, True, True, True])  # ray 1 is next to the drawing: not carved
-    grad = np.asarray(jax.grad(lambda m: soft_occupancy_loss(m, mask, temperature, threshold, carvable=spared))(min_sdf))
+    grad = np.asarray(jax.grad(lambda m: soft_occupancy_loss(m, mask, temperature, threshold, carvable=spared))(
+        min_sdf))
     assert grad[1] == 0.0 and grad[4] < 0
 
 

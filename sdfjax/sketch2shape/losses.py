@@ -107,7 +107,8 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
         embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
     else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
         embedding = jnp.zeros(())
-    silhouette = jnp.sum(jax.vmap(one_view_silhouette(sk, settings.threshold, resolution))(out["min_sdf"], inside, known))
+    one_view = one_view_silhouette(sk, settings.threshold, resolution)
+    silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], inside, known))
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
             + sk.trust_weight * jnp.mean((z - z0) ** 2))
