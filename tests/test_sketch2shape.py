@@ -27,7 +27,7 @@ from sdfjax.fit import reconstruct
 from sdfjax.models import latent_encoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import edges, latent_render, tracer
-from sdfjax.render.silhouette import far_from, silhouette_loss, soft_occupancy_loss
+from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 from sdfjax.sketch2shape import encoders, hand_drawn, hidden_surface, losses, optimize, sketches
 from sdfjax.train import encoder as encoder_train
 from sdfjax.train import logs, sampled_shapes
@@ -87,7 +87,7 @@ def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_s
     np.testing.assert_allclose(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4, known), pixel_error, atol=1e-5)
     assert abs(float(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4)) - np.mean(hit != np.asarray(mask))) < 1e-5
     with pytest.raises(ValueError, match="config.sketch.silhouette_form='nope'"):
-        losses.one_view_silhouette(ml_collections.ConfigDict({"silhouette_form": "nope"}), 2e-4, 32)
+        losses.one_view_silhouette(ml_collections.ConfigDict({"silhouette_form": "nope"}), 2e-4)
     sphere = _sphere_mask(0.5)
     soft = lambda m, k: soft_occupancy_loss(m, k, 0.03, tracer.TraceSettings().threshold)  # noqa: E731
     assert abs(_fit_radius(0.7, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
@@ -111,32 +111,24 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[1] == 0.0 and grad[4] < 0
 
 
-def test_the_carve_margin_spares_the_rays_next_to_the_drawing_in_image_order():
-    resolution = 8
-    inside = np.zeros((resolution, resolution), bool)
-    inside[1:3, 1:6] = True  # a wide, short bar: a transposed image would put its margin elsewhere
-    min_sdf = jnp.zeros(resolution * resolution)  # every ray hits
-    config = ml_collections.ConfigDict({"silhouette_form": "soft", "silhouette_temperature": 0.03,
-                                        "carve_margin": 1})
-    silhouette = losses.one_view_silhouette(config, 2e-4, resolution)
-    flat = jnp.asarray(inside.reshape(-1))
-    grad = np.asarray(jax.grad(lambda m: silhouette(m, flat, jnp.ones_like(flat)))(min_sdf)).reshape(resolution,
-                                                                                                     resolution)
-    carved = grad < 0
-    expected = np.ones_like(inside)
-    expected[0:4, 0:7] = False  # the bar and the ring of one pixel around it
-    np.testing.assert_array_equal(carved, expected)
-
-
-def test_far_from_is_the_chessboard_distance_to_the_mask():
-    mask = np.random.default_rng(0).uniform(size=(20, 24)) < 0.03
-    rows, cols = np.nonzero(mask)
-    for pixels in (0, 1, 3):
-        got = np.asarray(far_from(jnp.asarray(mask), pixels))
-        for y in range(20):
-            for x in range(24):
-                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))
-                assert got[y, x] == (distance > pixels), (pixels, y, x)
+def test_the_carve_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
+    frame = np.full((24, 32), 255, np.uint8)
+    frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0  # a closed frame
+    frame[6:14, 27] = 0  # and a leg right of it
+    inside, known = sketches.outline_masks(frame)
+    rows, cols = np.nonzero(inside)
+    for margin in (0, 1, 3):
+        got = sketches.carve_mask(frame, inside, known, margin, tolerance=2)
+        for y in range(24):
+            for x in range(32):
+                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))  # chessboard, brute force
+                assert got[y, x] == (known[y, x] and distance > margin), (margin, y, x)
+    broken = frame.copy()
+    broken[4, 10:13] = 255  # a 3-pixel gap in the top line: the drawing has gaps
+    assert not sketches.carve_mask(broken, *sketches.outline_masks(broken, tolerance=2), 1, tolerance=2).any()
+    assert sketches.carve_mask(broken, *sketches.outline_masks(broken), 1).any()  # no tolerance: no gap rule
+    with pytest.raises(ValueError, match="config.sketch.carve_margin=-1"):
+        sketches.carve_mask(frame, inside, known, -1)
 
 
 def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():
@@ -513,17 +505,14 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     cameras = [camera_lib.Camera(a, 10.0, 4.0, 64.0, 32, 32) for a in (30.0, 120.0)]
     trace = _jitted_tracer(sdf_fn)
     drawn = np.stack([_decoder_sketch(trace, trained.params, truth, c) for c in cameras])
-    inside, known = zip(*(sketches.outline_masks(s) for s in drawn))
     sk = config.sketch.copy_and_resolve_references()
     sk.lr, sk.embedding_weight, sk.prior_weight = 0.02, 0.0, 0.0
     optimizer, step = optimize.make_step(sdf_fn, encoders.normal_map_encoder(model, enc_params),
                                          tracer.TraceSettings(), 32, sk)
     start = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
-    o, d = camera_lib.stack_rays(cameras)
     targets = encoders.embedder(model, enc_params, "sketch")(drawn)
-    no_anchors = np.zeros((1, 3)), np.zeros(1)  # no hidden-surface term (hidden_weight 0)
-    arrays = tuple(jnp.asarray(a)[None] for a in (o, d, targets, np.reshape(inside, (2, -1)),
-                                                  np.reshape(known, (2, -1)), start, *no_anchors))
+    arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(drawn[None], [cameras], targets[None], start[None],
+                                                                  "unknown"))
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
     best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], arrays, 40)
 

@@ -60,7 +60,7 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     does not show (as relu(min_sdf) once only inflated): such a ray is carved, its min_sdf
     raised at 1 / temperature per unit, a near miss's slope, by a term whose value is 0
     (the loss stays the pixel error); `carvable` (default: every ray outside the mask) limits
-    where (`far_from`). Hit rays inside the mask carry no gradient. The relu
+    where (sdfjax.sketch2shape.sketches.carve_mask). Hit rays inside the mask carry no gradient. The relu
     form weighs a ray by how far it misses, so a few far misses outweigh many wrong pixels.
     """
     occupancy = jnp.exp(-jax.nn.relu(min_sdf - hit_threshold) / temperature)
@@ -71,11 +71,3 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     error = error + carve - jax.lax.stop_gradient(carve)
     return jnp.sum(jnp.where(known, error, 0.0)) / jnp.maximum(jnp.sum(known), 1)
 
-
-def far_from(mask: jax.Array, pixels: int) -> jax.Array:
-    """Pixels of an (H, W) image farther than `pixels` (chessboard distance) from every True pixel of `mask`."""
-    if pixels <= 0:
-        return ~mask
-    size = 2 * pixels + 1
-    grown = jax.lax.reduce_window(mask.astype(jnp.float32), 0.0, jax.lax.max, (size, size), (1, 1), "SAME")
-    return grown == 0

@@ -93,7 +93,7 @@ class SketchToShape:
                                           ["drawing"])
         arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
             sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed,
-            self.config.sketch.outline_tolerance, anchors))
+            self.config.sketch.outline_tolerance, anchors, self.config.sketch.carve_margin))
         done = [0]
 
         def step_done():

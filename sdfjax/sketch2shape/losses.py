@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import tracer
-from sdfjax.render.silhouette import far_from, silhouette_loss, soft_occupancy_loss
+from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 
 
 def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,18 +65,15 @@ def prior_energy(z: jax.Array, prior: dict) -> jax.Array:
     return jnp.mean((prior["whiten"] @ (z - prior["mean"])) ** 2)
 
 
-def one_view_silhouette(sketch_config, hit_threshold: float, resolution: int):
-    """silhouette(min_sdf (R*R,), inside, known) of one R x R view, in config.sketch.silhouette_form."""
+def one_view_silhouette(sketch_config, hit_threshold: float):
+    """silhouette(min_sdf (R*R,), inside, known, carvable) of one view, in config.sketch.silhouette_form
+    (`carvable`: where the soft form may carve; the relu form pushes every known outside ray off)."""
     sk = sketch_config
     form = sk.get("silhouette_form", "relu")
     if form == "relu":
-        return lambda m, i, k: silhouette_loss(m, i, sk.surface_eps, hit_threshold, k, balanced=True)
+        return lambda m, i, k, c: silhouette_loss(m, i, sk.surface_eps, hit_threshold, k, balanced=True)
     if form == "soft":
-        # A hand's lines lie a pixel or two off the true outline: the rays next to them are not carved.
-        margin = int(sk.get("carve_margin", 0))
-        return lambda m, i, k: soft_occupancy_loss(
-            m, i, sk.silhouette_temperature, hit_threshold, k,
-            far_from(i.reshape(resolution, resolution), margin).reshape(-1))
+        return lambda m, i, k, c: soft_occupancy_loss(m, i, sk.silhouette_temperature, hit_threshold, k, c)
     raise ValueError(f"config.sketch.silhouette_form={form!r}: expected 'relu' or 'soft'")
 
 
@@ -89,16 +86,18 @@ def hidden_surface_change(sdf_fn, decoder_params, z, z0, anchor_points, anchor_w
 
 
 def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, directions, inside, known, z0,
-                prior, settings, resolution: int, sketch_config, anchors=None):
+                prior, settings, resolution: int, sketch_config, anchors=None, carvable=None):
     """(loss, (embedding distance, silhouette, prior)) of the module docstring for one object.
 
     `encoder` maps normal maps (V, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders);
     `target_embeddings` are E_sketch(S_v) (V, D); origins and directions (V, R*R, 3) are
     the sketch cameras' rays and `inside`, `known` (V, R*R) bool the outline masks;
     z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`; `anchors` (points (K, 3),
-    weights (K,)) are the hidden surface's (none: no hidden-surface term).
+    weights (K,)) are the hidden surface's (none: no hidden-surface term); `carvable` (V, R*R) bool where the soft
+    silhouette may carve (sdfjax.sketch2shape.sketches.carve_mask; None: every known ray outside the outline).
     """
     sk = sketch_config
+    carvable = known & ~inside if carvable is None else carvable
     params = {"decoder": decoder_params, "z": z}
     out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
     if sk.embedding_weight:
@@ -107,8 +106,8 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
         embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
     else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
         embedding = jnp.zeros(())
-    one_view = one_view_silhouette(sk, settings.threshold, resolution)
-    silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], inside, known))
+    one_view = one_view_silhouette(sk, settings.threshold)
+    silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], inside, known, carvable))
     prior_term = prior_energy(z, prior)
     loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
             + sk.trust_weight * jnp.mean((z - z0) ** 2))

@@ -57,7 +57,7 @@ from sdfjax.sketch2shape import evaluate, hidden_surface, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
 from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
-from sdfjax.sketch2shape.sketches import load_image, normalize_sketch, outline_masks
+from sdfjax.sketch2shape.sketches import carve_mask, load_image, normalize_sketch, outline_masks
 
 INITS = ("encoder", "retrieval", "mean")
 STYLES = ("dataset", "hand_drawn")
@@ -82,16 +82,16 @@ def refine_settings(config) -> tracer.TraceSettings:
 
 def make_step(sdf_fn, encoder, settings, resolution: int, sketch_config):
     """(optimizer, step); step(decoder_params, prior, z (B, L), opt, origins (B, V, R*R, 3), directions,
-    targets (B, V, D), inside (B, V, R*R), known, z0 (B, L), anchor_points (B, K, 3), anchor_weights (B, K)) ->
-    (z, opt, loss (B,), (embedding, silhouette, prior)), jitted."""
+    targets (B, V, D), inside (B, V, R*R), known, carvable, z0 (B, L), anchor_points (B, K, 3), anchor_weights
+    (B, K)) -> (z, opt, loss (B,), (embedding, silhouette, prior)), jitted."""
     optimizer = latent_optimizer(sketch_config.get("optimizer", "adam"), sketch_config.lr)
 
-    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, z0, anchor_points,
+    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, carvable, z0, anchor_points,
                 anchor_weights):
         return sketch_loss(sdf_fn, decoder_params, z, encoder, targets, origins, directions, inside, known, z0,
-                           prior, settings, resolution, sketch_config, (anchor_points, anchor_weights))
+                           prior, settings, resolution, sketch_config, (anchor_points, anchor_weights), carvable)
 
-    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0, 0, 0))
+    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
     @jax.jit
     def step(decoder_params, prior, z, opt, *arrays):
@@ -197,22 +197,25 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
 
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
                   z0: np.ndarray, enclosed: str, tolerance: int = 0,
-                  anchors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
+                  anchors: tuple[np.ndarray, np.ndarray] | None = None,
+                  carve_margin: int = 0) -> tuple[np.ndarray, ...]:
     """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
 
     sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
     sketches' embeddings, z0 (B, L) the starts, anchors (points (B, K, 3), weights (B, K)) the hidden
     surface's (`object_anchors`; None: none) -> (origins (B, V, R*R, 3), directions, targets,
-    inside (B, V, R*R), known, z0, anchor_points, anchor_weights), with the outline masks of
-    `sketches.outline_masks(enclosed, tolerance)`.
+    inside (B, V, R*R), known, carvable, z0, anchor_points, anchor_weights), with the outline masks of
+    `sketches.outline_masks(enclosed, tolerance)` and `sketches.carve_mask(carve_margin, tolerance)`.
     """
-    masks = [[outline_masks(s, enclosed, tolerance) for s in obj] for obj in sketches]
+    masks = [[(*m, carve_mask(s, *m, carve_margin, tolerance))
+              for s, m in ((s, outline_masks(s, enclosed, tolerance)) for s in obj)] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
     if anchors is None:
         anchors = np.zeros((len(sketches), 1, 3), np.float32), np.zeros((len(sketches), 1), np.float32)
     return (np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
             np.asarray(targets), np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks]),
-            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32),
+            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]),
+            np.asarray([[m[2].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32),
             *(np.asarray(a, np.float32) for a in anchors))
 
 
@@ -329,7 +332,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
                                      batch.names[part])
             arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
                 batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed,
-                sk.outline_tolerance, anchors))
+                sk.outline_tolerance, anchors, sk.carve_margin))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
                                            arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])

@@ -4,6 +4,7 @@
     sketch = normalize_sketch(grey, 256, fill=0.8)     # cropped, centred, 1 px black lines on white
     inside = filled_outline(sketch)                    # the region the drawing encloses
     inside, known = outline_masks(sketch)              # what the silhouette loss may trust
+    carvable = carve_mask(sketch, inside, known, 1)    # where it may remove material
 
 A user's drawing may be grey or colour, with or without alpha, dark lines on light or
 light on dark, of any size; `normalize_sketch` crops it to the drawing, centres it,
@@ -130,6 +131,20 @@ def has_gaps(as_drawn: np.ndarray, grown: np.ndarray, tolerance: int) -> bool:
     return gaps_closed.sum() > GAP_AREA_RATIO * max(as_drawn.sum(), 1)
 
 
+def _fills(sketch: np.ndarray, tolerance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(lines closed by one pixel, their fill, the fill of the lines grown by `tolerance` px if the drawing has gaps
+    (`has_gaps`), else None) (H, W) bool."""
+    if tolerance < 0:
+        raise ValueError(f"config.sketch.outline_tolerance={tolerance}: expected pixels >= 0")
+    lines, closed = _closed_lines(sketch)
+    filled = scipy.ndimage.binary_fill_holes(closed)
+    if not tolerance:
+        return closed, filled, None
+    grown = scipy.ndimage.binary_fill_holes(
+        closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance))
+    return closed, filled, grown if has_gaps(filled, grown, tolerance) else None
+
+
 def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(inside, known) (H, W) bool masks of a black-on-white sketch for the silhouette loss.
 
@@ -150,20 +165,32 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     """
     if enclosed not in ENCLOSED:
         raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
-    if tolerance < 0:
-        raise ValueError(f"config.sketch.outline_tolerance={tolerance}: expected pixels >= 0")
-    lines, closed = _closed_lines(sketch)
-    filled = scipy.ndimage.binary_fill_holes(closed)
-    if tolerance:
-        grown = scipy.ndimage.binary_fill_holes(
-            closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance))
-        if has_gaps(filled, grown, tolerance):
-            filled = grown
-        else:
-            tolerance = 0
+    closed, filled, grown = _fills(sketch, tolerance)
+    if grown is not None:
+        filled = grown
+    else:
+        tolerance = 0
     if enclosed == "inside":
         # the grown lines' outer band is background that the tolerance leaves unknown, not object
         band = (scipy.ndimage.binary_dilation(~filled, structure=np.ones((3, 3)), iterations=tolerance)
                 & filled & ~closed if tolerance else np.zeros_like(filled))
         return filled & ~band, ~band
     return closed, closed | ~filled
+
+
+def carve_mask(sketch: np.ndarray, inside: np.ndarray, known: np.ndarray, margin: int,
+               tolerance: int = 0) -> np.ndarray:
+    """(H, W) bool: the known background rays where the soft silhouette may remove material (carve a hit).
+
+    Not within `margin` pixels (chessboard distance) of `inside` (a hand's lines lie a pixel
+    or two off the true outline), and none at all in a drawing whose contours have gaps
+    (`outline_masks` with `tolerance`): a hand that leaves gaps also leaves out strokes,
+    and carving would remove the parts they stood for. `inside`, `known` are the sketch's
+    `outline_masks`.
+    """
+    if margin < 0:
+        raise ValueError(f"config.sketch.carve_margin={margin}: expected pixels >= 0")
+    if _fills(sketch, tolerance)[2] is not None:
+        return np.zeros_like(known)
+    near = scipy.ndimage.binary_dilation(inside, structure=np.ones((3, 3)), iterations=margin) if margin else inside
+    return known & ~inside & ~near
