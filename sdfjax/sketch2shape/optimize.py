@@ -195,6 +195,13 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
     return batch, records
 
 
+def view_masks(sketch: np.ndarray, enclosed: str, tolerance: int,
+               carve_margin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inside, known, carvable) (R, R) bool of one sketch: `sketches.outline_masks` and `sketches.carve_mask`."""
+    inside, known = outline_masks(sketch, enclosed, tolerance)
+    return inside, known, carve_mask(sketch, inside, known, carve_margin, tolerance)
+
+
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
                   z0: np.ndarray, enclosed: str, tolerance: int = 0,
                   anchors: tuple[np.ndarray, np.ndarray] | None = None,
@@ -207,8 +214,7 @@ def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], 
     inside (B, V, R*R), known, carvable, z0, anchor_points, anchor_weights), with the outline masks of
     `sketches.outline_masks(enclosed, tolerance)` and `sketches.carve_mask(carve_margin, tolerance)`.
     """
-    masks = [[(*m, carve_mask(s, *m, carve_margin, tolerance))
-              for s, m in ((s, outline_masks(s, enclosed, tolerance)) for s in obj)] for obj in sketches]
+    masks = [[view_masks(s, enclosed, tolerance, carve_margin) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
     if anchors is None:
         anchors = np.zeros((len(sketches), 1, 3), np.float32), np.zeros((len(sketches), 1), np.float32)
