@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # weight 10 thinned the hand-drawn legs whose strokes lie a pixel off (README): rays within `carve_margin` = 1
     # pixel of the drawing are not carved. Margin 1 at weight 30: dataset 2.033 / 1.968, 34; hand-drawn 2.588 /
     # 2.276, 28. On the test sketches that still thinned the hand-drawn ones (1.697 against the dataset's 1.058,
-    # better than the start on 19 of 36): a drawing with gaps is not carved at all (sketches.carve_mask).
+    # better than the start on 19 of 36): a drawing with gaps is not carved at all (sketches.view_masks).
     config.sketch.carve_margin = 1
     # Heavier still (eighth session, README): 80 lowered the test mean to 1.945 (from 2.038) and beat the start
     # on 27 of 36 (from 25), median 1.875 (from 1.860), but made the hand-drawn sketches worse (mean 3.383

@@ -111,24 +111,24 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[1] == 0.0 and grad[4] < 0
 
 
-def test_the_carve_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
+def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
     frame = np.full((24, 32), 255, np.uint8)
     frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0  # a closed frame
     frame[6:14, 27] = 0  # and a leg right of it
     inside, known = sketches.outline_masks(frame)
     rows, cols = np.nonzero(inside)
     for margin in (0, 1, 3):
-        got = sketches.carve_mask(frame, inside, known, margin, tolerance=2)
+        got = sketches.view_masks(frame, tolerance=2, carve_margin=margin)[2]
         for y in range(24):
             for x in range(32):
                 distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))  # chessboard, brute force
                 assert got[y, x] == (known[y, x] and distance > margin), (margin, y, x)
     broken = frame.copy()
     broken[4, 10:13] = 255  # a 3-pixel gap in the top line: the drawing has gaps
-    assert not sketches.carve_mask(broken, *sketches.outline_masks(broken, tolerance=2), 1, tolerance=2).any()
-    assert sketches.carve_mask(broken, *sketches.outline_masks(broken), 1).any()  # no tolerance: no gap rule
+    assert not sketches.view_masks(broken, tolerance=2, carve_margin=1)[2].any()
+    assert sketches.view_masks(broken, carve_margin=1)[2].any()  # no tolerance: no gap rule
     with pytest.raises(ValueError, match="config.sketch.carve_margin=-1"):
-        sketches.carve_mask(frame, inside, known, -1)
+        sketches.view_masks(frame, carve_margin=-1)
 
 
 def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():

@@ -60,7 +60,7 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     does not show (as relu(min_sdf) once only inflated): such a ray is carved, its min_sdf
     raised at 1 / temperature per unit, a near miss's slope, by a term whose value is 0
     (the loss stays the pixel error); `carvable` (default: every ray outside the mask) limits
-    where (sdfjax.sketch2shape.sketches.carve_mask). Hit rays inside the mask carry no gradient. The relu
+    where (sdfjax.sketch2shape.sketches.view_masks). Hit rays inside the mask carry no gradient. The relu
     form weighs a ray by how far it misses, so a few far misses outweigh many wrong pixels.
     """
     occupancy = jnp.exp(-jax.nn.relu(min_sdf - hit_threshold) / temperature)

@@ -94,10 +94,9 @@ def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, 
     the sketch cameras' rays and `inside`, `known` (V, R*R) bool the outline masks;
     z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`; `anchors` (points (K, 3),
     weights (K,)) are the hidden surface's (none: no hidden-surface term); `carvable` (V, R*R) bool where the soft
-    silhouette may carve (sdfjax.sketch2shape.sketches.carve_mask; None: every known ray outside the outline).
+    silhouette may carve (sdfjax.sketch2shape.sketches.view_masks; None: every ray outside the outline).
     """
     sk = sketch_config
-    carvable = known & ~inside if carvable is None else carvable
     params = {"decoder": decoder_params, "z": z}
     out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
     if sk.embedding_weight:

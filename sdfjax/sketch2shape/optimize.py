@@ -57,7 +57,7 @@ from sdfjax.sketch2shape import evaluate, hidden_surface, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
 from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
-from sdfjax.sketch2shape.sketches import carve_mask, load_image, normalize_sketch, outline_masks
+from sdfjax.sketch2shape.sketches import load_image, normalize_sketch, view_masks
 
 INITS = ("encoder", "retrieval", "mean")
 STYLES = ("dataset", "hand_drawn")
@@ -195,13 +195,6 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
     return batch, records
 
 
-def view_masks(sketch: np.ndarray, enclosed: str, tolerance: int,
-               carve_margin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(inside, known, carvable) (R, R) bool of one sketch: `sketches.outline_masks` and `sketches.carve_mask`."""
-    inside, known = outline_masks(sketch, enclosed, tolerance)
-    return inside, known, carve_mask(sketch, inside, known, carve_margin, tolerance)
-
-
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
                   z0: np.ndarray, enclosed: str, tolerance: int = 0,
                   anchors: tuple[np.ndarray, np.ndarray] | None = None,
@@ -212,7 +205,7 @@ def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], 
     sketches' embeddings, z0 (B, L) the starts, anchors (points (B, K, 3), weights (B, K)) the hidden
     surface's (`object_anchors`; None: none) -> (origins (B, V, R*R, 3), directions, targets,
     inside (B, V, R*R), known, carvable, z0, anchor_points, anchor_weights), with the outline masks of
-    `sketches.outline_masks(enclosed, tolerance)` and `sketches.carve_mask(carve_margin, tolerance)`.
+    `sketches.view_masks(enclosed, tolerance, carve_margin)`.
     """
     masks = [[view_masks(s, enclosed, tolerance, carve_margin) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]

@@ -4,7 +4,7 @@
     sketch = normalize_sketch(grey, 256, fill=0.8)     # cropped, centred, 1 px black lines on white
     inside = filled_outline(sketch)                    # the region the drawing encloses
     inside, known = outline_masks(sketch)              # what the silhouette loss may trust
-    carvable = carve_mask(sketch, inside, known, 1)    # where it may remove material
+    inside, known, carvable = view_masks(sketch, carve_margin=1)  # ... and where it may remove material
 
 A user's drawing may be grey or colour, with or without alpha, dark lines on light or
 light on dark, of any size; `normalize_sketch` crops it to the drawing, centres it,
@@ -163,9 +163,14 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     drawn (`has_gaps`); a closed drawing keeps its masks as at tolerance 0,
     its background next to the lines known.
     """
+    return _outline(*_fills(sketch, tolerance), enclosed, tolerance)
+
+
+def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None, enclosed: str,
+             tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+    """`outline_masks` from a sketch's `_fills`."""
     if enclosed not in ENCLOSED:
         raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
-    closed, filled, grown = _fills(sketch, tolerance)
     if grown is not None:
         filled = grown
     else:
@@ -178,19 +183,22 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     return closed, closed | ~filled
 
 
-def carve_mask(sketch: np.ndarray, inside: np.ndarray, known: np.ndarray, margin: int,
-               tolerance: int = 0) -> np.ndarray:
-    """(H, W) bool: the known background rays where the soft silhouette may remove material (carve a hit).
+def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0,
+               carve_margin: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inside, known, carvable) (H, W) bool of a sketch: its `outline_masks` and the known background rays where
+    the soft silhouette may remove material (carve a hit).
 
-    Not within `margin` pixels (chessboard distance) of `inside` (a hand's lines lie a pixel
-    or two off the true outline), and none at all in a drawing whose contours have gaps
-    (`outline_masks` with `tolerance`): a hand that leaves gaps also leaves out strokes,
-    and carving would remove the parts they stood for. `inside`, `known` are the sketch's
-    `outline_masks`.
+    Carvable rays lie farther than `carve_margin` pixels (chessboard distance) from `inside` (a
+    hand's lines lie a pixel or two off the true outline); a drawing whose contours have gaps
+    (see `outline_masks` with `tolerance`) has none: a hand that leaves gaps also leaves out
+    strokes, and carving would remove the parts they stood for.
     """
-    if margin < 0:
-        raise ValueError(f"config.sketch.carve_margin={margin}: expected pixels >= 0")
-    if _fills(sketch, tolerance)[2] is not None:
-        return np.zeros_like(known)
-    near = scipy.ndimage.binary_dilation(inside, structure=np.ones((3, 3)), iterations=margin) if margin else inside
-    return known & ~inside & ~near
+    if carve_margin < 0:
+        raise ValueError(f"config.sketch.carve_margin={carve_margin}: expected pixels >= 0")
+    fills = _fills(sketch, tolerance)
+    inside, known = _outline(*fills, enclosed, tolerance)
+    if fills[2] is not None:
+        return inside, known, np.zeros_like(known)
+    near = (scipy.ndimage.binary_dilation(inside, structure=np.ones((3, 3)), iterations=carve_margin)
+            if carve_margin else inside)
+    return inside, known, known & ~near
