@@ -20,11 +20,11 @@ to 0.1; `march_densely` is the reference that assumes nothing of the field.
 
 The steps run under `stop_gradient` in `lax` loops, in stages: after each stage the
 rays still marching are gathered to the front and only a shrinking number of them
-(`stage_fractions` of all rays) is marched in the next, so converged rays stop costing decoder evaluations. Then finishing rounds of
-`round_steps` steps march the rays still going, `finish_fraction` of all rays at a
-time and compacted again each round, until every ray has hit, left the sphere, or
-used `max_steps` steps: only such a ray is not finished, and it is reported
-(`unfinished`), never silently turned into a miss. A trained decoder (clamped
+(`stage_fractions` of all rays) is marched in the next, so converged rays stop costing
+decoder evaluations. Then finishing rounds of `round_steps` steps march the rays still
+going, `finish_fraction` of all rays at a time and compacted again each round, until
+every ray has hit, left the sphere, or used `max_steps` steps: only such a ray is not
+finished, and it is reported (`unfinished`), never silently turned into a miss. A trained decoder (clamped
 training: small values far from its surface) needs these rounds for its grazing rays.
 
 Gradients. The hit point is made differentiable once, by implicit differentiation
