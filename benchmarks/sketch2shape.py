@@ -97,8 +97,7 @@ def main(argv):
     stacked = np.stack(sketches[:b])
     initial = s2s.predict(stacked[:, 0], camera_lib.view_angles(cameras[:b]))
     arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
-        stacked, [[c] for c in cameras[:b]], s2s.embed(stacked[:, 0])[:, None], initial, config.sketch.enclosed,
-        config.sketch.outline_tolerance, carve_margin=config.sketch.carve_margin))
+        stacked, [[c] for c in cameras[:b]], s2s.embed(stacked[:, 0])[:, None], initial, config.sketch))
     run = lambda iters: optimize.optimize_batch(s2s.step, s2s.optimizer, s2s.trained.params, s2s.prior,  # noqa: E731
                                                 initial, arrays, iters)
     run(1)  # compile the batch-of-b step

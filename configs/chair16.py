@@ -237,6 +237,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.silhouette_form = "relu"  # relu (two-sided, by distance) | soft (soft pixel error)
     config.sketch.silhouette_temperature = 0.03  # soft: a ray missing by d is exp(-d / T) occupied
     config.sketch.carve_margin = 0  # soft: hit rays outside the outline within this many pixels of it are not carved
+    # background within this many pixels of the lines is not known (a hand's lines lie a pixel or two off the outline)
+    config.sketch.line_band = 0
     config.sketch.enclosed = "unknown"  # regions the lines enclose: unknown (left out) | inside
     # pixels the lines grow before deciding what they enclose (closes gaps of 2k px in a hand's strokes)
     config.sketch.outline_tolerance = 0

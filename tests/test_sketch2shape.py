@@ -111,6 +111,24 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[1] == 0.0 and grad[4] < 0
 
 
+def test_a_line_band_leaves_the_background_next_to_the_lines_unknown():
+    frame = np.full((24, 32), 255, np.uint8)
+    frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0
+    frame[6:14, 27] = 0
+    inside, known = sketches.outline_masks(frame)
+    rows, cols = np.nonzero(inside)
+    for band in (1, 2):
+        got_inside, got_known, carvable = sketches.view_masks(frame, line_band=band, carve_margin=band)
+        assert (got_inside == inside).all()
+        for y in range(24):
+            for x in range(32):
+                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))
+                assert got_known[y, x] == (known[y, x] and (inside[y, x] or distance > band)), (band, y, x)
+        assert not (carvable & ~got_known).any()
+    with pytest.raises(ValueError, match="config.sketch.line_band=-1"):
+        sketches.view_masks(frame, line_band=-1)
+
+
 def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
     frame = np.full((24, 32), 255, np.uint8)
     frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0  # a closed frame
@@ -512,7 +530,7 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     start = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
     targets = encoders.embedder(model, enc_params, "sketch")(drawn)
     arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(drawn[None], [cameras], targets[None], start[None],
-                                                                  "unknown"))
+                                                                  sk))
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
     best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], arrays, 40)
 

@@ -92,8 +92,7 @@ class SketchToShape:
         anchors = optimize.object_anchors(self.config, self._render, self.trained.params, z0[None], [list(cameras)],
                                           ["drawing"])
         arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
-            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch.enclosed,
-            self.config.sketch.outline_tolerance, anchors, self.config.sketch.carve_margin))
+            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch, anchors))
         done = [0]
 
         def step_done():

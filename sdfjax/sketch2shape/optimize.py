@@ -196,18 +196,20 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
 
 
 def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
-                  z0: np.ndarray, enclosed: str, tolerance: int = 0,
-                  anchors: tuple[np.ndarray, np.ndarray] | None = None,
-                  carve_margin: int = 0) -> tuple[np.ndarray, ...]:
+                  z0: np.ndarray, sketch_config,
+                  anchors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
     """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
 
     sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
     sketches' embeddings, z0 (B, L) the starts, anchors (points (B, K, 3), weights (B, K)) the hidden
     surface's (`object_anchors`; None: none) -> (origins (B, V, R*R, 3), directions, targets,
     inside (B, V, R*R), known, carvable, z0, anchor_points, anchor_weights), with the outline masks of
-    `sketches.view_masks(enclosed, tolerance, carve_margin)`.
+    `sketches.view_masks` as `sketch_config` (config.sketch) sets them.
     """
-    masks = [[view_masks(s, enclosed, tolerance, carve_margin) for s in obj] for obj in sketches]
+    sk = sketch_config
+    options = (sk.enclosed, int(sk.get("outline_tolerance", 0)), int(sk.get("carve_margin", 0)),
+               int(sk.get("line_band", 0)))
+    masks = [[view_masks(s, *options) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
     if anchors is None:
         anchors = np.zeros((len(sketches), 1, 3), np.float32), np.zeros((len(sketches), 1), np.float32)
@@ -330,8 +332,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
             anchors = object_anchors(config, render, trained.params, initial[part], batch.cameras[part],
                                      batch.names[part])
             arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
-                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk.enclosed,
-                sk.outline_tolerance, anchors, sk.carve_margin))
+                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk, anchors))
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
                                            arrays, sk.iterations, bar.update)
             z_all.append(best_z[:count])

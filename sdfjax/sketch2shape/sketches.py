@@ -184,19 +184,25 @@ def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None, e
 
 
 def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0,
-               carve_margin: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(inside, known, carvable) (H, W) bool of a sketch: its `outline_masks` and the known background rays where
-    the soft silhouette may remove material (carve a hit).
+               carve_margin: int = 0, line_band: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inside, known, carvable) (H, W) bool of a sketch: its `outline_masks`, less the background within
+    `line_band` pixels (chessboard distance) of its lines, and the known background rays where the soft
+    silhouette may remove material (carve a hit).
 
-    Carvable rays lie farther than `carve_margin` pixels (chessboard distance) from `inside` (a
-    hand's lines lie a pixel or two off the true outline); a drawing whose contours have gaps
-    (see `outline_masks` with `tolerance`) has none: a hand that leaves gaps also leaves out
+    A hand's lines lie a pixel or two off the true outline, so the object's own pixels beside a
+    line may read as background: `line_band` leaves them out of the loss. Carvable rays lie
+    farther than `carve_margin` pixels from `inside`; a drawing whose contours have gaps (see
+    `outline_masks` with `tolerance`) has none: a hand that leaves gaps also leaves out
     strokes, and carving would remove the parts they stood for.
     """
-    if carve_margin < 0:
-        raise ValueError(f"config.sketch.carve_margin={carve_margin}: expected pixels >= 0")
+    for name, pixels in (("carve_margin", carve_margin), ("line_band", line_band)):
+        if pixels < 0:
+            raise ValueError(f"config.sketch.{name}={pixels}: expected pixels >= 0")
     fills = _fills(sketch, tolerance)
     inside, known = _outline(*fills, enclosed, tolerance)
+    if line_band:
+        known = known & ~(scipy.ndimage.binary_dilation(fills[0], structure=np.ones((3, 3)), iterations=line_band)
+                          & ~inside)
     if fills[2] is not None:
         return inside, known, np.zeros_like(known)
     near = (scipy.ndimage.binary_dilation(inside, structure=np.ones((3, 3)), iterations=carve_margin)
