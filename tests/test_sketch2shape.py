@@ -547,7 +547,8 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     points = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (4096, 3)), jnp.float32)
 
     def sdf_error(z):  # clamped L1 in SDF space: two latents far apart can be one shape
-        f = lambda z: jnp.clip(sdf_fn({"decoder": trained.params, "z": jnp.asarray(z)}, points), -0.1, 0.1)  # noqa: E731
+        def f(z):
+            return jnp.clip(sdf_fn({"decoder": trained.params, "z": jnp.asarray(z)}, points), -0.1, 0.1)
         return float(jnp.mean(jnp.abs(f(z) - f(truth))))
 
     assert curve.shape == (41, 1) and curve[:, 0].min() < 0.7 * curve[0, 0], curve[:, 0]
@@ -680,8 +681,8 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     with pytest.raises(ValueError, match="1 sketches but 2 views"):
         optimize.user_batch(config, [str(tmp_path / "my front.png")], [(0, 10), (90, 10)], 32)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
-    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags, f"--sketch={tmp_path / 'bad.png'}"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
+                          f"--sketch={tmp_path / 'bad.png'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
 
 

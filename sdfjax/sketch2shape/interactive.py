@@ -52,7 +52,8 @@ class SketchToShape:
         self.sdf_fn = latent_render.decoder_sdf(self.trained.decoder)
         self.prior = {k: jnp.asarray(a) for k, a in
                       gaussian_prior(self.trained.latents, config.sketch.prior_shrinkage).items()}
-        self.optimizer, self.step = optimize.make_step(self.sdf_fn, normal_map_encoder(self.siamese, self.siamese_params),
+        self.optimizer, self.step = optimize.make_step(self.sdf_fn,
+                                                       normal_map_encoder(self.siamese, self.siamese_params),
                                                        optimize.refine_settings(config), self.resolution,
                                                        config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)

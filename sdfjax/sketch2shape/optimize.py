@@ -239,7 +239,7 @@ def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, 
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
 
     The best iterate is the one with the lowest loss met, the start included; `arrays` are
-    the step's per-object arrays (origins, directions, targets, inside, known, z0);
+    the step's per-object arrays (`object_arrays`);
     `on_step()` is called after each of the iterations + 1 steps (a progress bar's update).
     """
     z = jnp.asarray(initial)
