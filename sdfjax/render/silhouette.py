@@ -70,4 +70,3 @@ def soft_occupancy_loss(min_sdf: jax.Array, mask: jax.Array, temperature: float,
     carve = jnp.where(carvable, jax.nn.relu(hit_threshold - min_sdf) / temperature, 0.0)
     error = error + carve - jax.lax.stop_gradient(carve)
     return jnp.sum(jnp.where(known, error, 0.0)) / jnp.maximum(jnp.sum(known), 1)
-

@@ -106,6 +106,14 @@ def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name:
     return np.where(thin, 0, 255).astype(np.uint8)
 
 
+def _within(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """(H, W) bool: the pixels within `pixels` (chessboard distance) of `mask`; `mask` itself at 0 (scipy's
+    binary_dilation would read 0 iterations as "until nothing changes")."""
+    if not pixels:
+        return mask
+    return scipy.ndimage.binary_dilation(mask, structure=np.ones((3, 3)), iterations=pixels)
+
+
 def _closed_lines(sketch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lines, lines closed by one pixel) (H, W) bool of a black-on-white sketch."""
     lines = np.asarray(sketch) < 128
@@ -140,8 +148,7 @@ def _fills(sketch: np.ndarray, tolerance: int) -> tuple[np.ndarray, np.ndarray, 
     filled = scipy.ndimage.binary_fill_holes(closed)
     if not tolerance:
         return closed, filled, None
-    grown = scipy.ndimage.binary_fill_holes(
-        closed | scipy.ndimage.binary_dilation(lines, structure=np.ones((3, 3)), iterations=tolerance))
+    grown = scipy.ndimage.binary_fill_holes(closed | _within(lines, tolerance))
     return closed, filled, grown if has_gaps(filled, grown, tolerance) else None
 
 
@@ -177,8 +184,7 @@ def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None, e
         tolerance = 0
     if enclosed == "inside":
         # the grown lines' outer band is background that the tolerance leaves unknown, not object
-        band = (scipy.ndimage.binary_dilation(~filled, structure=np.ones((3, 3)), iterations=tolerance)
-                & filled & ~closed if tolerance else np.zeros_like(filled))
+        band = _within(~filled, tolerance) & filled & ~closed
         return filled & ~band, ~band
     return closed, closed | ~filled
 
@@ -200,11 +206,7 @@ def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0
             raise ValueError(f"config.sketch.{name}={pixels}: expected pixels >= 0")
     fills = _fills(sketch, tolerance)
     inside, known = _outline(*fills, enclosed, tolerance)
-    if line_band:
-        known = known & ~(scipy.ndimage.binary_dilation(fills[0], structure=np.ones((3, 3)), iterations=line_band)
-                          & ~inside)
+    known = known & ~(_within(fills[0], line_band) & ~inside)
     if fills[2] is not None:
         return inside, known, np.zeros_like(known)
-    near = (scipy.ndimage.binary_dilation(inside, structure=np.ones((3, 3)), iterations=carve_margin)
-            if carve_margin else inside)
-    return inside, known, known & ~near
+    return inside, known, known & ~_within(inside, carve_margin)
