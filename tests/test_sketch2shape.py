@@ -111,36 +111,45 @@ def test_the_soft_silhouette_carves_hit_rays_outside_the_outline_and_its_value_s
     assert grad[1] == 0.0 and grad[4] < 0
 
 
-def test_a_line_band_leaves_the_background_next_to_the_lines_unknown():
+def _frame_and_leg() -> np.ndarray:
+    """(24, 32) uint8 black-on-white: a closed frame and a leg right of it."""
     frame = np.full((24, 32), 255, np.uint8)
     frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0
     frame[6:14, 27] = 0
+    return frame
+
+
+def _chessboard_distance(mask: np.ndarray) -> np.ndarray:
+    """Brute force: each pixel's chessboard distance to the nearest True pixel of `mask`."""
+    rows, cols = np.nonzero(mask)
+    ys, xs = np.indices(mask.shape)
+    return np.maximum(np.abs(rows - ys[..., None]), np.abs(cols - xs[..., None])).min(axis=-1)
+
+
+def test_a_line_band_leaves_the_background_next_to_the_lines_unknown():
+    frame = _frame_and_leg()
     inside, known = sketches.outline_masks(frame)
-    rows, cols = np.nonzero(inside)
+    distance = _chessboard_distance(inside)
     for band in (1, 2):
         got_inside, got_known, carvable = sketches.view_masks(frame, line_band=band, carve_margin=band)
         assert (got_inside == inside).all()
         for y in range(24):
             for x in range(32):
-                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))
-                assert got_known[y, x] == (known[y, x] and (inside[y, x] or distance > band)), (band, y, x)
+                assert got_known[y, x] == (known[y, x] and (inside[y, x] or distance[y, x] > band)), (band, y, x)
         assert not (carvable & ~got_known).any()
     with pytest.raises(ValueError, match="config.sketch.line_band=-1"):
         sketches.view_masks(frame, line_band=-1)
 
 
 def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
-    frame = np.full((24, 32), 255, np.uint8)
-    frame[4, 4:20] = frame[15, 4:20] = frame[4:16, 4] = frame[4:16, 19] = 0  # a closed frame
-    frame[6:14, 27] = 0  # and a leg right of it
+    frame = _frame_and_leg()
     inside, known = sketches.outline_masks(frame)
-    rows, cols = np.nonzero(inside)
+    distance = _chessboard_distance(inside)
     for margin in (0, 1, 3):
         got = sketches.view_masks(frame, tolerance=2, carve_margin=margin)[2]
         for y in range(24):
             for x in range(32):
-                distance = np.min(np.maximum(np.abs(rows - y), np.abs(cols - x)))  # chessboard, brute force
-                assert got[y, x] == (known[y, x] and distance > margin), (margin, y, x)
+                assert got[y, x] == (known[y, x] and distance[y, x] > margin), (margin, y, x)
     broken = frame.copy()
     broken[4, 10:13] = 255  # a 3-pixel gap in the top line: the drawing has gaps
     assert not sketches.view_masks(broken, tolerance=2, carve_margin=1)[2].any()
