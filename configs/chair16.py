@@ -226,6 +226,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.views_together = False  # split mode: True: each shape one object drawn from all those views
     config.sketch.style = "dataset"  # split mode: dataset | hand_drawn (each stroke redrawn; evaluation only)
     config.sketch.init = "encoder"  # encoder | retrieval (mean of the top-k retrieved train latents) | mean
+    # pixels the lines grow before the sketch-to-latent encoder reads a sketch (its input only; the masks and the
+    # Siamese embedding read the sketch as drawn)
+    config.sketch.encoder_line_growth = 0
     config.sketch.retrieval_k = 5
     config.sketch.iterations = 100
     config.sketch.lr = 3e-3
@@ -239,6 +242,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sketch.carve_margin = 0  # soft: hit rays outside the outline within this many pixels of it are not carved
     # background within this many pixels of the lines is not known (a hand's lines lie a pixel or two off the outline)
     config.sketch.line_band = 0
+    # soft: a drawing with gaps (a hand's, see outline_tolerance) is carved only farther than this many pixels from
+    # its lines; -1: not at all (its hand may have left out strokes)
+    config.sketch.gap_carve_margin = -1
     config.sketch.enclosed = "unknown"  # regions the lines enclose: unknown (left out) | inside
     # pixels the lines grow before deciding what they enclose (closes gaps of 2k px in a hand's strokes)
     config.sketch.outline_tolerance = 0

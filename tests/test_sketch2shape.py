@@ -141,6 +141,20 @@ def test_a_line_band_leaves_the_background_next_to_the_lines_unknown():
         sketches.view_masks(frame, line_band=-1)
 
 
+def test_grown_lines_reach_every_pixel_within_the_chessboard_distance_and_keep_the_dtype():
+    frame = _frame_and_leg()
+    distance = _chessboard_distance(frame < 128)
+    for pixels in (0, 1, 2):
+        grown = sketches.grown_lines(np.stack([frame, frame[::-1]]), pixels)
+        assert grown.dtype == np.uint8
+        np.testing.assert_array_equal(grown[0] < 128, distance <= pixels)
+        np.testing.assert_array_equal(grown[1], grown[0][::-1])  # each image on its own, not across the batch
+    grey = frame.astype(np.float32) / 255.0
+    np.testing.assert_array_equal(sketches.grown_lines(grey, 1) < 0.5, distance <= 1)
+    with pytest.raises(ValueError, match="config.sketch.encoder_line_growth=-1"):
+        sketches.grown_lines(frame, -1)
+
+
 def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_a_drawing_with_gaps():
     frame = _frame_and_leg()
     inside, known = sketches.outline_masks(frame)
@@ -154,6 +168,13 @@ def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_
     broken[4, 10:13] = 255  # a 3-pixel gap in the top line: the drawing has gaps
     assert not sketches.view_masks(broken, tolerance=2, carve_margin=1)[2].any()
     assert sketches.view_masks(broken, carve_margin=1)[2].any()  # no tolerance: no gap rule
+    # ... unless it may be carved far enough from its lines
+    broken_inside, broken_known = sketches.outline_masks(broken, tolerance=2)
+    from_lines = _chessboard_distance(broken < 128)
+    for margin in (2, 4):
+        got = sketches.view_masks(broken, tolerance=2, carve_margin=1, gap_carve_margin=margin)[2]
+        np.testing.assert_array_equal(got, broken_known & (from_lines > margin))
+        assert got.any()
     with pytest.raises(ValueError, match="config.sketch.carve_margin=-1"):
         sketches.view_masks(frame, carve_margin=-1)
 
@@ -454,6 +475,11 @@ def test_an_encoder_that_reads_views_trains_and_answers_each_view_differently(tr
     assert not latent_encoder.takes_views(plain)
     plain_at_views = encoders.latent_predictor(plain_model, plain)(one_sketch, views[:2, :2])
     np.testing.assert_allclose(plain_at_views[0], plain_at_views[1], atol=1e-6)
+    # config.sketch.encoder_line_growth: the encoder reads the sketch with its lines grown, nothing else changes
+    grown_predict = encoders.latent_predictor(model, params, line_growth=1)
+    np.testing.assert_allclose(grown_predict(one_sketch, views[:2, :2]),
+                               predict(sketches.grown_lines(one_sketch, 1), views[:2, :2]), atol=1e-6)
+    assert not np.allclose(grown_predict(one_sketch[:1], views[:1, :2]), at_views[:1], atol=1e-4)
     # resuming with the other kind is refused, naming the field; an encoder saved before the field existed
     # read sketches only
     config.encoder.view_input = False

@@ -14,6 +14,7 @@ import jax
 from sdfjax.geometry import isosurface
 from sdfjax.models import latent_encoder
 from sdfjax.models import siamese as siamese_lib
+from sdfjax.sketch2shape.sketches import grown_lines
 
 
 def embedder(model, params, modality: str, batch: int = 64):
@@ -27,8 +28,12 @@ def normal_map_encoder(model, params):
     return lambda images: model.apply(params, siamese_lib.normal_input(images), "normal")
 
 
-def latent_predictor(model, params, batch: int = 64):
+def latent_predictor(model, params, batch: int = 64, line_growth: int = 0):
     """(numpy sketches (N, H, W) uint8 or [0, 1], their views (N, 2): azimuth, elevation in degrees) -> (N, L)
-    latents of the sketch-to-latent encoder (an encoder without view input ignores the views)."""
-    fn = jax.jit(lambda sketches, view_angles: latent_encoder.encode(model, params, sketches, view_angles))
-    return isosurface.chunked(fn, batch)
+    latents of the sketch-to-latent encoder (an encoder without view input ignores the views), the sketches'
+    lines grown by `line_growth` pixels first (config.sketch.encoder_line_growth)."""
+    fn = isosurface.chunked(jax.jit(lambda sketches, view_angles: latent_encoder.encode(model, params, sketches,
+                                                                                         view_angles)), batch)
+    if not line_growth:
+        return fn
+    return lambda sketches, view_angles: fn(grown_lines(sketches, line_growth), view_angles)

@@ -46,7 +46,8 @@ class SketchToShape:
         self.siamese, self.siamese_params, meta = trained_lib.load_siamese(workdir)
         self.resolution = int(meta["resolution"])
         model, params, _ = trained_lib.load_encoder(workdir)
-        self.predict = latent_predictor(model, params, batch=4)
+        self.predict = latent_predictor(model, params, batch=4,
+                                        line_growth=int(config.sketch.get("encoder_line_growth", 0)))
         self.embed = embedder(self.siamese, self.siamese_params, "sketch", batch=4)
         self.settings = tracer.TraceSettings.from_config(config.render)
         self.sdf_fn = latent_render.decoder_sdf(self.trained.decoder)

@@ -208,7 +208,7 @@ def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], 
     """
     sk = sketch_config
     options = (sk.enclosed, int(sk.get("outline_tolerance", 0)), int(sk.get("carve_margin", 0)),
-               int(sk.get("line_band", 0)))
+               int(sk.get("line_band", 0)), int(sk.get("gap_carve_margin", -1)))
     masks = [[view_masks(s, *options) for s in obj] for obj in sketches]
     rays = [camera_lib.stack_rays(views) for views in cameras]
     if anchors is None:
@@ -278,8 +278,9 @@ def initial_latents(config, workdir: str, trained, batch: SketchBatch, retrieved
         raise ValueError(f"the sketch-to-latent encoder was trained on {meta['resolution']} px sketches; these are "
                          f"{batch.sketches.shape[-1]} px")
     b, v = batch.sketches.shape[:2]
-    predicted = latent_predictor(model, params)(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
-                                                camera_lib.view_angles([c for row in batch.cameras for c in row]))
+    predict = latent_predictor(model, params, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
+    predicted = predict(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
+                        camera_lib.view_angles([c for row in batch.cameras for c in row]))
     out["encoder"] = predicted.reshape(b, v, -1).mean(axis=1)
     return {k: np.asarray(val, np.float32) for k, val in out.items()}
 

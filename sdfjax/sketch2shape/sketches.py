@@ -114,6 +114,18 @@ def _within(mask: np.ndarray, pixels: int) -> np.ndarray:
     return scipy.ndimage.binary_dilation(mask, structure=np.ones((3, 3)), iterations=pixels)
 
 
+def grown_lines(sketches: np.ndarray, pixels: int) -> np.ndarray:
+    """Sketches (..., H, W), dark lines on light (uint8 or [0, 1]), with their lines grown by `pixels` (chessboard
+    distance: `pixels` 3 x 3 minimum filters, the image's own dtype kept)."""
+    if pixels < 0:
+        raise ValueError(f"config.sketch.encoder_line_growth={pixels}: expected pixels >= 0")
+    sketches = np.asarray(sketches)
+    size = (1,) * (sketches.ndim - 2) + (3, 3)
+    for _ in range(pixels):
+        sketches = scipy.ndimage.minimum_filter(sketches, size=size, mode="nearest")
+    return sketches
+
+
 def _closed_lines(sketch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lines, lines closed by one pixel) (H, W) bool of a black-on-white sketch."""
     lines = np.asarray(sketch) < 128
@@ -190,7 +202,8 @@ def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None, e
 
 
 def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0,
-               carve_margin: int = 0, line_band: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               carve_margin: int = 0, line_band: int = 0,
+               gap_carve_margin: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inside, known, carvable) (H, W) bool of a sketch: its `outline_masks`, less the background within
     `line_band` pixels (chessboard distance) of its lines, and the known background rays where the soft
     silhouette may remove material (carve a hit).
@@ -208,5 +221,7 @@ def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0
     inside, known = _outline(*fills, enclosed, tolerance)
     known = known & ~(_within(fills[0], line_band) & ~inside)
     if fills[2] is not None:
-        return inside, known, np.zeros_like(known)
+        if gap_carve_margin < 0:
+            return inside, known, np.zeros_like(known)
+        return inside, known, known & ~_within(fills[0], gap_carve_margin)
     return inside, known, known & ~_within(inside, carve_margin)
