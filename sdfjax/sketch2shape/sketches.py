@@ -211,8 +211,9 @@ def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0
     A hand's lines lie a pixel or two off the true outline, so the object's own pixels beside a
     line may read as background: `line_band` leaves them out of the loss. Carvable rays lie
     farther than `carve_margin` pixels from `inside`; a drawing whose contours have gaps (see
-    `outline_masks` with `tolerance`) has none: a hand that leaves gaps also leaves out
-    strokes, and carving would remove the parts they stood for.
+    `outline_masks` with `tolerance`) has none with `gap_carve_margin` < 0 (a hand that leaves
+    gaps also leaves out strokes, and carving would remove the parts they stood for), else those
+    farther than `gap_carve_margin` pixels from its lines.
     """
     for name, pixels in (("carve_margin", carve_margin), ("line_band", line_band)):
         if pixels < 0:
