@@ -103,7 +103,7 @@ class ShapeService:
             raise errors.DataError(f"{name}: {e}") from None
         if grey.size > MAX_PIXELS:
             raise errors.DataError(f"{name}: {grey.shape[1]} x {grey.shape[0]} pixels is more than a sketch may have")
-        return normalize_sketch(grey, self.resolution, name=name)
+        return normalize_sketch(grey, self.resolution, self.config.sketch.fill, name=name)
 
     @staticmethod
     def read_upload(path: str) -> np.ndarray:
