@@ -14,6 +14,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -281,6 +282,7 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
 
     service = object.__new__(ShapeService)
     service.resolution = 32
+    service.config = ml_collections.ConfigDict({"sketch": {"fill": 0.8}})
     strokes = np.zeros((200, 200, 4), np.uint8)  # what a sketchpad sends: black strokes on transparency
     strokes[40:160, 60:64, 3] = 255
     strokes[40:44, 60:140, 3] = 255
@@ -298,6 +300,12 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
     Image.fromarray(colour).save(tmp_path / "colour.png")
     from_file = sketches.normalize_sketch(sketches.load_image(str(tmp_path / "colour.png")), 32)
     np.testing.assert_array_equal(service.sketch_of(colour, "sketch 1"), from_file)
+    # the page frames a drawing as the launcher does, at config.sketch.fill
+    service.config.sketch.fill = 0.5
+    smaller = service.sketch_of(colour, "sketch 1")
+    np.testing.assert_array_equal(smaller, sketches.normalize_sketch(sketches.load_image(str(tmp_path / "colour.png")),
+                                                                     32, 0.5))
+    assert np.ptp(np.nonzero(smaller < 128)[0]) < np.ptp(np.nonzero(from_file < 128)[0])
     np.testing.assert_allclose(sketches.grey_of_pixels(colour)[50, 61], (0.299 * 200 + 0.587 * 30 + 0.114 * 30) / 255,
                                rtol=1e-6)
     with pytest.raises(errors.DataError, match="sketch 3: expected .* got shape \\(200, 200, 2\\)"):
