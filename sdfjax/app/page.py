@@ -61,7 +61,7 @@ def _views(service: ShapeService, values: list, strict: bool) -> list[View]:
                 raise errors.DataError(f"{name}: nothing drawn; draw a chair or upload a drawing first")
             continue
         try:
-            views.append(View(service.sketch_of(image, name), float(azimuth), float(elevation)))
+            views.append(service.view_of(image, name, float(azimuth), float(elevation)))
         except errors.DataError:
             if strict:
                 raise

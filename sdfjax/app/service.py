@@ -1,9 +1,9 @@
 """What the page asks of the models, as plain Python over arrays and files (no web framework here).
 
     service = ShapeService(config, workdir)                  # loads the run, compiles every step once
-    sketch = service.sketch_of(canvas_grey, "view 1")       # a drawing -> a dataset-like sketch (R, R) uint8
+    view = service.view_of(canvas, "sketch 1", 30, 10)     # a drawing seen from there, framed as the models read it
     preview = service.preview(azimuth, elevation)           # the mean chair from that view (what to draw)
-    guess = service.guess([View(sketch, 30, 10)])           # the encoder's normal map, while drawing
+    guess = service.guess([view])                            # the encoder's normal map, while drawing
     for shape in service.shape(views, on_step):             # the encoder's shape, then the refined one
         shape.normal_maps, shape.files["obj"], shape.message
 
@@ -90,11 +90,24 @@ class ShapeService:
         """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
         return self._mean_view(round(float(azimuth)) % 360, round(float(elevation)))
 
-    def sketch_of(self, drawing: np.ndarray | None, name: str) -> np.ndarray:
-        """A drawing (H, W) or (H, W, C) uint8, dark lines on light, -> the sketch the models read (R, R) uint8.
+    def view_of(self, drawing: np.ndarray | None, name: str, azimuth: float, elevation: float) -> View:
+        """A drawing (H, W) or (H, W, C) uint8, dark lines on light, seen from (azimuth, elevation) in degrees ->
+        its View, the sketch framed as config.sketch.user_framing says (SketchToShape.frame).
 
         Raises errors.DataError naming `name` when there is no drawing, it is blank or not a line drawing.
         """
+        grey = self._grey(drawing, name)
+        camera = self.model.camera(azimuth, elevation)
+        return View(self.model.frame(grey, camera, name), float(azimuth), float(elevation))
+
+    def sketch_of(self, drawing: np.ndarray | None, name: str) -> np.ndarray:
+        """A drawing (H, W) or (H, W, C) uint8, dark lines on light, -> the sketch (R, R) uint8 at config.sketch.fill,
+        centred. Raises errors.DataError as `view_of`."""
+        return normalize_sketch(self._grey(drawing, name), self.resolution, self.config.sketch.fill, name=name)
+
+    @staticmethod
+    def _grey(drawing: np.ndarray | None, name: str) -> np.ndarray:
+        """(H, W) grey in [0, 1] of a drawing, errors.DataError naming `name` when it is missing or too large."""
         if drawing is None:
             raise errors.DataError(f"{name}: nothing drawn")
         try:
@@ -103,7 +116,7 @@ class ShapeService:
             raise errors.DataError(f"{name}: {e}") from None
         if grey.size > MAX_PIXELS:
             raise errors.DataError(f"{name}: {grey.shape[1]} x {grey.shape[0]} pixels is more than a sketch may have")
-        return normalize_sketch(grey, self.resolution, self.config.sketch.fill, name=name)
+        return grey
 
     @staticmethod
     def read_upload(path: str) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Sketch to shape for one object at a time, compiled once: what a web page or a benchmark calls.
 
     s2s = SketchToShape(config, workdir)                 # loads the models, compiles every step
+    sketch = s2s.frame(grey, camera)                      # a user's drawing (H, W) in [0, 1] -> (R, R) uint8
     z0 = s2s.encode(sketches, cameras)                    # (V, R, R) uint8 -> (L,): the encoder's guess
     z = s2s.refine(sketches, cameras, z0, on_step=print)  # the refinement of sdfjax.sketch2shape.optimize
     mesh = s2s.mesh(z, resolution=64)                     # trimesh.Trimesh (normalised frame) or None
@@ -26,6 +27,7 @@ from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import optimize
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
+from sdfjax.sketch2shape.sketches import normalize_sketch
 
 
 # Voxels per side of the mesh shown first (the encoder's shape, before refinement): coarse enough
@@ -77,6 +79,14 @@ class SketchToShape:
         r = self.config.render
         return camera_lib.Camera(float(azimuth), float(elevation), r.distance, r.focal, r.resolution,
                                  r.resolution).scaled(resolution or self.resolution)
+
+    def frame(self, grey: np.ndarray, camera: camera_lib.Camera, name: str = "sketch") -> np.ndarray:
+        """A user's drawing (H, W) in [0, 1] seen from `camera` -> the sketch the models read (R, R) uint8:
+        framed at config.sketch.fill, or with config.sketch.user_framing="fit" where the encoder's shape agrees
+        with it (sdfjax.sketch2shape.optimize.framed_drawings)."""
+        if optimize.user_framing(self.config.sketch) == "fixed":
+            return normalize_sketch(grey, self.resolution, self.config.sketch.fill, name=name)
+        return optimize.framed_drawings([grey], [camera], self.predict, self._render, self.trained.params, name)[0][0]
 
     def encode(self, sketches: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
         """(L,) latent: the mean of the encoder's latents of the object's sketches (V, R, R) drawn from `cameras`."""

@@ -53,7 +53,7 @@ from sdfjax.fit.optimizer import init_states, latent_optimizer, latent_step
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.render.mesh_caster import cast_mesh, normal_map_uint8
-from sdfjax.sketch2shape import evaluate, hidden_surface, retrieval
+from sdfjax.sketch2shape import evaluate, framing, hidden_surface, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
 from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
@@ -72,6 +72,7 @@ class SketchBatch:
     sketches: np.ndarray  # (B, V, R, R) uint8
     cameras: list[list[camera_lib.Camera]]  # (B, V) at resolution R
     obj_ids: list[str | None]  # ground-truth shape (split mode) or None
+    drawings: list[list[np.ndarray]] | None = None  # a user's images (H, W) in [0, 1], (B, V); None: dataset sketches
 
 
 def refine_settings(config) -> tracer.TraceSettings:
@@ -110,12 +111,13 @@ def user_batch(config, sketch_paths: list[str], views: list[tuple[float, float]]
     if len(views) != len(sketch_paths):
         raise ValueError(f"{len(sketch_paths)} sketches but {len(views)} views: give one azimuth and elevation "
                          "per sketch")
-    sketches = np.stack([normalize_sketch(load_image(p), resolution, sk.fill, name=p) for p in sketch_paths])
+    drawings = [load_image(p) for p in sketch_paths]
+    sketches = np.stack([normalize_sketch(g, resolution, sk.fill, name=p) for g, p in zip(drawings, sketch_paths)])
     cameras = [camera_lib.Camera(float(a), float(e), config.render.distance, config.render.focal,
                                  config.render.resolution, config.render.resolution).scaled(resolution)
                for a, e in views]
     name = "+".join(os.path.splitext(os.path.basename(p))[0] for p in sketch_paths)
-    return SketchBatch([name], sketches[None], [cameras], [None])
+    return SketchBatch([name], sketches[None], [cameras], [None], [drawings])
 
 
 def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
@@ -191,7 +193,7 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
         records.append(sources[split][index])
     parts = [user_batch(config, [f], [v], resolution) for f, v in zip(files, views)]
     batch = SketchBatch([p.names[0] for p in parts], np.concatenate([p.sketches for p in parts]),
-                        [p.cameras[0] for p in parts], obj_ids)
+                        [p.cameras[0] for p in parts], obj_ids, [p.drawings[0] for p in parts])
     return batch, records
 
 
@@ -263,26 +265,68 @@ def _padded(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)]) if len(a) < size else a
 
 
-def initial_latents(config, workdir: str, trained, batch: SketchBatch, retrieved) -> dict[str, np.ndarray]:
-    """{"encoder" (if trained), "retrieval", "mean"}: (B, L) starting latents of each object."""
-    out = {"mean": np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))}
-    row_of = {o: i for i, o in enumerate(trained.obj_ids)}
-    out["retrieval"] = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
+def encoder_predictor(config, workdir: str, resolution: int):
+    """The sketch-to-latent encoder of `workdir` as `latent_predictor` (lines grown by
+    config.sketch.encoder_line_growth), or None when the run has none and config.sketch.init does not need it."""
     try:
         model, params, meta = trained_lib.load_encoder(workdir)
     except ValueError:
         if config.sketch.init == "encoder":
             raise
-        return {k: np.asarray(v, np.float32) for k, v in out.items()}
-    if int(meta["resolution"]) != batch.sketches.shape[-1]:
+        return None
+    if int(meta["resolution"]) != resolution:
         raise ValueError(f"the sketch-to-latent encoder was trained on {meta['resolution']} px sketches; these are "
-                         f"{batch.sketches.shape[-1]} px")
-    b, v = batch.sketches.shape[:2]
-    predict = latent_predictor(model, params, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
-    predicted = predict(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
-                        camera_lib.view_angles([c for row in batch.cameras for c in row]))
-    out["encoder"] = predicted.reshape(b, v, -1).mean(axis=1)
+                         f"{resolution} px")
+    return latent_predictor(model, params, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
+
+
+def initial_latents(trained, batch: SketchBatch, retrieved, predict) -> dict[str, np.ndarray]:
+    """{"encoder" (with a `predict`or, `encoder_predictor`), "retrieval", "mean"}: (B, L) starting latents of each
+    object."""
+    out = {"mean": np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))}
+    row_of = {o: i for i, o in enumerate(trained.obj_ids)}
+    out["retrieval"] = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
+    if predict is not None:
+        b, v = batch.sketches.shape[:2]
+        predicted = predict(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
+                            camera_lib.view_angles([c for row in batch.cameras for c in row]))
+        out["encoder"] = predicted.reshape(b, v, -1).mean(axis=1)
     return {k: np.asarray(val, np.float32) for k, val in out.items()}
+
+
+USER_FRAMINGS = ("fixed", "fit")
+
+
+def user_framing(sketch_config) -> str:
+    """config.sketch.user_framing: `fixed` (a user's drawing framed at config.sketch.fill, centred) or `fit`
+    (framed where the encoder's shape agrees with it: `framed_drawings`)."""
+    choice = sketch_config.get("user_framing", "fixed")
+    if choice not in USER_FRAMINGS:
+        raise ValueError(f"config.sketch.user_framing={choice!r}: expected one of {USER_FRAMINGS}")
+    return choice
+
+
+def framed_drawings(drawings: list[np.ndarray], cameras: list[camera_lib.Camera], predict, render, decoder_params,
+                    name: str = "sketch") -> tuple[np.ndarray, np.ndarray]:
+    """A user's drawings of one object (V images (H, W) in [0, 1]) seen from `cameras` (V, at the encoder's
+    resolution R) -> (sketches (V, R, R) uint8 framed by `framing.self_consistent_framing`, their framings (V, 3):
+    fill, centre right, centre down). `predict` is the sketch-to-latent encoder (`encoder_predictor`), `render` a
+    `latent_render.views_renderer`."""
+    sketches, framings = [], []
+    for grey, camera in zip(drawings, cameras):
+        resolution = camera.width
+        angles = camera_lib.view_angles([camera])
+        origins, directions = camera_lib.stack_rays([camera])
+
+        def silhouettes(latents):
+            return np.stack([render({"decoder": decoder_params, "z": jnp.asarray(z)}, origins, directions)["hit"][0]
+                             .reshape(resolution, resolution) for z in latents])
+
+        fill, centre = framing.self_consistent_framing(
+            grey, lambda s: predict(s, np.repeat(angles, len(s), axis=0)), silhouettes, resolution, name=name)
+        sketches.append(normalize_sketch(grey, resolution, fill, name=name, centre=centre))
+        framings.append((fill, *centre))
+    return np.stack(sketches), np.asarray(framings, np.float32)
 
 
 def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
@@ -307,21 +351,30 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     else:
         batch, records = split_batch(config, resolution)
     b, v = batch.sketches.shape[:2]
+    settings = tracer.TraceSettings.from_config(config.render)
+    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    # One compiled renderer (the full trace budget) for the framing, the hidden-surface anchors and the pictures.
+    render = latent_render.views_renderer(sdf_fn, settings)
+    predict = encoder_predictor(config, workdir, resolution)
+    framings = np.asarray([[(sk.fill, 0.0, 0.0)] * v] * b, np.float32)
+    if batch.drawings is not None and user_framing(sk) == "fit":
+        if predict is None:
+            raise ValueError("config.sketch.user_framing='fit' frames a drawing with the sketch-to-latent encoder; "
+                             f"{workdir} has none (python -m sdfjax.launch.train_encoder)")
+        for i, (drawings, cameras) in enumerate(zip(batch.drawings, batch.cameras)):
+            batch.sketches[i], framings[i] = framed_drawings(drawings, cameras, predict, render, trained.params,
+                                                             batch.names[i])
 
     targets = embedder(model, enc_params, "sketch")(batch.sketches.reshape(b * v, resolution, resolution))
     targets = targets.reshape(b, v, -1)
     # Retrieval among the training shapes (from the object's first sketch): an init and a baseline.
     retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets[:, 0], max(1, sk.retrieval_k))
-    starts = initial_latents(config, workdir, trained, batch, retrieved)
+    starts = initial_latents(trained, batch, retrieved, predict)
     initial = starts[sk.init]
 
-    settings = tracer.TraceSettings.from_config(config.render)
-    sdf_fn = latent_render.decoder_sdf(trained.decoder)
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
     optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
                                 sk)
-    # One compiled renderer (the full trace budget) for the hidden-surface anchors and the pictures.
-    render = latent_render.views_renderer(sdf_fn, settings)
     size = max(1, min(sk.batch, b))  # one object is not padded to a batch of sk.batch
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
@@ -345,7 +398,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
 
     out_dir = io.run_dir(workdir, "sketch2shape", out_dir)
     io.save_npz(io.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
-                initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved),
+                initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved), framings=framings,
                 obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
                 **{f"start_{k}": a for k, a in starts.items()})
     if sketch_paths:

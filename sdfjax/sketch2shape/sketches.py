@@ -76,10 +76,13 @@ def grey_of_pixels(pixels: np.ndarray) -> np.ndarray:
     return rgb @ LUMA_WEIGHTS
 
 
-def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name: str = "sketch") -> np.ndarray:
+def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name: str = "sketch",
+                     centre: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """A drawing (H, W) in [0, 1] -> a dataset-like sketch (resolution, resolution) uint8, black lines on white.
 
-    The background level is the image's median; lines are what differs from it by more
+    The drawing's bounding box is scaled so that its longer side is `fill` of the image and
+    its centre lies `centre` (right, down; fractions of the image's side) from the image's
+    centre. The background level is the image's median; lines are what differs from it by more
     than half the largest difference. Raises errors.DataError when nothing does (blank).
     """
     grey = np.asarray(grey, np.float32)
@@ -96,9 +99,12 @@ def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name:
     rows, cols = np.nonzero(lines)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     side = int(np.ceil(max(bottom - top, right - left) / fill))
-    square = np.zeros((side, side), np.float32)
-    oy, ox = (side - (bottom - top)) // 2, (side - (right - left)) // 2
-    square[oy:oy + bottom - top, ox:ox + right - left] = ink[top:bottom, left:right] / contrast
+    # drawn on a canvas three sides wide, then cropped to the middle: a drawing moved off centre is cut, not wrapped
+    canvas = np.zeros((3 * side, 3 * side), np.float32)
+    oy = side + (side - (bottom - top)) // 2 + int(round(centre[1] * side))
+    ox = side + (side - (right - left)) // 2 + int(round(centre[0] * side))
+    canvas[oy:oy + bottom - top, ox:ox + right - left] = ink[top:bottom, left:right] / contrast
+    square = canvas[side:2 * side, side:2 * side]
     factor = max(1, side // resolution)  # max-pool after resizing keeps thin lines when shrinking a lot
     resized = np.asarray(Image.fromarray(square).resize((resolution * factor,) * 2, Image.Resampling.BILINEAR))
     pooled = measure.block_reduce(resized, (factor, factor), np.max)
