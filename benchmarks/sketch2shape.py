@@ -15,6 +15,9 @@ at start-up, reported as startup_s):
                     -> mesh + normal map (target < 15 s)
   batched_sketches_per_s   refinement of config.sketch.batch sketches by one vmapped step,
                     per second (meshes excluded)
+  user_framing_s    a user's drawing (the --user_set PNGs, each from its view) -> the sketch the
+                    models read, framed as config.sketch.user_framing says (with "fit": the
+                    encoder and one trace per tried fill); the page adds it to both times above
 
 Beside the speed, the quality of those same sketches: Chamfer x1000 of the encoder's and
 the refined mesh against the true shape (DeepSDF's definition), medians.
@@ -23,6 +26,7 @@ the refined mesh against the true shape (DeepSDF's definition), medians.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -31,18 +35,22 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
+from sdfjax import io
 from sdfjax.data import tfds_builder
 from sdfjax.geometry import metrics
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.launch import common
 from sdfjax.render import camera as camera_lib
 from sdfjax.sketch2shape import interactive, optimize
+from sdfjax.sketch2shape import sketches as sketches_lib
 
 _CONFIG = flags.DEFINE_string("config", "configs/chairs256.py:cpu", "Config of --workdir's run.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/chairs256_cpu", "A run with DeepSDF, siamese/ and encoder/.")
 _SKETCHES = flags.DEFINE_integer("sketches", 3, "Test sketches timed one at a time (median reported).")
 _VIEW = flags.DEFINE_integer("view", 11, "Dataset view of the sketches.")
 _DATA_ROOT = flags.DEFINE_string("data_root", "", "Overrides config.data.root.")
+_USER_SET = flags.DEFINE_string("user_set", "tests/data/user_sketches/sketches.json",
+                                "User-style PNGs (data_gen.user_sketches' sketches.json) timed through the framing.")
 
 
 def _chamfer(mesh, example) -> float:
@@ -93,6 +101,15 @@ def main(argv):
         chamfer_encoder.append(_chamfer(mesh0, example))
         chamfer_refined.append(_chamfer(mesh, example))
 
+    entries = json.loads(io.read_text(_USER_SET.value))
+    drawings = [(sketches_lib.load_image(io.join(os.path.dirname(_USER_SET.value), e["file"])),
+                 s2s.camera(e["azimuth"], e["elevation"])) for e in entries]
+    s2s.frame(*drawings[0])  # compile
+    framing_s = []
+    for grey, camera in drawings:
+        t0 = time.perf_counter()
+        s2s.frame(grey, camera)
+        framing_s.append(time.perf_counter() - t0)
     b = config.sketch.batch
     stacked = np.stack(sketches[:b])
     initial = s2s.predict(stacked[:, 0], camera_lib.view_angles(cameras[:b]))
@@ -115,7 +132,8 @@ def main(argv):
               "batched_sketches_per_s": round(batched, 3),
               "chamfer_x1000_encoder_median": _median(chamfer_encoder),
               "chamfer_x1000_refined_median": _median(chamfer_refined),
-              "sketches_timed": len(encoder_s)}
+              "sketches_timed": len(encoder_s), "user_framing": optimize.user_framing(config.sketch),
+              "user_framing_s": round(statistics.median(framing_s), 3)}
     print(json.dumps(result))
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import time
+import types
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -275,14 +276,19 @@ def test_an_empty_shape_is_said_with_its_latent_and_no_mesh_files(tmp_path):
     assert set(answer.files) == {"latent"} and os.path.isfile(answer.files["latent"])
 
 
-def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_refused(tmp_path):
+def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_refused(tmp_path, monkeypatch):
     from sdfjax import errors
     from sdfjax.app.service import ShapeService
-    from sdfjax.sketch2shape import sketches
+    from sdfjax.sketch2shape import optimize, sketches
+    from sdfjax.sketch2shape.interactive import SketchToShape
 
     service = object.__new__(ShapeService)
     service.resolution = 32
-    service.config = ml_collections.ConfigDict({"sketch": {"fill": 0.8}})
+    service.config = ml_collections.ConfigDict({"sketch": {"fill": 0.8, "user_framing": "fixed"},
+                                                "render": {"distance": 4.0, "focal": 512.0, "resolution": 256}})
+    service.model = object.__new__(SketchToShape)  # its framing only: no models loaded
+    service.model.config, service.model.resolution = service.config, 32
+    service.sketch_of = lambda drawing, name: service.view_of(drawing, name, 30.0, 10.0).sketch
     strokes = np.zeros((200, 200, 4), np.uint8)  # what a sketchpad sends: black strokes on transparency
     strokes[40:160, 60:64, 3] = 255
     strokes[40:44, 60:140, 3] = 255
@@ -314,3 +320,13 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
         service.sketch_of(np.zeros((200, 200, 4), np.uint8), "sketch 2")
     with pytest.raises(errors.DataError, match="sketch 1: nothing drawn"):
         service.sketch_of(None, "sketch 1")
+    # with user_framing="fit" the page frames each drawing where the encoder's shape agrees with it, from its view
+    seen = []
+    monkeypatch.setattr(optimize, "framed_drawings", lambda greys, cameras, *rest: seen.append(cameras) or (
+        np.zeros((1, 32, 32), np.uint8), np.zeros((1, 3), np.float32)))
+    service.config.sketch.user_framing = "fit"
+    service.model.predict = service.model._render = None
+    service.model.trained = types.SimpleNamespace(params=None)
+    view = service.view_of(colour, "sketch 1", 40.0, -20.0)
+    assert (view.azimuth, view.elevation) == (40.0, -20.0) and not view.sketch.any()
+    assert [(c.azimuth, c.elevation, c.width) for c in seen[0]] == [(40.0, -20.0, 32)]

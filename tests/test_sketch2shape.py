@@ -693,6 +693,8 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     assert not os.path.exists(tmp_path / "users_out" / "sdf_fit")
     assert users["means"]["sdf_fit"]["chamfer"] == pytest.approx(summary["means"]["sdf_fit"]["chamfer"], rel=1e-4)
     assert sorted(os.listdir(tmp_path / "users_out" / "pictures")) == ["u0.png", "u1.png"]
+    np.testing.assert_allclose(np.load(tmp_path / "users_out" / "latents.npz")["framings"],  # fixed: as config says
+                               [[[config.sketch.fill, 0.0, 0.0]]] * 2)
     (tmp_path / "users" / "bad.json").write_text(json.dumps([{"file": "u0.png", "obj_id": "chair_999"}]))
     with pytest.raises(errors.DataError, match="bad.json: expected a JSON list"):
         optimize.sketch_to_shape(config, workdir, progress=False, user_set=str(tmp_path / "users" / "bad.json"))
@@ -704,12 +706,15 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
                           f"--sketch={tmp_path / 'my front.png'},{tmp_path / 'my side.png'}",
                           "--azimuths=0,90", "--elevations=10,10", f"--out_dir={tmp_path / 'user'}",
-                          "--config.sketch.hidden_weight=1"],  # with the start's hidden surface held
+                          "--config.sketch.hidden_weight=1",  # with the start's hidden surface held
+                          "--config.sketch.user_framing=fit"],  # each drawing framed where the encoder agrees
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(set(os.listdir(tmp_path / "user")) - {"meshes"}) == ["latents.npz", "pictures"]
     saved = np.load(tmp_path / "user" / "latents.npz")
     assert saved["latents"].shape == (1, config.model.latent_dim)  # one latent for both drawings
+    fills = saved["framings"][0, :, 0]  # (fill, centre right, centre down) per drawing, among the tried fills
+    assert saved["framings"].shape == (1, 2, 3) and np.all((fills >= 0.55) & (fills <= 1.0))
     assert _meshes(tmp_path / "user") in (["my front+my side.obj"], [])  # [] only if the shape has no surface
     picture = np.asarray(Image.open(tmp_path / "user" / "pictures" / "my front+my side.png"))
     assert picture.shape[0] == 2 * size + 2  # a row per drawing

@@ -31,7 +31,7 @@ import numpy as np
 from sdfjax import errors
 from sdfjax.render.pictures import to_uint8
 from sdfjax.sketch2shape.interactive import QUICK_MESH_RESOLUTION, SketchToShape
-from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image, normalize_sketch
+from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image
 
 OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
 OTHER_ELEVATION = 20.0
@@ -99,11 +99,6 @@ class ShapeService:
         grey = self._grey(drawing, name)
         camera = self.model.camera(azimuth, elevation)
         return View(self.model.frame(grey, camera, name), float(azimuth), float(elevation))
-
-    def sketch_of(self, drawing: np.ndarray | None, name: str) -> np.ndarray:
-        """A drawing (H, W) or (H, W, C) uint8, dark lines on light, -> the sketch (R, R) uint8 at config.sketch.fill,
-        centred. Raises errors.DataError as `view_of`."""
-        return normalize_sketch(self._grey(drawing, name), self.resolution, self.config.sketch.fill, name=name)
 
     @staticmethod
     def _grey(drawing: np.ndarray | None, name: str) -> np.ndarray:
