@@ -19,7 +19,10 @@
    lowest loss met, the start included: the choice uses the sketch alone, never the true
    shape.
 
-A user's image is normalised first (sdfjax.sketch2shape.sketches.normalize_sketch).
+A user's image is normalised first (sdfjax.sketch2shape.sketches.normalize_sketch): framed at
+config.sketch.fill and centred, or, with config.sketch.user_framing="fit", where the encoder's
+shape agrees with it on its size and place in the camera's image (sdfjax.sketch2shape.framing).
+latents.npz keeps each drawing's framing (fill, centre right, centre down).
 
 Writes `<workdir>/sketch2shape/<timestamp>/`: meshes/<name>.obj, latents.npz,
 pictures/<name>.png and, for sketches of known shapes, metrics.csv. A user's drawing's
