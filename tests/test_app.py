@@ -330,3 +330,6 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
     view = service.view_of(colour, "sketch 1", 40.0, -20.0)
     assert (view.azimuth, view.elevation) == (40.0, -20.0) and not view.sketch.any()
     assert [(c.azimuth, c.elevation, c.width) for c in seen[0]] == [(40.0, -20.0, 32)]
+    # ... but not for the live guess, which must stay quick: framed at config.sketch.fill
+    np.testing.assert_array_equal(service.view_of(colour, "sketch 1", 40.0, -20.0, framed=False).sketch, smaller)
+    assert len(seen) == 1

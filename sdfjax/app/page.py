@@ -45,11 +45,12 @@ def _editor_image(value) -> np.ndarray | None:
     return None if value is None else np.asarray(value)
 
 
-def _views(service: ShapeService, values: list, strict: bool) -> list[View]:
+def _views(service: ShapeService, values: list, strict: bool, framed: bool = True) -> list[View]:
     """The page's sketches, tab by tab: (sketchpad, azimuth, elevation) per tab.
 
     Tab 1 must hold a drawing; a later tab counts when something is drawn in it. With
     `strict`, a bad drawing raises errors.DataError naming its tab; otherwise it is skipped.
+    `framed`: each drawing framed as config.sketch.user_framing says, else at config.sketch.fill (ShapeService.view_of).
     """
     views = []
     for tab in range(service.max_views):
@@ -61,7 +62,7 @@ def _views(service: ShapeService, values: list, strict: bool) -> list[View]:
                 raise errors.DataError(f"{name}: nothing drawn; draw a chair or upload a drawing first")
             continue
         try:
-            views.append(service.view_of(image, name, float(azimuth), float(elevation)))
+            views.append(service.view_of(image, name, float(azimuth), float(elevation), framed))
         except errors.DataError:
             if strict:
                 raise
@@ -117,7 +118,8 @@ def build_page(service: ShapeService) -> gr.Blocks:
                                     interactive=False, elem_id="downloads")
 
         def guess(*values):
-            views = _views(service, list(values), strict=False)
+            # the live guess frames at config.sketch.fill: fitting the framing (about 1 s) would miss its 0.5 s
+            views = _views(service, list(values), strict=False, framed=False)
             return upsample(service.guess(views), SHOWN) if views else None
 
         def shape(*values, progress=gr.Progress()):

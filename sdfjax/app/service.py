@@ -90,15 +90,17 @@ class ShapeService:
         """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
         return self._mean_view(round(float(azimuth)) % 360, round(float(elevation)))
 
-    def view_of(self, drawing: np.ndarray | None, name: str, azimuth: float, elevation: float) -> View:
+    def view_of(self, drawing: np.ndarray | None, name: str, azimuth: float, elevation: float,
+                framed: bool = True) -> View:
         """A drawing (H, W) or (H, W, C) uint8, dark lines on light, seen from (azimuth, elevation) in degrees ->
-        its View, the sketch framed as config.sketch.user_framing says (SketchToShape.frame).
+        its View, the sketch framed as config.sketch.user_framing says (SketchToShape.frame), or with `framed`
+        False at config.sketch.fill (no encoder or tracer run: the page's live guess).
 
         Raises errors.DataError naming `name` when there is no drawing, it is blank or not a line drawing.
         """
         grey = self._grey(drawing, name)
         camera = self.model.camera(azimuth, elevation)
-        return View(self.model.frame(grey, camera, name), float(azimuth), float(elevation))
+        return View(self.model.frame(grey, camera, name, fit=framed), float(azimuth), float(elevation))
 
     @staticmethod
     def _grey(drawing: np.ndarray | None, name: str) -> np.ndarray:

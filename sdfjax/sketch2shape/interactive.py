@@ -80,11 +80,12 @@ class SketchToShape:
         return camera_lib.Camera(float(azimuth), float(elevation), r.distance, r.focal, r.resolution,
                                  r.resolution).scaled(resolution or self.resolution)
 
-    def frame(self, grey: np.ndarray, camera: camera_lib.Camera, name: str = "sketch") -> np.ndarray:
+    def frame(self, grey: np.ndarray, camera: camera_lib.Camera, name: str = "sketch",
+              fit: bool = True) -> np.ndarray:
         """A user's drawing (H, W) in [0, 1] seen from `camera` -> the sketch the models read (R, R) uint8:
-        framed at config.sketch.fill, or with config.sketch.user_framing="fit" where the encoder's shape agrees
-        with it (sdfjax.sketch2shape.optimize.framed_drawings)."""
-        if optimize.user_framing(self.config.sketch) == "fixed":
+        framed at config.sketch.fill, or, with config.sketch.user_framing="fit" and `fit`, where the encoder's shape
+        agrees with it (sdfjax.sketch2shape.optimize.framed_drawings)."""
+        if not fit or optimize.user_framing(self.config.sketch) == "fixed":
             return normalize_sketch(grey, self.resolution, self.config.sketch.fill, name=name)
         return optimize.framed_drawings([grey], [camera], self.predict, self._render, self.trained.params, name)[0][0]
 
