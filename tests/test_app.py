@@ -325,7 +325,7 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
     monkeypatch.setattr(optimize, "framed_drawings", lambda greys, cameras, *rest: seen.append(cameras) or (
         np.zeros((1, 32, 32), np.uint8), np.zeros((1, 3), np.float32)))
     service.config.sketch.user_framing = "fit"
-    service.model.predict = service.model._render = None
+    service.model.predict = service.model._hits = None
     service.model.trained = types.SimpleNamespace(params=None)
     view = service.view_of(colour, "sketch 1", 40.0, -20.0)
     assert (view.azimuth, view.elevation) == (40.0, -20.0) and not view.sketch.any()

@@ -439,6 +439,11 @@ def test_pictures_trace_every_latent_and_ray_count_with_one_program_and_match_a_
         np.testing.assert_allclose(chunked["normals"], alone["normals"], atol=2e-2)
         assert chunked["hit"].any() and chunked["normals"].shape == origins.shape
     assert len(traces) == 1  # three ray counts, one program (the single traces above call the original)
+    # marching only (the framing's silhouettes): the same hits, without normals
+    marched = latent_render.views_renderer(sdf_fn, settings, chunk=1500, marching_only=True)(params, origins,
+                                                                                              directions)
+    np.testing.assert_array_equal(marched["hit"], chunked["hit"])
+    assert "normals" not in marched and len(traces) == 1
     row = pictures.to_uint8(latent_render.render_normal_maps(render, params, cameras)[1])
     assert np.abs(grid[34:66, 34:66].astype(int) - row).max() <= 1  # latent 1 from 90 degrees
 

@@ -43,9 +43,12 @@ RENDER_CHUNK_RAYS = 4096
 _MISSING_ORIGIN, _MISSING_DIRECTION = np.float32([0.0, 0.0, 4.0]), np.float32([0.0, 0.0, 1.0])
 
 
-def views_renderer(sdf_fn, settings: tracer.TraceSettings, chunk: int = RENDER_CHUNK_RAYS):
+def views_renderer(sdf_fn, settings: tracer.TraceSettings, chunk: int = RENDER_CHUNK_RAYS,
+                   marching_only: bool = False):
     """`render(params, origins (V, N, 3), directions (V, N, 3))` -> per-ray outputs of `tracer.render` (hit,
-    depth, points, normals, min_sdf, steps, unfinished) as numpy arrays (V, N, ...), for pictures.
+    depth, points, normals, min_sdf, steps, unfinished) as numpy arrays (V, N, ...), for pictures; with
+    `marching_only`, those of `tracer.trace` (hit, t, min_sdf, steps, unfinished, ...: no normals, about
+    two thirds of the time), for silhouettes.
 
     The rays are traced `chunk` at a time by one jitted program, the last chunk padded with rays
     that miss: every latent, camera count and resolution shares one compilation, instead of one
@@ -53,7 +56,8 @@ def views_renderer(sdf_fn, settings: tracer.TraceSettings, chunk: int = RENDER_C
     products differently (a grazing ray may stop elsewhere in its hit band). Not for losses (no
     gradient leaves numpy); those trace their rays in one program.
     """
-    traced = jax.jit(lambda p, o, d: tracer.render(sdf_fn, p, o, d, settings))
+    trace = tracer.trace if marching_only else tracer.render
+    traced = jax.jit(lambda p, o, d: trace(sdf_fn, p, o, d, settings))
 
     def render(params, origins, directions) -> dict[str, np.ndarray]:
         origins, directions = np.asarray(origins, np.float32), np.asarray(directions, np.float32)

@@ -61,6 +61,7 @@ class SketchToShape:
                                                        config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
         self._render = latent_render.views_renderer(self.sdf_fn, self.settings)
+        self._hits = latent_render.views_renderer(self.sdf_fn, self.settings, marching_only=True)  # framing
         mean = self.trained.latents.mean(axis=0)
         for views in warm_views:  # compile now, not on a user's first click
             blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)
@@ -68,6 +69,9 @@ class SketchToShape:
             camera = self.camera(0.0, 10.0)
             z = self.encode(blank, [camera] * views)
             self.refine(blank, [camera] * views, z, iterations=1)
+        line = np.ones((self.resolution, self.resolution), np.float32)
+        line[self.resolution // 4, self.resolution // 4:-self.resolution // 4] = 0.0
+        self.frame(line, self.camera(0.0, 10.0))  # with user_framing="fit", its trace compiles now too
         # Each (count, resolution) compiles once; the sketches' own size is always rendered (the refined view).
         for count, resolution in sorted({(1, self.resolution), *warm_renders}):
             self.normal_maps(mean, [self.camera(0.0, 10.0, resolution)] * count)
@@ -87,7 +91,7 @@ class SketchToShape:
         agrees with it (sdfjax.sketch2shape.optimize.framed_drawings)."""
         if not fit or optimize.user_framing(self.config.sketch) == "fixed":
             return normalize_sketch(grey, self.resolution, self.config.sketch.fill, name=name)
-        return optimize.framed_drawings([grey], [camera], self.predict, self._render, self.trained.params, name)[0][0]
+        return optimize.framed_drawings([grey], [camera], self.predict, self._hits, self.trained.params, name)[0][0]
 
     def encode(self, sketches: np.ndarray, cameras: list[camera_lib.Camera]) -> np.ndarray:
         """(L,) latent: the mean of the encoder's latents of the object's sketches (V, R, R) drawn from `cameras`."""

@@ -314,7 +314,7 @@ def framed_drawings(drawings: list[np.ndarray], cameras: list[camera_lib.Camera]
     """A user's drawings of one object (V images (H, W) in [0, 1]) seen from `cameras` (V, at the encoder's
     resolution R) -> (sketches (V, R, R) uint8 framed by `framing.self_consistent_framing`, their framings (V, 3):
     fill, centre right, centre down). `predict` is the sketch-to-latent encoder (`encoder_predictor`), `render` a
-    `latent_render.views_renderer`."""
+    `latent_render.views_renderer` (`marching_only` is enough: only hits are read)."""
     sketches, framings = [], []
     for grey, camera in zip(drawings, cameras):
         resolution = camera.width
@@ -356,7 +356,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     b, v = batch.sketches.shape[:2]
     settings = tracer.TraceSettings.from_config(config.render)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    # One compiled renderer (the full trace budget) for the framing, the hidden-surface anchors and the pictures.
+    # One compiled renderer (the full trace budget) for the hidden-surface anchors and the pictures.
     render = latent_render.views_renderer(sdf_fn, settings)
     predict = encoder_predictor(config, workdir, resolution)
     framings = np.asarray([[(sk.fill, 0.0, 0.0)] * v] * b, np.float32)
@@ -364,8 +364,9 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         if predict is None:
             raise ValueError("config.sketch.user_framing='fit' frames a drawing with the sketch-to-latent encoder; "
                              f"{workdir} has none (python -m sdfjax.launch.train_encoder)")
+        hits = latent_render.views_renderer(sdf_fn, settings, marching_only=True)
         for i, (drawings, cameras) in enumerate(zip(batch.drawings, batch.cameras)):
-            batch.sketches[i], framings[i] = framed_drawings(drawings, cameras, predict, render, trained.params,
+            batch.sketches[i], framings[i] = framed_drawings(drawings, cameras, predict, hits, trained.params,
                                                              batch.names[i])
 
     targets = embedder(model, enc_params, "sketch")(batch.sketches.reshape(b * v, resolution, resolution))
