@@ -262,10 +262,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # shapes unfinished, 128 0.07% (23 decoder evaluations per ray against 21).
     config.sketch.trace_max_steps = 128
     config.sketch.fill = 0.8  # user sketches: the drawing's longer side takes this share of the image (dataset median)
-    # user sketches: fixed (framed as `fill` says) | fit (the drawing's scale and offset in the camera's image refined
-    # with the latent, sdfjax.sketch2shape.framing); the framing parameters step framing_rate times the latent's lr
+    # user sketches: fixed (framed as `fill` says) | fit (scaled and centred where the encoder's shape agrees with the
+    # drawing, sdfjax.sketch2shape.framing; not measured on chair16)
     config.sketch.user_framing = "fixed"
-    config.sketch.framing_rate = 10.0
     config.sketch.references = True  # split mode: also score retrieval alone and SDF fitting (upper bound)
     config.sketch.sdf_fit_dir = ""  # split mode: read the SDF-fit rows from this fit run's metrics.csv
 
