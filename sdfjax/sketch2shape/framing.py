@@ -30,6 +30,9 @@ from sdfjax.sketch2shape.sketches import normalize_sketch
 
 # The fills tried: the dataset's chairs256 sketches fill 0.59 to 0.97 of the image.
 FILLS = tuple(np.round(np.arange(0.55, 1.0001, 0.05), 2))
+# Pixels per side of the traced silhouettes: the fill's mean |log error| against the true framing on the 12 val /
+# 12 test user PNGs was 0.038 / 0.039 at 32, 0.045 / 0.040 at 64, 0.038 at 128 (val), for a quarter of 64's rays.
+SILHOUETTE_RESOLUTION = 32
 
 
 def silhouette_box(hit: np.ndarray) -> tuple[float, tuple[float, float]] | None:
@@ -62,9 +65,9 @@ def self_consistent_framing(grey: np.ndarray, encode: Callable[[np.ndarray], np.
                             ) -> tuple[float, tuple[float, float]]:
     """(fill, centre) for `normalize_sketch` of a user's drawing (H, W) in [0, 1] (module docstring).
 
-    `encode(sketches (K, R, R) uint8) -> (K, L)` latents and `silhouettes(latents (K, L)) -> (K, R, R)` bool
-    hit masks are the encoder and the tracer from the drawing's camera, R = `resolution`. The centre is that of
-    the silhouette drawn at the tried fill closest to the chosen one.
+    `encode(sketches (K, R, R) uint8) -> (K, L)` latents (R = `resolution`) and `silhouettes(latents (K, L)) ->
+    (K, S, S)` bool hit masks (any S, e.g. SILHOUETTE_RESOLUTION) are the encoder and the tracer from the drawing's
+    camera. The centre is that of the silhouette drawn at the tried fill closest to the chosen one.
     """
     fills = np.asarray(sorted(fills), np.float64)
     sketches = np.stack([normalize_sketch(grey, resolution, float(f), name=name) for f in fills])

@@ -61,7 +61,7 @@ class SketchToShape:
                                                        config.sketch)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
         self._render = latent_render.views_renderer(self.sdf_fn, self.settings)
-        self._hits = latent_render.views_renderer(self.sdf_fn, self.settings, marching_only=True)  # framing
+        self._hits = optimize.silhouette_renderer(self.sdf_fn, self.settings)  # framing
         mean = self.trained.latents.mean(axis=0)
         for views in warm_views:  # compile now, not on a user's first click
             blank = np.full((views, self.resolution, self.resolution), 255, np.uint8)

@@ -309,21 +309,30 @@ def user_framing(sketch_config) -> str:
     return choice
 
 
+def silhouette_renderer(sdf_fn, settings: tracer.TraceSettings):
+    """The tracer of `framed_drawings`: marching only (no normals), one framing.SILHOUETTE_RESOLUTION^2 view per
+    compiled call."""
+    return latent_render.views_renderer(sdf_fn, settings, chunk=framing.SILHOUETTE_RESOLUTION ** 2,
+                                        marching_only=True)
+
+
 def framed_drawings(drawings: list[np.ndarray], cameras: list[camera_lib.Camera], predict, render, decoder_params,
                     name: str = "sketch") -> tuple[np.ndarray, np.ndarray]:
     """A user's drawings of one object (V images (H, W) in [0, 1]) seen from `cameras` (V, at the encoder's
     resolution R) -> (sketches (V, R, R) uint8 framed by `framing.self_consistent_framing`, their framings (V, 3):
     fill, centre right, centre down). `predict` is the sketch-to-latent encoder (`encoder_predictor`), `render` a
-    `latent_render.views_renderer` (`marching_only` is enough: only hits are read)."""
+    `latent_render.views_renderer` (`silhouette_renderer`: only hits are read), which traces the silhouettes at
+    framing.SILHOUETTE_RESOLUTION."""
     sketches, framings = [], []
+    size = framing.SILHOUETTE_RESOLUTION
     for grey, camera in zip(drawings, cameras):
         resolution = camera.width
         angles = camera_lib.view_angles([camera])
-        origins, directions = camera_lib.stack_rays([camera])
+        origins, directions = camera_lib.stack_rays([camera.scaled(size)])
 
         def silhouettes(latents):
             return np.stack([render({"decoder": decoder_params, "z": jnp.asarray(z)}, origins, directions)["hit"][0]
-                             .reshape(resolution, resolution) for z in latents])
+                             .reshape(size, size) for z in latents])
 
         fill, centre = framing.self_consistent_framing(
             grey, lambda s: predict(s, np.repeat(angles, len(s), axis=0)), silhouettes, resolution, name=name)
@@ -364,7 +373,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         if predict is None:
             raise ValueError("config.sketch.user_framing='fit' frames a drawing with the sketch-to-latent encoder; "
                              f"{workdir} has none (python -m sdfjax.launch.train_encoder)")
-        hits = latent_render.views_renderer(sdf_fn, settings, marching_only=True)
+        hits = silhouette_renderer(sdf_fn, settings)
         for i, (drawings, cameras) in enumerate(zip(batch.drawings, batch.cameras)):
             batch.sketches[i], framings[i] = framed_drawings(drawings, cameras, predict, hits, trained.params,
                                                              batch.names[i])
