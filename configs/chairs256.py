@@ -80,8 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 3.106; at 0.9 (not measured on the set) 16.237 / 2.456, at 0.7 16.863 / 7.252.
     config.sketch.fill = 0.84
     # Sixteenth session: no fixed share fits them all; the same 12 drawings would fill 0.59 to 0.95 of the camera's
-    # image. Framed where the encoder's shape agrees with the drawing (sdfjax.sketch2shape.framing): refined 2.588 /
-    # 2.205 (better than the start on 10 of 12), encoder 2.698 / 2.276, retrieval 10.402 / 3.951; framed at each
+    # image. Framed where the encoder's shape agrees with the drawing (sdfjax.sketch2shape.framing): refined 2.273 /
+    # 1.514 (better than the start on 9 of 12), encoder 2.463 / 2.077, retrieval 9.727 / 3.162; framed at each
     # drawing's true fill and centre (from its mesh, an upper bound): refined 1.776 / 1.840, encoder 2.297 / 1.898.
     config.sketch.user_framing = "fit"
     # Heavier still (eighth session, README): 80 lowered the test mean to 1.945 (from 2.038) and beat the start
