@@ -30,6 +30,11 @@ def test_normalize_sketch_puts_the_drawing_at_the_asked_fill_and_centre():
         box = framing.silhouette_box(sketches.normalize_sketch(grey, 128, fill, centre=centre) < 128)
         assert box[0] == pytest.approx(fill, abs=2 / 128)
         assert box[1] == pytest.approx(centre, abs=1.5 / 128)
+    # moved past the border (0.8 tall, centred 0.45 down: 0.05 to 0.85), the drawing is cut there, not wrapped
+    moved = sketches.normalize_sketch(grey, 128, 0.8, centre=(0.0, 0.45)) < 128
+    fill, centre = framing.silhouette_box(moved)
+    assert fill == pytest.approx(0.45, abs=2 / 128) and centre == pytest.approx((0.0, 0.275), abs=1.5 / 128)
+    assert not moved[:64].any()
 
 
 def test_the_agreeing_fill_is_the_last_downward_crossing_of_the_rendered_fill():

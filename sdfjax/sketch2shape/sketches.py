@@ -99,12 +99,13 @@ def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name:
     rows, cols = np.nonzero(lines)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     side = int(np.ceil(max(bottom - top, right - left) / fill))
-    # drawn on a canvas three sides wide, then cropped to the middle: a drawing moved off centre is cut, not wrapped
-    canvas = np.zeros((3 * side, 3 * side), np.float32)
-    oy = side + (side - (bottom - top)) // 2 + int(round(centre[1] * side))
-    ox = side + (side - (right - left)) // 2 + int(round(centre[0] * side))
-    canvas[oy:oy + bottom - top, ox:ox + right - left] = ink[top:bottom, left:right] / contrast
-    square = canvas[side:2 * side, side:2 * side]
+    height, width = bottom - top, right - left
+    oy = (side - height) // 2 + int(round(centre[1] * side))
+    ox = (side - width) // 2 + int(round(centre[0] * side))
+    square = np.zeros((side, side), np.float32)
+    y0, y1, x0, x1 = max(oy, 0), min(oy + height, side), max(ox, 0), min(ox + width, side)
+    if y1 > y0 and x1 > x0:  # a drawing moved off centre is cut at the border, not wrapped
+        square[y0:y1, x0:x1] = ink[top + y0 - oy:top + y1 - oy, left + x0 - ox:left + x1 - ox] / contrast
     factor = max(1, side // resolution)  # max-pool after resizing keeps thin lines when shrinking a lot
     resized = np.asarray(Image.fromarray(square).resize((resolution * factor,) * 2, Image.Resampling.BILINEAR))
     pooled = measure.block_reduce(resized, (factor, factor), np.max)
