@@ -104,7 +104,6 @@ def main(argv):
     entries = json.loads(io.read_text(_USER_SET.value))
     drawings = [(sketches_lib.load_image(io.join(os.path.dirname(_USER_SET.value), e["file"])),
                  s2s.camera(e["azimuth"], e["elevation"])) for e in entries]
-    s2s.frame(*drawings[0])  # compile
     framing_s = []
     for grey, camera in drawings:
         t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from sdfjax.fit.folded import fold_decoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.sketch2shape import optimize
-from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
+from sdfjax.sketch2shape.encoders import embedder, normal_map_encoder
 from sdfjax.sketch2shape.losses import gaussian_prior
 from sdfjax.sketch2shape.sketches import normalize_sketch
 
@@ -47,9 +47,7 @@ class SketchToShape:
         self.trained = trained_lib.load_trained(config, workdir)
         self.siamese, self.siamese_params, meta = trained_lib.load_siamese(workdir)
         self.resolution = int(meta["resolution"])
-        model, params, _ = trained_lib.load_encoder(workdir)
-        self.predict = latent_predictor(model, params, batch=4,
-                                        line_growth=int(config.sketch.get("encoder_line_growth", 0)))
+        self.predict = optimize.encoder_predictor(config, workdir, self.resolution, batch=4)
         self.embed = embedder(self.siamese, self.siamese_params, "sketch", batch=4)
         self.settings = tracer.TraceSettings.from_config(config.render)
         self.sdf_fn = latent_render.decoder_sdf(self.trained.decoder)

@@ -268,19 +268,20 @@ def _padded(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)]) if len(a) < size else a
 
 
-def encoder_predictor(config, workdir: str, resolution: int):
+def encoder_predictor(config, workdir: str, resolution: int, optional: bool = False, batch: int = 64):
     """The sketch-to-latent encoder of `workdir` as `latent_predictor` (lines grown by
-    config.sketch.encoder_line_growth), or None when the run has none and config.sketch.init does not need it."""
+    config.sketch.encoder_line_growth, `batch` sketches per compiled call), or None when the run has none and it
+    is `optional`; ValueError when it reads another `resolution`."""
     try:
         model, params, meta = trained_lib.load_encoder(workdir)
     except ValueError:
-        if config.sketch.init == "encoder":
+        if not optional:
             raise
         return None
     if int(meta["resolution"]) != resolution:
         raise ValueError(f"the sketch-to-latent encoder was trained on {meta['resolution']} px sketches; these are "
                          f"{resolution} px")
-    return latent_predictor(model, params, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
+    return latent_predictor(model, params, batch=batch, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
 
 
 def initial_latents(trained, batch: SketchBatch, retrieved, predict) -> dict[str, np.ndarray]:
@@ -367,7 +368,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     # One compiled renderer (the full trace budget) for the hidden-surface anchors and the pictures.
     render = latent_render.views_renderer(sdf_fn, settings)
-    predict = encoder_predictor(config, workdir, resolution)
+    predict = encoder_predictor(config, workdir, resolution, optional=sk.init != "encoder")
     framings = np.asarray([[(sk.fill, 0.0, 0.0)] * v] * b, np.float32)
     if batch.drawings is not None and user_framing(sk) == "fit":
         if predict is None:
