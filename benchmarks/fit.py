@@ -41,7 +41,7 @@ from sdfjax.fit import reconstruct, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.launch import common
 from sdfjax.models import decoder as decoder_lib
-from sdfjax.train.losses import sdf_interval_loss
+from sdfjax.losses import sdf_interval_loss
 
 _SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
 _ITERS = flags.DEFINE_integer("iters", 20, "Adam steps per shape (DeepSDF: 800).")

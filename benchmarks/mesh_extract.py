@@ -25,7 +25,7 @@ from absl import app, flags
 from benchmarks import machine
 
 from sdfjax import trained as trained_lib
-from sdfjax.fit import scoring
+from sdfjax.fit import meshing
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.geometry import isosurface, metrics
 from sdfjax.launch import common
@@ -93,7 +93,7 @@ def main(argv):
         trained = trained_lib.load_trained(config, _WORKDIR.value)
         folded = fold_decoder(trained.decoder, trained.params)
         for row in range(min(_LATENTS.value, len(trained.latents))):
-            sdf_fn = scoring.decoder_sdf_fn(folded, trained.latents[row], config.mesh.chunk)
+            sdf_fn = meshing.decoder_sdf_fn(folded, trained.latents[row], config.mesh.chunk)
             result[f"trained_decoder_latent_{row}"] = compare(sdf_fn, n, margins)
     print(json.dumps(result))
 

@@ -136,7 +136,8 @@ def encoder_dir(workdir: str) -> str:
 
 
 def encoder_val_scores_path(workdir: str) -> str:
-    """The val split's shape errors that train_encoder writes after training (sdfjax.train.encoder.val_shape_errors)."""
+    """The val split's shape errors that train_encoder writes after training
+    (sdfjax.evaluators.latent_encoder.val_shape_errors)."""
     return os.path.join(encoder_dir(workdir), "val_scores.json")
 
 

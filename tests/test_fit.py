@@ -19,13 +19,13 @@ from sdfjax import chunking, errors
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.fit import folded as folded_lib
-from sdfjax.fit import normals, optimizer, partial, reconstruct, reports, scoring, sdf_fit, traverse
+from sdfjax.fit import meshing, normals, optimizer, partial, reconstruct, reports, sdf_fit, traverse
 from sdfjax.geometry import isosurface
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import pictures, tracer
-from sdfjax.train import losses
+from sdfjax import losses
 from sdfjax.models import decoder as decoder_lib
 from tests.conftest import train_smoke_decoder
 
@@ -157,32 +157,6 @@ def test_initial_latents_follow_each_option():
             optimizer.initial_latents(bad, 1, 1, 8, trained, rng)
 
 
-def test_isotropic_adam_steps_along_the_gradient_where_adam_steps_along_its_signs():
-    # A gradient with one strong and one weak coordinate (a view that constrains one direction of z and barely
-    # sees the other): Adam moves both by lr, the isotropic form along the gradient itself.
-    grad = jnp.asarray([1.0, 1e-3, 0.0, 0.0])
-    lr = 0.1
-    for name, expected in (("adam", -lr * np.sign(grad)),
-                           ("isotropic_adam", -lr * grad / np.sqrt(np.mean(np.square(grad))))):
-        tx = optimizer.latent_optimizer(name, lr)
-        state = tx.init(jnp.zeros(4))
-        for _ in range(3):  # a constant gradient: bias correction makes every step the first one's
-            updates, state = tx.update(grad, state)
-            np.testing.assert_allclose(updates, expected, rtol=1e-4, atol=1e-7, err_msg=name)
-    # Scale invariance, as Adam's: a gradient 1,000 times larger takes the same step.
-    tx = optimizer.latent_optimizer("isotropic_adam", lr)
-    small, _ = tx.update(grad, tx.init(jnp.zeros(4)))
-    large, _ = tx.update(1000.0 * grad, tx.init(jnp.zeros(4)))
-    np.testing.assert_allclose(small, large, rtol=1e-5)
-    # Vmapped over latents (latent_step), each latent has its own scale.
-    step = optimizer.latent_step(lambda z, w: (jnp.sum(w * z), 0.0), tx, in_axes=(0,))
-    z = jnp.zeros((2, 4))
-    new_z, _, _, _ = step(z, optimizer.init_states(tx, z), jnp.stack([grad, 50.0 * grad]))
-    np.testing.assert_allclose(new_z[0], new_z[1], rtol=1e-5)
-    with pytest.raises(ValueError, match="expected one of"):
-        optimizer.latent_optimizer("sgd", lr)
-
-
 def _depth_view(mesh, azimuth=0.0, elevation=0.0, resolution=64, seed=0):
     camera = camera_lib.Camera(azimuth, elevation, 4.0, 128.0 * resolution / 64, resolution, resolution)
     return partial.depth_observations(mesh.vertices, mesh.faces, camera, np.random.default_rng(seed)), camera
@@ -235,7 +209,7 @@ def test_completion_from_one_depth_view_recovers_a_shape_of_the_decoder():
     folded = folded_lib.fold_decoder(decoder, params)
     rng = np.random.default_rng(3)
     z_true = rng.normal(0, 0.5, decoder.latent_dim).astype(np.float32)
-    true_fn = scoring.decoder_sdf_fn(folded, z_true, 65536)
+    true_fn = meshing.decoder_sdf_fn(folded, z_true, 65536)
     mesh = isosurface.marching_cubes(isosurface.sdf_grid_dense(true_fn, 48))
     observed, _ = _depth_view(mesh, azimuth=30.0, elevation=20.0, seed=3)
     settings = sdf_fit.FitSettings(num_iterations=150, lr_decay_at=120, lr=2e-2, samples_per_step=512,
@@ -246,9 +220,9 @@ def test_completion_from_one_depth_view_recovers_a_shape_of_the_decoder():
     points = rng.uniform(-1, 1, (40_000, 3)).astype(np.float32)
     points = points[np.linalg.norm(points, axis=1) < 1]  # the region the camera's rays cross
     truth = np.clip(true_fn(points), -0.1, 0.1)
-    error = lambda z: np.mean(np.abs(np.clip(scoring.decoder_sdf_fn(folded, z, 65536)(points), -0.1, 0.1) - truth))
+    error = lambda z: np.mean(np.abs(np.clip(meshing.decoder_sdf_fn(folded, z, 65536)(points), -0.1, 0.1) - truth))
     assert error(result.latents[0]) < 0.5 * error(initial[0, 0])
-    signs = np.mean((scoring.decoder_sdf_fn(folded, result.latents[0], 65536)(points) > 0) == (truth > 0))
+    signs = np.mean((meshing.decoder_sdf_fn(folded, result.latents[0], 65536)(points) > 0) == (truth > 0))
     assert signs > 0.95
 
 

@@ -17,9 +17,10 @@ from sdfjax import errors, trained as trained_lib
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import tracer
+from sdfjax.evaluators import retrieval as retrieval_evaluation
 from sdfjax.sketch2shape import encoders, retrieval, sketches
 from sdfjax.train import augment, logs, siamese
-from sdfjax.train.losses import TRIPLET_KINDS, triplet_loss
+from sdfjax.losses import TRIPLET_KINDS, triplet_loss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,9 +146,9 @@ def test_recall_at_objects_on_a_hand_built_index():
     # Recall@1: share of the shape's 2 views among the 2 nearest entries. Query 15.2 ranks
     # 11 (4.2), 20 (4.8), 10 (5.2), 21 (5.8): one of shape 2's views in the top 2, both in the top 4.
     # Query 25 (true shape 1) ranks 21, 20, 11, 10: shape 1 only at ranks 3 and 4.
-    np.testing.assert_allclose(retrieval.recall_at_objects(ranked, query_shapes, 2, 1), [1.0, 1.0, 0.5, 0.0])
-    np.testing.assert_allclose(retrieval.recall_at_objects(ranked, query_shapes, 2, 2), [1.0, 1.0, 1.0, 1.0])
-    np.testing.assert_allclose(retrieval.recall_at_objects(ranked[:, :3], query_shapes, 2, 2), [1.0, 1.0, 0.5, 0.5])
+    np.testing.assert_allclose(retrieval_evaluation.recall_at_objects(ranked, query_shapes, 2, 1), [1.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(retrieval_evaluation.recall_at_objects(ranked, query_shapes, 2, 2), [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(retrieval_evaluation.recall_at_objects(ranked[:, :3], query_shapes, 2, 2), [1.0, 1.0, 0.5, 0.5])
     np.testing.assert_array_equal(retrieval.top_shapes(ranked, 2), [[0, 1], [1, 2], [1, 2], [2, 1]])  # 20 is nearer 10.6 than 1
     np.testing.assert_array_equal(retrieval.top_shapes(ranked[:, :2], 2), [[0, 0], [1, 1], [1, 2], [2, 2]])
 
@@ -243,8 +244,7 @@ def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
         config.data.root = {config.data.root!r}
         sc = config.siamese
         _, labels = tfds_builder.split_index(config, "train")
-        batcher = ViewBatcher(tfds_builder.data_source(config, "train"), np.asarray(labels),
-                              sc.shapes_per_batch, sc.views_per_shape, 0)
+        batcher = ViewBatcher(tfds_builder.data_source(config, "train"), np.asarray(labels), sc, 0)
         model, optimizer = siamese_lib.from_config(sc), siamese.make_optimizer(sc)
         step = siamese.make_train_step(model, optimizer, sc, 0)
         results = []
@@ -273,7 +273,7 @@ def test_retrieval_evaluation_writes_recalls_and_a_picture(trained_pair, tmp_pat
     config, workdir, _ = trained_pair
     config = config.copy_and_resolve_references()
     config.siamese.index_split = "train,val"
-    result = retrieval.evaluate_retrieval(config, workdir, progress=False, out_dir=str(tmp_path / "eval"))
+    result = retrieval_evaluation.evaluate_retrieval(config, workdir, progress=False, out_dir=str(tmp_path / "eval"))
     assert result["index_shapes"] == 3 and result["queries"] == 2
     # Against a brute-force ranking of the same embeddings: each query's share of its shape's
     # views among the V (Recall@1) and 2V nearest normal maps of the 3-shape index.
@@ -296,4 +296,4 @@ def test_retrieval_evaluation_writes_recalls_and_a_picture(trained_pair, tmp_pat
     assert picture.shape[1] == 6 * 32 + 5 * 2  # query + top 5
     config.siamese.index_split = "train"
     with pytest.raises(ValueError, match="lacks the query shapes"):
-        retrieval.evaluate_retrieval(config, workdir, progress=False, out_dir=str(tmp_path / "bad"))
+        retrieval_evaluation.evaluate_retrieval(config, workdir, progress=False, out_dir=str(tmp_path / "bad"))

@@ -69,8 +69,9 @@ class _ShapeBatcher:
     random draws) is the same whatever the number of processes.
     """
 
-    def __init__(self, labels: np.ndarray, scenes_per_batch: int, seed: int, process_index: int,
-                 process_count: int, field: str):
+    def __init__(self, labels: np.ndarray, scenes_per_batch: int, seed: int, process: tuple[int, int], field: str):
+        """`process`: (this process's index, the process count); `field` names scenes_per_batch in errors."""
+        process_index, process_count = process
         if scenes_per_batch % process_count:
             raise ValueError(f"{field}={scenes_per_batch} must divide by {process_count} processes")
         self.labels = np.asarray(labels, np.int32)  # latent row of each source index
@@ -126,15 +127,16 @@ class _ShapeBatcher:
 
 
 class SceneBatcher(_ShapeBatcher):
-    """DeepSDF batches: `scenes_per_batch` scenes x `samples_per_scene` samples, half of each sign."""
+    """DeepSDF batches: `scenes_per_batch` scenes x `samples_per_scene` samples, half of each sign
+    (config.train's sizes)."""
 
-    def __init__(self, source, labels: np.ndarray, scenes_per_batch: int, samples_per_scene: int,
-                 seed: int, process_index: int = 0, process_count: int = 1, cache_shapes: int = 4096):
-        super().__init__(labels, scenes_per_batch, seed, process_index, process_count, "train.scenes_per_batch")
-        if samples_per_scene % 2:
-            raise ValueError(f"train.samples_per_scene={samples_per_scene} must be even (half positive)")
-        self.shapes = ShapeCache(source, cache_shapes)
-        self.samples_per_scene = samples_per_scene
+    def __init__(self, source, labels: np.ndarray, train_config, seed: int, process: tuple[int, int] = (0, 1)):
+        tc = train_config
+        super().__init__(labels, tc.scenes_per_batch, seed, process, "train.scenes_per_batch")
+        if tc.samples_per_scene % 2:
+            raise ValueError(f"train.samples_per_scene={tc.samples_per_scene} must be even (half positive)")
+        self.shapes = ShapeCache(source, tc.get("cache_shapes", 4096))
+        self.samples_per_scene = tc.samples_per_scene
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
         first, scenes = self.local_scenes(step)
@@ -161,15 +163,15 @@ class ViewBatcher(_ShapeBatcher):
     local_batch(step) = {"sketches" (B, H, W) uint8, "normal_maps" (B, H, W, 3) uint8,
     "labels" (B,) int32, "rights" (B, 3) float32: the camera's right vector of each view,
     which a horizontal flip of a normal map needs, "view_angles" (B, 2) float32: each view's
-    azimuth and elevation in degrees}, B = this process's shapes x K.
+    azimuth and elevation in degrees}, B = this process's shapes x K. The sizes come from a
+    config section (`section_name`: siamese or encoder).
     """
 
-    def __init__(self, source, labels: np.ndarray, shapes_per_batch: int, views_per_shape: int, seed: int,
-                 process_index: int = 0, process_count: int = 1, cache_shapes: int = 2048,
-                 view_subset=None, field: str = "siamese.shapes_per_batch"):
-        super().__init__(labels, shapes_per_batch, seed, process_index, process_count, field)
-        self.shapes = ShapeCache(source, cache_shapes, read=images_and_views)
-        self.views_per_shape = views_per_shape
+    def __init__(self, source, labels: np.ndarray, section, seed: int, process: tuple[int, int] = (0, 1),
+                 view_subset=None, section_name: str = "siamese"):
+        super().__init__(labels, section.shapes_per_batch, seed, process, f"{section_name}.shapes_per_batch")
+        self.shapes = ShapeCache(source, section.get("cache_shapes", 2048), read=images_and_views)
+        self.views_per_shape = section.views_per_shape
         self.view_subset = None if view_subset is None else np.asarray(view_subset, np.int64)  # None: every view
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:

@@ -30,7 +30,8 @@ import optax
 from tqdm import tqdm
 
 from sdfjax import errors, io, trained as trained_lib
-from sdfjax.fit import reconstruct, reports, scoring
+from sdfjax.evaluators import reconstruction
+from sdfjax.fit import reconstruct, reports
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import init_states, initial_latents, latent_step
 from sdfjax.render import camera as camera_lib
@@ -47,10 +48,12 @@ def gt_normals(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n.reshape(*lead, -1, 3), mask.reshape(*lead, -1)
 
 
-def normal_loss(sdf_fn, params, origins, directions, normals, mask, settings, silhouette_weight: float,
-                code_reg_weight: float):
-    """The loss of the module docstring for one shape: views flattened into rays (R, ...)."""
-    out = tracer.render(sdf_fn, params, origins, directions, settings)
+def normal_loss(sdf_fn, params, rays: dict, target: dict, settings: tracer.TraceSettings, fit_config):
+    """The loss of the module docstring for one shape, views flattened into rays: `rays` {"origins",
+    "directions"} (R, 3), `target` {"normals" (R, 3), "mask" (R,)}; weights from config.fit."""
+    normals, mask = target["normals"], target["mask"]
+    silhouette_weight, code_reg_weight = fit_config.silhouette_weight, fit_config.code_reg_weight
+    out = tracer.render(sdf_fn, params, rays["origins"], rays["directions"], settings)
     both = out["hit"] & mask
     normal_l1 = jnp.sum(jnp.where(both[:, None], jnp.abs(out["normals"] - normals), 0.0)) / jnp.maximum(
         jnp.sum(both), 1)
@@ -64,15 +67,16 @@ def make_step(sdf_fn, settings, fit_config):
     mask (S, R)) -> (z, opt, loss (S,)), jitted; the rays are shared by all shapes."""
     optimizer = optax.adam(fit_config.normal_lr)
 
-    def loss_fn(z, decoder_params, origins, directions, normals, mask):
-        return normal_loss(sdf_fn, {"decoder": decoder_params, "z": z}, origins, directions, normals, mask,
-                           settings, fit_config.silhouette_weight, fit_config.code_reg_weight)
+    def loss_fn(z, decoder_params, rays, target):
+        return normal_loss(sdf_fn, {"decoder": decoder_params, "z": z}, rays, target, settings, fit_config)
 
-    shapes_step = latent_step(loss_fn, optimizer, in_axes=(None, None, None, 0, 0))
+    shapes_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0))
 
     @jax.jit
     def step(decoder_params, z, opt, origins, directions, normals, mask):
-        z, opt, loss, _ = shapes_step(z, opt, decoder_params, origins, directions, normals, mask)
+        targets = {"normals": normals, "mask": mask}
+        z, opt, loss, _ = shapes_step(z, opt, decoder_params, {"origins": origins, "directions": directions},
+                                      targets)
         return z, opt, loss
 
     return optimizer, step
@@ -128,7 +132,7 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
             picture.append([examples[i]["normal_maps"][view_ids[v]], image(first), image(last)])
         io.write_png(os.path.join(out_dir, "pictures", f"{obj_id}.png"), pictures.picture_grid(picture))
     final = [float(losses[-1, i]) if len(losses) else float("nan") for i in range(len(obj_ids))]
-    rows = scoring.score_latents(config, fold_decoder(trained.decoder, trained.params), z, examples, obj_ids, out_dir,
-                                 progress, extra=[{"fit_loss": loss} for loss in final])
+    rows = reconstruction.score_latents(config, fold_decoder(trained.decoder, trained.params), z, examples, obj_ids,
+                                        out_dir, progress, extra=[{"fit_loss": loss} for loss in final])
     mean = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
     return {"out_dir": out_dir, "rows": rows, "mean": mean, "losses": losses}

@@ -1,6 +1,6 @@
 """The one latent optimiser of every fit: Adam on latent codes, vmapped over many at once.
 
-    optimizer = latent_optimizer("adam", lr)             # or "isotropic_adam"
+    optimizer = optax.adam(lr)
     step = latent_step(loss_fn, optimizer, in_axes)      # loss_fn(z, *args) -> (loss, aux)
     z, opt, loss, aux = step(z, opt, *args)                # z (B, ..., L), opt: B optimiser states
     initial = initial_latents("mean", S, K, L, trained.latents, rng)
@@ -14,57 +14,10 @@ through `latent_step`; each latent keeps its own optimiser state.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-
-OPTIMIZERS = ("adam", "isotropic_adam")
-
-
-class IsotropicAdamState(NamedTuple):
-    count: jax.Array
-    mu: optax.Updates
-    nu: jax.Array  # one second moment for the whole latent
-
-
-def scale_by_isotropic_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
-    """Adam with one second moment per latent (the mean square of its gradient) instead of one per coordinate.
-
-    Adam divides each coordinate by its own gradient scale, so a coordinate the loss barely
-    constrains moves as far per step as one it constrains strongly. This keeps the gradient's
-    direction (the step is a positive multiple of the momentum) and Adam's scale invariance.
-    Vmapped over latents, "per latent" is per object. Tried for the sketch refinement, where
-    one view constrains some latent directions far less than others: on chairs256 it improved
-    fewer val shapes than Adam (README, "What limits it"), so Adam stays the default.
-    """
-    def init_fn(params):
-        return IsotropicAdamState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                                  jnp.zeros([], jnp.float32))
-
-    def update_fn(updates, state, params=None):
-        del params
-        leaves = jax.tree.leaves(updates)
-        mean_square = sum(jnp.sum(jnp.square(g)) for g in leaves) / sum(g.size for g in leaves)
-        count = state.count + 1
-        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
-        nu = b2 * state.nu + (1 - b2) * mean_square
-        scale = 1.0 / (jnp.sqrt(nu / (1 - b2 ** count)) + eps) / (1 - b1 ** count)
-        return jax.tree.map(lambda m: m * scale, mu), IsotropicAdamState(count, mu, nu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def latent_optimizer(name: str, lr) -> optax.GradientTransformation:
-    """`adam` (per coordinate, as DeepSDF) or `isotropic_adam` (scale_by_isotropic_adam) at learning rate `lr`
-    (a float or an optax schedule)."""
-    if name == "adam":
-        return optax.adam(lr)
-    if name == "isotropic_adam":
-        return optax.chain(scale_by_isotropic_adam(), optax.scale_by_learning_rate(lr))
-    raise ValueError(f"optimizer {name!r}: expected one of {OPTIMIZERS}")
 
 
 def latent_step(loss_fn: Callable, optimizer: optax.GradientTransformation, in_axes: Sequence):

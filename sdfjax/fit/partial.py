@@ -11,7 +11,7 @@ nothing more, so those are the only observations made here:
 
 Nothing behind the visible surface is observed, and a free-space point's distance to
 hidden parts (which the camera cannot know) is never used. The observations are
-(N, 5) rows x, y, z, lo, hi for `sdfjax.train.losses.sdf_interval_loss`:
+(N, 5) rows x, y, z, lo, hi for `sdfjax.losses.sdf_interval_loss`:
 
     observed = depth_observations(mesh.vertices, mesh.faces, camera, rng)
 

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from sdfjax import errors, io, trained as trained_lib
 from sdfjax.data import layout, tfds_builder
-from sdfjax.fit import partial, reports, scoring, sdf_fit
+from sdfjax.evaluators import reconstruction
+from sdfjax.fit import partial, reports, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import initial_latents
 
@@ -131,7 +132,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
              restart_losses=np.concatenate(restart_losses), init=fc.init, split=fc.split)
     if settings.num_iterations:
         reports.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)
-    rows = scoring.score_latents(config, folded, latents, examples, obj_ids, out_dir, progress,
-                                 extra=[{"fit_loss": float(loss)} for loss in losses])
+    rows = reconstruction.score_latents(config, folded, latents, examples, obj_ids, out_dir, progress,
+                                        extra=[{"fit_loss": float(loss)} for loss in losses])
     mean = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
     return {"out_dir": out_dir, "rows": rows, "mean": mean}

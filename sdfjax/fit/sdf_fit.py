@@ -30,7 +30,7 @@ import optax
 from sdfjax import chunking, parallel
 from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
-from sdfjax.train.losses import sdf_interval_errors
+from sdfjax.losses import sdf_interval_errors
 
 CPU_POINTS_PER_CHUNK = 512  # benchmarks/fit: 500-point chunks 1.41x one 128,000-point pass, 1,000: 1.28x
 

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sdfjax import io, trained as trained_lib
-from sdfjax.fit import scoring
+from sdfjax.fit import meshing
 from sdfjax.fit.folded import fold_decoder
 
 INTERPOLATIONS = ("linear", "slerp")
@@ -53,7 +53,7 @@ def traverse(config, workdir: str, progress: bool = True, out_dir: str | None = 
     folded = fold_decoder(trained.decoder, trained.params)
     meshes = []
     for i, z in enumerate(tqdm(codes, desc="traverse", unit="mesh", disable=not progress, file=sys.stderr)):
-        mesh = scoring.mesh_of_latent(config, folded, z)
+        mesh = meshing.mesh_of_latent(config, folded, z)
         if mesh is None:
             print(f"step {i}: the SDF has no zero level set; no mesh written", file=sys.stderr)
             continue

@@ -12,7 +12,7 @@ retrieval.json and retrieval.png (queries with their top 5; wrong shapes tinted 
 from absl import flags
 
 from sdfjax.launch import common
-from sdfjax.sketch2shape import retrieval
+from sdfjax.evaluators import retrieval
 
 
 def main(argv):

@@ -203,10 +203,11 @@ def render(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Array,
             "unfinished": marched["unfinished"]}
 
 
-@functools.partial(jax.jit, static_argnames=("sdf_fn", "samples", "threshold"))
-def _march_rays_densely(sdf_fn: SdfFn, params, origins, directions, t_in, t_out, enters, samples: int,
-                        threshold: float) -> jax.Array:
-    """(n, 2) [hit, depth] of `march_densely` for rays (n, 3) entering the sphere at t_in and leaving at t_out."""
+@functools.partial(jax.jit, static_argnames=("sdf_fn", "samples", "threshold", "radius"))
+def _march_rays_densely(sdf_fn: SdfFn, params, origins, directions, samples: int, threshold: float,
+                        radius: float) -> jax.Array:
+    """(n, 2) [hit, depth] of `march_densely` for rays (n, 3) along their chords of the sphere |x| = radius."""
+    t_in, t_out, enters = sphere_entry(origins, directions, radius)
     ts = t_in[:, None] + jnp.linspace(0.0, 1.0, samples)[None] * (t_out - t_in)[:, None]
     rows = jnp.arange(len(origins))
     values = sdf_fn(params, (origins[:, None] + ts[..., None] * directions[:, None]).reshape(-1, 3))
@@ -235,9 +236,9 @@ def march_densely(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Arr
     spacing thick (2 x radius / samples at most), at `samples` evaluations per ray. Rays are
     marched `rays_per_call` at a time by one compiled program per `sdf_fn`.
     """
-    t_in, t_out, enters = sphere_entry(origins, directions, radius)
-    march = functools.partial(_march_rays_densely, sdf_fn, params, samples=samples, threshold=threshold)
-    out = isosurface.chunked(march, rays_per_call)(origins, directions, t_in, t_out, enters)
+    march = functools.partial(_march_rays_densely, sdf_fn, params, samples=samples, threshold=threshold,
+                              radius=radius)
+    out = isosurface.chunked(march, rays_per_call)(origins, directions)
     return {"hit": out[:, 0] > 0.5, "depth": out[:, 1]}
 
 

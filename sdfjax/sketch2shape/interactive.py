@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax import trained as trained_lib
-from sdfjax.fit import scoring
+from sdfjax.fit import meshing
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
@@ -53,10 +53,8 @@ class SketchToShape:
         self.sdf_fn = latent_render.decoder_sdf(self.trained.decoder)
         self.prior = {k: jnp.asarray(a) for k, a in
                       gaussian_prior(self.trained.latents, config.sketch.prior_shrinkage).items()}
-        self.optimizer, self.step = optimize.make_step(self.sdf_fn,
-                                                       normal_map_encoder(self.siamese, self.siamese_params),
-                                                       optimize.refine_settings(config), self.resolution,
-                                                       config.sketch)
+        self.optimizer, self.step = optimize.config_step(
+            config, self.sdf_fn, normal_map_encoder(self.siamese, self.siamese_params), self.resolution)
         self.folded = fold_decoder(self.trained.decoder, self.trained.params)
         self._render = latent_render.views_renderer(self.sdf_fn, self.settings)
         self._hits = optimize.silhouette_renderer(self.sdf_fn, self.settings)  # framing
@@ -104,10 +102,8 @@ class SketchToShape:
         sketches = np.asarray(sketches)
         iterations = self.config.sketch.iterations if iterations is None else iterations
         z0 = np.asarray(z0, np.float32)
-        anchors = optimize.object_anchors(self.config, self._render, self.trained.params, z0[None], [list(cameras)],
-                                          ["drawing"])
-        arrays = tuple(jnp.asarray(a) for a in optimize.object_arrays(
-            sketches[None], [list(cameras)], self.embed(sketches)[None], z0[None], self.config.sketch, anchors))
+        views = {k: jnp.asarray(a) for k, a in optimize.object_views(
+            sketches[None], [list(cameras)], self.embed(sketches)[None], self.config.sketch).items()}
         done = [0]
 
         def step_done():
@@ -115,14 +111,14 @@ class SketchToShape:
             if on_step is not None:
                 on_step(done[0], iterations + 1)
 
-        best, _ = optimize.optimize_batch(self.step, self.optimizer, self.trained.params, self.prior, z0[None], arrays,
+        best, _ = optimize.optimize_batch(self.step, self.optimizer, self.trained.params, self.prior, z0[None], views,
                                           iterations, step_done)
         return best[0]
 
     def mesh(self, z: np.ndarray, resolution: int | None = None):
         """The mesh of latent z at config.mesh, or at `resolution` voxels per side (normalised frame); None when
         it has no surface."""
-        return scoring.mesh_of_latent(self.config, self.folded, np.asarray(z, np.float32), resolution)
+        return meshing.mesh_of_latent(self.config, self.folded, np.asarray(z, np.float32), resolution)
 
     def normal_map(self, z: np.ndarray, camera: camera_lib.Camera) -> np.ndarray:
         """(H, W, 3) uint8 normal map of latent z from `camera` (white background)."""

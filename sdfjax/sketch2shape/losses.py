@@ -3,42 +3,60 @@
 For sketches S_v (v = 1..V, one object drawn from V views) seen from cameras C_v, with
 N(z, C) the normal map the sphere tracer renders of latent z (differentiable through
 the IDR hit point and the autodiff normals), E the Siamese encoder's towers, min_sdf
-the smallest SDF along each pixel's ray, and each sketch's outline masks (inside,
-known) from sdfjax.sketch2shape.sketches.outline_masks:
+the smallest SDF along each pixel's ray, and each sketch's masks (inside, known,
+carvable) from sdfjax.sketch2shape.sketches.view_masks:
 
     L(z) = w_e * mean_v || E_sketch(S_v) - E_normal(N(z, C_v)) ||_2
-           + w_s * sum_v silhouette(min_sdf_v; inside_v, known_v, margin = surface_eps)
+           + w_s * sum_v soft_occupancy(min_sdf_v; inside_v, known_v, carvable_v, T)
            + w_p * mean_dims (W (z - mu))^2                              a Gaussian prior
-           + w_t * mean_dims (z - z0)^2                                  a trust region
-           + w_h * mean_k |f(z, a_k) - f(z0, a_k)|                       the hidden surface stays
-
-with a_k the start's surface points that no sketch of the object shows
-(sdfjax.sketch2shape.hidden_surface): what the drawings cannot see keeps the shape the
-start gave it.
 
 Each view's outline is evidence of its own, so the silhouette term sums over the views: a
 mean would give each of three drawings a third of one drawing's pull against the prior
-and the Siamese term (12 test chairs drawn from views 11, 47 and 62 together, README:
-weight 10 as a mean, median Chamfer 1.890, better than the start on 8 of 12; the sum's
-equivalent, 30, 1.747 and 10 of 12). One drawing's loss is the same either way.
+and the Siamese term. One drawing's loss is the same either way.
 
-The silhouette term is two-sided and balanced between the object's and the background's
-rays (sdfjax.render.silhouette), or with `silhouette_form="soft"` a soft pixel error
-(`soft_occupancy_loss`: a ray missing by d counts exp(-d / T) occupied). mu and
-W = (Sigma + lambda I)^(-1/2) come from the trained latent table (`gaussian_prior`), so the prior is the
-squared Mahalanobis distance per dimension: about 1 for a trained latent, and large
-where the decoder never learned a shape. z0 is where the optimisation started (the
-encoder's latent): the trust region keeps the refinement near a good start.
+The silhouette term is the soft pixel error of sdfjax.render.silhouette.soft_occupancy_loss
+(a ray missing by d counts exp(-d / T) occupied; hit rays outside the outline are carved):
+it counts wrong pixels rather than how far they miss, so a few far misses cannot outweigh
+many wrong pixels. mu and W = (Sigma + lambda I)^(-1/2) come from the trained latent table
+(`gaussian_prior`), so the prior is the squared Mahalanobis distance per dimension: about 1
+for a trained latent, and large where the decoder never learned a shape.
+
+One object's views travel as a dict of arrays (`VIEW_KEYS`, each with a leading V axis), so
+that a batch of objects is the same dict with a leading B axis and the step vmaps over it.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import tracer
-from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
+from sdfjax.render.silhouette import soft_occupancy_loss
+
+# One object's views: origins, directions (V, R*R, 3) of the sketch cameras' rays, targets (V, D) the
+# sketches' Siamese embeddings E_sketch(S_v), inside, known, carvable (V, R*R) bool the outline masks.
+VIEW_KEYS = ("origins", "directions", "targets", "inside", "known", "carvable")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineSettings:
+    """What the sketch loss weighs and how it traces: config.sketch's weights, the refinement's tracing."""
+
+    trace: tracer.TraceSettings
+    resolution: int  # sketch pixels per side
+    embedding_weight: float = 1.0  # w_e
+    silhouette_weight: float = 1.0  # w_s
+    prior_weight: float = 1e-2  # w_p
+    temperature: float = 0.03  # T, in SDF units
+
+    @classmethod
+    def from_config(cls, sketch_config, trace: tracer.TraceSettings, resolution: int) -> RefineSettings:
+        sk = sketch_config
+        return cls(trace, int(resolution), float(sk.embedding_weight), float(sk.silhouette_weight),
+                   float(sk.prior_weight), float(sk.silhouette_temperature))
 
 
 def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,51 +83,26 @@ def prior_energy(z: jax.Array, prior: dict) -> jax.Array:
     return jnp.mean((prior["whiten"] @ (z - prior["mean"])) ** 2)
 
 
-def one_view_silhouette(sketch_config, hit_threshold: float):
-    """silhouette(min_sdf (R*R,), inside, known, carvable) of one view, in config.sketch.silhouette_form
-    (`carvable`: where the soft form may carve; the relu form pushes every known outside ray off)."""
-    sk = sketch_config
-    form = sk.get("silhouette_form", "relu")
-    if form == "relu":
-        return lambda m, i, k, c: silhouette_loss(m, i, sk.surface_eps, hit_threshold, k, balanced=True)
-    if form == "soft":
-        return lambda m, i, k, c: soft_occupancy_loss(m, i, sk.silhouette_temperature, hit_threshold, k, c)
-    raise ValueError(f"config.sketch.silhouette_form={form!r}: expected 'relu' or 'soft'")
-
-
-def hidden_surface_change(sdf_fn, decoder_params, z, z0, anchor_points, anchor_weights) -> jax.Array:
-    """sum_k w_k |f(z, a_k) - f(z0, a_k)| / max(sum_k w_k, 1): how far (in SDF units) the surface moved at
-    anchors a_k (K, 3) weighted w_k (K,); 0 when no anchor has weight."""
-    now = sdf_fn({"decoder": decoder_params, "z": z}, anchor_points)
-    start = jax.lax.stop_gradient(sdf_fn({"decoder": decoder_params, "z": z0}, anchor_points))
-    return jnp.sum(anchor_weights * jnp.abs(now - start)) / jnp.maximum(jnp.sum(anchor_weights), 1.0)
-
-
-def sketch_loss(sdf_fn, decoder_params, z, encoder, target_embeddings, origins, directions, inside, known, z0,
-                prior, settings, resolution: int, sketch_config, anchors=None, carvable=None):
+def sketch_loss(sdf_fn, encoder, settings: RefineSettings, decoder_params, prior: dict, z: jax.Array,
+                views: dict) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     """(loss, (embedding distance, silhouette, prior)) of the module docstring for one object.
 
-    `encoder` maps normal maps (V, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders);
-    `target_embeddings` are E_sketch(S_v) (V, D); origins and directions (V, R*R, 3) are
-    the sketch cameras' rays and `inside`, `known` (V, R*R) bool the outline masks;
-    z0 (L,) is the start of the trust region and `prior` a `gaussian_prior`; `anchors` (points (K, 3),
-    weights (K,)) are the hidden surface's (none: no hidden-surface term); `carvable` (V, R*R) bool where the soft
-    silhouette may carve (sdfjax.sketch2shape.sketches.view_masks; None: every ray outside the outline).
+    `sdf_fn(params, xyz)` is the decoder's SDF (params {"decoder", "z"}); `encoder` maps normal maps
+    (V, R, R, 3) to embeddings (sdfjax.sketch2shape.encoders); `prior` is a `gaussian_prior`; `views`
+    holds the object's `VIEW_KEYS`.
     """
-    sk = sketch_config
+    s = settings
     params = {"decoder": decoder_params, "z": z}
-    out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, settings))(origins, directions)
-    if sk.embedding_weight:
-        images = jax.vmap(lambda n, h: tracer.normal_image(n, h, resolution, resolution))(out["normals"], out["hit"])
-        rendered = encoder(images)
-        embedding = jnp.mean(jnp.sqrt(jnp.sum((rendered - target_embeddings) ** 2, axis=-1) + 1e-12))
+    out = jax.vmap(lambda o, d: tracer.render(sdf_fn, params, o, d, s.trace))(views["origins"], views["directions"])
+    if s.embedding_weight:
+        images = jax.vmap(lambda n, h: tracer.normal_image(n, h, s.resolution, s.resolution))(out["normals"],
+                                                                                              out["hit"])
+        distances = jnp.sum((encoder(images) - views["targets"]) ** 2, axis=-1)
+        embedding = jnp.mean(jnp.sqrt(distances + 1e-12))
     else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
         embedding = jnp.zeros(())
-    one_view = one_view_silhouette(sk, settings.threshold)
-    silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], inside, known, carvable))
+    one_view = lambda m, i, k, c: soft_occupancy_loss(m, i, s.temperature, s.trace.threshold, k, c)  # noqa: E731
+    silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], views["inside"], views["known"], views["carvable"]))
     prior_term = prior_energy(z, prior)
-    loss = (sk.embedding_weight * embedding + sk.silhouette_weight * silhouette + sk.prior_weight * prior_term
-            + sk.trust_weight * jnp.mean((z - z0) ** 2))
-    if anchors is not None and sk.get("hidden_weight", 0.0):
-        loss += sk.hidden_weight * hidden_surface_change(sdf_fn, decoder_params, z, z0, *anchors)
+    loss = s.embedding_weight * embedding + s.silhouette_weight * silhouette + s.prior_weight * prior_term
     return loss, (embedding, silhouette, prior_term)

@@ -10,11 +10,9 @@
    `retrieval` takes the mean trained latent of the `retrieval_k` training shapes the
    Siamese encoder retrieves, `mean` the mean trained latent.
 2. Refinement (decoder and encoders frozen): z minimises the loss of
-   sdfjax.sketch2shape.losses (Siamese embedding + two-sided silhouette + Gaussian prior
-   + trust region around the start + optionally the start's surface that no sketch shows,
-   held where it was: `object_anchors`), all sketches of the object at once. One jitted step
-   (sdfjax.fit.optimizer.latent_step) is vmapped over objects, each with its own cameras
-   and optimiser state (`sketch.optimizer`, Adam by default). The loss is not smooth
+   sdfjax.sketch2shape.losses (Siamese embedding + soft silhouette + Gaussian prior), all
+   sketches of the object at once. One jitted step (sdfjax.fit.optimizer.latent_step) is
+   vmapped over objects, each with its own cameras and Adam state. The loss is not smooth
    (pixels enter and leave the silhouette), so each object keeps the iterate with the
    lowest loss met, the start included: the choice uses the sketch alone, never the true
    shape.
@@ -30,7 +28,7 @@ picture: sketch | start and result from the sketch's view | result from three ot
 views. A known shape's: sketch | retrieval | encoder | refined | truth, from the
 sketch's view and from another. metrics.csv has per sketch the refined shape
 ("sketch2shape") beside its start ("encoder") and the baselines
-(sdfjax.sketch2shape.evaluate), with a mean row per method.
+(sdfjax.evaluators.sketch_to_shape), with a mean row per method.
 """
 
 from __future__ import annotations
@@ -44,22 +42,25 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import trimesh
 from tqdm import tqdm
 
 from sdfjax import errors, io
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
-from sdfjax.fit import reconstruct, reports, scoring
+from sdfjax.evaluators import reconstruction
+from sdfjax.evaluators import sketch_to_shape as sketch_evaluation
+from sdfjax.fit import reconstruct, reports
 from sdfjax.fit.folded import fold_decoder
-from sdfjax.fit.optimizer import init_states, latent_optimizer, latent_step
+from sdfjax.fit.optimizer import init_states, latent_step
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
 from sdfjax.render.mesh_caster import cast_mesh, normal_map_uint8
-from sdfjax.sketch2shape import evaluate, framing, hidden_surface, retrieval
+from sdfjax.sketch2shape import framing, retrieval
 from sdfjax.sketch2shape.encoders import embedder, latent_predictor, normal_map_encoder
 from sdfjax.sketch2shape.hand_drawn import hand_drawn
-from sdfjax.sketch2shape.losses import gaussian_prior, sketch_loss
+from sdfjax.sketch2shape.losses import RefineSettings, gaussian_prior, sketch_loss
 from sdfjax.sketch2shape.sketches import load_image, normalize_sketch, view_masks
 
 INITS = ("encoder", "retrieval", "mean")
@@ -78,30 +79,29 @@ class SketchBatch:
     drawings: list[list[np.ndarray]] | None = None  # a user's images (H, W) in [0, 1], (B, V); None: dataset sketches
 
 
-def refine_settings(config) -> tracer.TraceSettings:
-    """config.render's tracing with config.sketch.trace_max_steps steps per ray at most (refinement only)."""
-    return dataclasses.replace(tracer.TraceSettings.from_config(config.render),
-                               max_steps=int(config.sketch.get("trace_max_steps", 400)))
+def make_step(sdf_fn, encoder, settings: RefineSettings, lr: float):
+    """(optimizer, step); step(decoder_params, prior, z (B, L), opt, views) -> (z, opt, loss (B,), (embedding,
+    silhouette, prior)), jitted, with `views` the objects' `object_views` (each array with a leading B axis)."""
+    optimizer = optax.adam(lr)
 
+    def loss_fn(z, decoder_params, prior, views):
+        return sketch_loss(sdf_fn, encoder, settings, decoder_params, prior, z, views)
 
-def make_step(sdf_fn, encoder, settings, resolution: int, sketch_config):
-    """(optimizer, step); step(decoder_params, prior, z (B, L), opt, origins (B, V, R*R, 3), directions,
-    targets (B, V, D), inside (B, V, R*R), known, carvable, z0 (B, L), anchor_points (B, K, 3), anchor_weights
-    (B, K)) -> (z, opt, loss (B,), (embedding, silhouette, prior)), jitted."""
-    optimizer = latent_optimizer(sketch_config.get("optimizer", "adam"), sketch_config.lr)
-
-    def loss_fn(z, decoder_params, prior, origins, directions, targets, inside, known, carvable, z0, anchor_points,
-                anchor_weights):
-        return sketch_loss(sdf_fn, decoder_params, z, encoder, targets, origins, directions, inside, known, z0,
-                           prior, settings, resolution, sketch_config, (anchor_points, anchor_weights), carvable)
-
-    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    objects_step = latent_step(loss_fn, optimizer, in_axes=(None, None, 0))
 
     @jax.jit
-    def step(decoder_params, prior, z, opt, *arrays):
-        return objects_step(z, opt, decoder_params, prior, *arrays)
+    def step(decoder_params, prior, z, opt, views):
+        return objects_step(z, opt, decoder_params, prior, views)
 
     return optimizer, step
+
+
+def config_step(config, sdf_fn, encoder, resolution: int):
+    """`make_step` as config.sketch and config.render set it: the refinement's tracing budget
+    (config.sketch.trace_max_steps steps per ray) and its weights."""
+    trace = dataclasses.replace(tracer.TraceSettings.from_config(config.render),
+                                max_steps=int(config.sketch.trace_max_steps))
+    return make_step(sdf_fn, encoder, RefineSettings.from_config(config.sketch, trace, resolution), config.sketch.lr)
 
 
 def user_batch(config, sketch_paths: list[str], views: list[tuple[float, float]] | None,
@@ -200,51 +200,35 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
     return batch, records
 
 
-def object_arrays(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
-                  z0: np.ndarray, sketch_config,
-                  anchors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
-    """The step's per-object arrays, in `make_step`'s order, for B objects drawn from V views each.
-
-    sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the
-    sketches' embeddings, z0 (B, L) the starts, anchors (points (B, K, 3), weights (B, K)) the hidden
-    surface's (`object_anchors`; None: none) -> (origins (B, V, R*R, 3), directions, targets,
-    inside (B, V, R*R), known, carvable, z0, anchor_points, anchor_weights), with the outline masks of
-    `sketches.view_masks` as `sketch_config` (config.sketch) sets them.
-    """
+def mask_options(sketch_config) -> dict:
+    """`sketches.view_masks`' keyword arguments as config.sketch sets them."""
     sk = sketch_config
-    options = (sk.enclosed, int(sk.get("outline_tolerance", 0)), int(sk.get("carve_margin", 0)),
-               int(sk.get("line_band", 0)), int(sk.get("gap_carve_margin", -1)))
-    masks = [[view_masks(s, *options) for s in obj] for obj in sketches]
+    return {"tolerance": int(sk.outline_tolerance), "carve_margin": int(sk.carve_margin),
+            "line_band": int(sk.line_band), "gap_carve_margin": int(sk.gap_carve_margin)}
+
+
+def object_views(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], targets: np.ndarray,
+                 sketch_config) -> dict[str, np.ndarray]:
+    """The step's per-object views (losses.VIEW_KEYS, each (B, V, ...)) of B objects drawn from V views each.
+
+    sketches (B, V, R, R) uint8, cameras B lists of V at resolution R, targets (B, V, D) the sketches'
+    embeddings; the masks are `sketches.view_masks` as `sketch_config` (config.sketch) sets them.
+    """
+    masks = np.asarray([[view_masks(s, **mask_options(sketch_config)) for s in obj] for obj in sketches])
+    b, v = masks.shape[:2]
+    masks = masks.reshape(b, v, 3, -1)
     rays = [camera_lib.stack_rays(views) for views in cameras]
-    if anchors is None:
-        anchors = np.zeros((len(sketches), 1, 3), np.float32), np.zeros((len(sketches), 1), np.float32)
-    return (np.stack([np.asarray(r[0]) for r in rays]), np.stack([np.asarray(r[1]) for r in rays]),
-            np.asarray(targets), np.asarray([[m[0].reshape(-1) for m in obj] for obj in masks]),
-            np.asarray([[m[1].reshape(-1) for m in obj] for obj in masks]),
-            np.asarray([[m[2].reshape(-1) for m in obj] for obj in masks]), np.asarray(z0, np.float32),
-            *(np.asarray(a, np.float32) for a in anchors))
+    return {"origins": np.stack([np.asarray(r[0]) for r in rays]),
+            "directions": np.stack([np.asarray(r[1]) for r in rays]), "targets": np.asarray(targets),
+            "inside": masks[:, :, 0], "known": masks[:, :, 1], "carvable": masks[:, :, 2]}
 
 
-def object_anchors(config, render, decoder_params, z0: np.ndarray, cameras: list[list[camera_lib.Camera]],
-                   names: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The hidden-surface anchors (points (B, K, 3), weights (B, K)) of B objects started at z0 (B, L) and drawn
-    from `cameras` (sdfjax.sketch2shape.hidden_surface), K = config.sketch.hidden_points, each object's draw
-    seeded by config.seed and its name; None when config.sketch.hidden_weight is 0 (no term)."""
-    sk = config.sketch
-    if not sk.get("hidden_weight", 0.0):
-        return None
-    found = [hidden_surface.hidden_anchors(
-        render, {"decoder": decoder_params, "z": jnp.asarray(z, jnp.float32)}, views, int(sk.hidden_points),
-        np.random.default_rng([config.seed, zlib.crc32(name.encode())])) for z, views, name in zip(z0, cameras, names)]
-    return np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
-
-
-def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, arrays: tuple, iterations: int,
+def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, views: dict, iterations: int,
                    on_step=None):
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
 
-    The best iterate is the one with the lowest loss met, the start included; `arrays` are
-    the step's per-object arrays (`object_arrays`);
+    The best iterate is the one with the lowest loss met, the start included; `views` are
+    the objects' `object_views`;
     `on_step()` is called after each of the iterations + 1 steps (a progress bar's update).
     """
     z = jnp.asarray(initial)
@@ -252,7 +236,7 @@ def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, 
     curve, best_z, best_loss = [], np.array(z), np.full(len(initial), np.inf)
     for _ in range(iterations + 1):
         before = np.asarray(z)
-        new_z, new_opt, loss, _ = step(decoder_params, prior, z, opt, *arrays)
+        new_z, new_opt, loss, _ = step(decoder_params, prior, z, opt, views)
         loss = np.asarray(loss)  # the loss of `before`
         better = loss < best_loss
         best_z[better], best_loss[better] = before[better], loss[better]
@@ -366,7 +350,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     b, v = batch.sketches.shape[:2]
     settings = tracer.TraceSettings.from_config(config.render)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    # One compiled renderer (the full trace budget) for the hidden-surface anchors and the pictures.
+    # One compiled renderer (the full trace budget) for the pictures.
     render = latent_render.views_renderer(sdf_fn, settings)
     predict = encoder_predictor(config, workdir, resolution, optional=sk.init != "encoder")
     framings = np.asarray([[(sk.fill, 0.0, 0.0)] * v] * b, np.float32)
@@ -387,8 +371,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     initial = starts[sk.init]
 
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}
-    optimizer, step = make_step(sdf_fn, normal_map_encoder(model, enc_params), refine_settings(config), resolution,
-                                sk)
+    optimizer, step = config_step(config, sdf_fn, normal_map_encoder(model, enc_params), resolution)
     size = max(1, min(sk.batch, b))  # one object is not padded to a batch of sk.batch
     z_all, curves = [], []
     bar = tqdm(total=-(-b // size) * (sk.iterations + 1), desc="sketch2shape", unit="step",
@@ -397,12 +380,10 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
         for start in range(0, b, size):
             part = slice(start, start + size)
             count = len(batch.names[part])
-            anchors = object_anchors(config, render, trained.params, initial[part], batch.cameras[part],
-                                     batch.names[part])
-            arrays = tuple(jnp.asarray(_padded(a, size)) for a in object_arrays(
-                batch.sketches[part], batch.cameras[part], targets[part], initial[part], sk, anchors))
+            views = {k: jnp.asarray(_padded(a, size)) for k, a in object_views(
+                batch.sketches[part], batch.cameras[part], targets[part], sk).items()}
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
-                                           arrays, sk.iterations, bar.update)
+                                           views, sk.iterations, bar.update)
             z_all.append(best_z[:count])
             curves.append(curve[:, :count])
     finally:
@@ -428,20 +409,20 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     if sketch_paths:
         mesh_config = config.copy_and_resolve_references()
         mesh_config.fit.metrics = False
-        scoring.mesh_and_score(mesh_config, folded, z_final[0], {"offset": np.zeros(3), "scale": 1.0},
-                               batch.names[0], out_dir)
+        reconstruction.mesh_and_score(mesh_config, folded, z_final[0], {"offset": np.zeros(3), "scale": 1.0},
+                                      batch.names[0], out_dir)
         return summary
-    rows = scoring.score_latents(config, folded, z_final, records, batch.names, out_dir, progress,
-                                 extra=[{"method": "sketch2shape", "fit_loss": float(losses[:, i].min()),
-                                         "start_loss": float(losses[0, i])} for i in range(b)])
+    rows = reconstruction.score_latents(config, folded, z_final, records, batch.names, out_dir, progress,
+                                        extra=[{"method": "sketch2shape", "fit_loss": float(losses[:, i].min()),
+                                                "start_loss": float(losses[0, i])} for i in range(b)])
     if "encoder" in starts:
         no_mesh = config.copy_and_resolve_references()
         no_mesh.fit.save_mesh = False
-        rows += scoring.score_latents(no_mesh, folded, starts["encoder"], records, batch.names, out_dir, progress,
-                                      extra=[{"method": "encoder"}] * b)
+        rows += reconstruction.score_latents(no_mesh, folded, starts["encoder"], records, batch.names, out_dir,
+                                             progress, extra=[{"method": "encoder"}] * b)
     if sk.references:
-        rows += evaluate.reference_rows(config, workdir, batch.names, batch.obj_ids, records, folded, trained,
-                                        retrieved, out_dir, progress)
+        rows += sketch_evaluation.reference_rows(config, workdir, batch, records, trained, retrieved, out_dir,
+                                                 progress)
     summary["means"] = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows, group_by="method")
     summary["rows"] = rows
     return summary

@@ -144,7 +144,6 @@ def filled_outline(sketch: np.ndarray) -> np.ndarray:
     return scipy.ndimage.binary_fill_holes(_closed_lines(sketch)[1])
 
 
-ENCLOSED = ("unknown", "inside")
 # A drawing whose lines, once their gaps are closed, enclose this much more area than as drawn has gaps: on the
 # 12 chairs256 val chairs x views 11, 47 and 62, the ratio at 2 pixels was 1.00-1.01 for 31 of the 36
 # dataset sketches (at most 1.16) and above 1.1 for 25 of their 36 hand-drawn versions (up to 4.0).
@@ -171,14 +170,13 @@ def _fills(sketch: np.ndarray, tolerance: int) -> tuple[np.ndarray, np.ndarray, 
     return closed, filled, grown if has_gaps(filled, grown, tolerance) else None
 
 
-def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def outline_masks(sketch: np.ndarray, tolerance: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(inside, known) (H, W) bool masks of a black-on-white sketch for the silhouette loss.
 
     Lines (closed by one pixel) are the object; background that reaches the image border
     is not. A region the lines enclose may be a face of the object (a seat seen from
     above) or background between parts (between slats or legs): lines alone cannot tell,
-    so with `enclosed="unknown"` such regions are left out of the loss (known = False);
-    `"inside"` counts them as object (the filled outline of earlier versions).
+    so such regions are left out of the loss (known = False).
 
     `tolerance` > 0, for a drawing whose contours have gaps, grows the lines by that many
     pixels before deciding what they enclose: a gap in a stroke of up to 2 * tolerance
@@ -189,27 +187,17 @@ def outline_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int 
     drawn (`has_gaps`); a closed drawing keeps its masks as at tolerance 0,
     its background next to the lines known.
     """
-    return _outline(*_fills(sketch, tolerance), enclosed, tolerance)
+    return _outline(*_fills(sketch, tolerance))
 
 
-def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None, enclosed: str,
-             tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+def _outline(closed: np.ndarray, filled: np.ndarray, grown: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """`outline_masks` from a sketch's `_fills`."""
-    if enclosed not in ENCLOSED:
-        raise ValueError(f"config.sketch.enclosed={enclosed!r}: expected one of {ENCLOSED}")
     if grown is not None:
         filled = grown
-    else:
-        tolerance = 0
-    if enclosed == "inside":
-        # the grown lines' outer band is background that the tolerance leaves unknown, not object
-        band = _within(~filled, tolerance) & filled & ~closed
-        return filled & ~band, ~band
     return closed, closed | ~filled
 
 
-def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0,
-               carve_margin: int = 0, line_band: int = 0,
+def view_masks(sketch: np.ndarray, tolerance: int = 0, carve_margin: int = 0, line_band: int = 0,
                gap_carve_margin: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inside, known, carvable) (H, W) bool of a sketch: its `outline_masks`, less the background within
     `line_band` pixels (chessboard distance) of its lines, and the known background rays where the soft
@@ -226,7 +214,7 @@ def view_masks(sketch: np.ndarray, enclosed: str = "unknown", tolerance: int = 0
         if pixels < 0:
             raise ValueError(f"config.sketch.{name}={pixels}: expected pixels >= 0")
     fills = _fills(sketch, tolerance)
-    inside, known = _outline(*fills, enclosed, tolerance)
+    inside, known = _outline(*fills)
     known = known & ~(_within(fills[0], line_band) & ~inside)
     if fills[2] is not None:
         if gap_carve_margin < 0:

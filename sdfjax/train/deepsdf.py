@@ -24,11 +24,11 @@ import math
 import jax
 import numpy as np
 
-from sdfjax import checkpoint, io, parallel, trained
+from sdfjax import parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import SceneBatcher
 from sdfjax.models import decoder as decoder_lib
-from sdfjax.train import loop, logs
+from sdfjax.train import loop
 from sdfjax.train import step as step_lib
 
 
@@ -48,8 +48,7 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     source = tfds_builder.data_source(config, "train")
     tc = config.train
     mesh = parallel.make_mesh()
-    batcher = SceneBatcher(source, np.asarray(labels), tc.scenes_per_batch, tc.samples_per_scene, config.seed,
-                           jax.process_index(), jax.process_count(), tc.cache_shapes)
+    batcher = SceneBatcher(source, np.asarray(labels), tc, config.seed, (jax.process_index(), jax.process_count()))
     steps_per_epoch = batcher.steps_per_epoch
     total_steps = tc.num_epochs * steps_per_epoch
     num_rows = max(labels) + 1
@@ -65,23 +64,14 @@ def train(config, workdir: str, progress: bool = True, stop_after_steps: int | N
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(decoder, optimizer, tc, steps_per_epoch, config.seed), shardings, mesh)
 
-    io.makedirs(workdir)
-    mngr = checkpoint.manager(workdir)
-    state = loop.resume_or_init(mngr, abstract, shardings, init_fn,
-                                lambda saved: trained.check_decoder_matches(saved, config), init_key, workdir)
-    start = int(jax.device_get(state["step"]))
-    end = total_steps if stop_after_steps is None else min(total_steps, start + stop_after_steps)
-    schedules = {"decoder_lr": step_lib.lr_schedule(tc.decoder_lr, tc, steps_per_epoch),
-                 "latent_lr": step_lib.lr_schedule(tc.latent_lr, tc, steps_per_epoch)}
     meta = _meta(config, obj_ids, labels)
-    state, record, last_good = loop.run_steps(
-        train_step, state, (parallel.global_batch(local, mesh) for local in batcher.iterate(start, end)),
-        start=start, end=end, total_steps=total_steps, steps_per_period=steps_per_epoch,
-        checkpoint_every_periods=tc.checkpoint_every_epochs, schedules=schedules,
-        items_per_step=tc.scenes_per_batch * tc.samples_per_scene, items_name="points_per_s",
-        mngr=mngr, meta=meta, workdir=workdir, desc="train", progress=progress)
-    if parallel.is_main_process() and record:
-        logs.plot_loss(workdir)
-    if not record:  # nothing left to train: the last epoch's record of an earlier run
-        record = (logs.read_metrics(workdir) or [{}])[-1]
-    return {**record, "workdir": workdir, "obj_ids": meta["obj_ids"], "checkpoint_step": last_good}
+    spec = loop.RunSpec(
+        workdir, total_steps, steps_per_epoch, tc.checkpoint_every_epochs,
+        items_per_step=tc.scenes_per_batch * tc.samples_per_scene, items_name="points_per_s", desc="train",
+        schedules={"decoder_lr": step_lib.lr_schedule(tc.decoder_lr, tc, steps_per_epoch),
+                   "latent_lr": step_lib.lr_schedule(tc.latent_lr, tc, steps_per_epoch)}, meta=meta)
+    batches = lambda start, end: (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end))  # noqa: E731
+    _, summary = loop.train(loop.Trainer(spec, init_fn, init_key, abstract, shardings,
+                                         lambda saved: trained.check_decoder_matches(saved, config), train_step,
+                                         batches), progress, stop_after_steps)
+    return {**summary, "obj_ids": meta["obj_ids"]}

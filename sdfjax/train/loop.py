@@ -1,25 +1,28 @@
 """The training loop every trainer shares: resume or start, run steps, log, check, checkpoint.
 
-    state = resume_or_init(mngr, abstract, shardings, init_fn, check_meta)
-    state, record, last_good = run_steps(train_step, state, batches, ...)
+    state, summary = train(Trainer(spec, init_fn, init_key, abstract, shardings, check_meta, step, batches))
 
-A trainer (sdfjax.train.deepsdf, sdfjax.train.siamese) builds its state, step function
-and batches; these two functions do the rest the same way for both.
+A trainer (sdfjax.train.deepsdf, sdfjax.train.siamese, sdfjax.train.encoder) builds its
+state, step function and batches into a `Trainer`; `train` does the rest the same way for
+all of them: `resume_or_init`, `run_steps`, the loss plot and the summary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
 import optax
 from tqdm import tqdm
 
-from sdfjax import checkpoint, parallel
+from sdfjax import checkpoint, io, parallel
+from sdfjax.train import logs as logs_lib
 from sdfjax.train.logs import MetricsLog
 
 
@@ -54,20 +57,72 @@ def resume_or_init(mngr, abstract_state, shardings, init_fn: Callable, check_met
     return state
 
 
-def run_steps(train_step, state, batches, *, start: int, end: int, total_steps: int, steps_per_period: int,
-              checkpoint_every_periods: int, schedules: dict, items_per_step: int, items_name: str, mngr,
-              meta: dict, workdir: str, desc: str, progress: bool = True):
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """How a run is counted, logged and saved (`run_steps`)."""
+
+    workdir: str  # checkpoints/, metrics.jsonl, TensorBoard events and loss.png go here
+    total_steps: int
+    steps_per_period: int  # steps per metrics record (DeepSDF: an epoch)
+    checkpoint_every_periods: int
+    items_per_step: int  # for the throughput column
+    items_name: str  # its name in metrics.jsonl, e.g. "points_per_s"
+    desc: str  # the progress bar's label
+    schedules: dict = dataclasses.field(default_factory=dict)  # name -> optax schedule, logged per record
+    meta: dict = dataclasses.field(default_factory=dict)  # saved beside each checkpoint
+    plot_labels: dict | None = None  # metric -> label of loss.png (None: logs.plot_loss's default)
+    plot_x: str = "epoch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """A trainer's parts, for `train`."""
+
+    spec: RunSpec
+    init_fn: Callable  # key -> a fresh state
+    init_key: jax.Array
+    abstract: Any  # jax.eval_shape(init_fn, init_key)
+    shardings: Any  # the state's placement, a pytree like `abstract`
+    check_meta: Callable[[dict], None]  # raises ValueError when a saved run cannot be resumed with this config
+    train_step: Callable  # (state, global batch) -> (state, metrics)
+    batches: Callable[[int, int], Iterator]  # (start, end) -> global batches of steps start..end-1
+
+
+def train(trainer: Trainer, progress: bool = True, stop_after_steps: int | None = None) -> tuple[Any, dict]:
+    """Resumes or starts `trainer`'s run and trains it to its last step (or `stop_after_steps` more); returns
+    (state, summary: the last record, `workdir` and `checkpoint_step`). Writes loss.png on process 0."""
+    spec = trainer.spec
+    io.makedirs(spec.workdir)
+    mngr = checkpoint.manager(spec.workdir)
+    state = resume_or_init(mngr, trainer.abstract, trainer.shardings, trainer.init_fn, trainer.check_meta,
+                           trainer.init_key, spec.workdir)
+    start = int(jax.device_get(state["step"]))
+    end = spec.total_steps if stop_after_steps is None else min(spec.total_steps, start + stop_after_steps)
+    state, record, last_good = run_steps(trainer.train_step, state, trainer.batches(start, end), spec, start, end,
+                                         mngr, progress)
+    if parallel.is_main_process() and record:
+        if spec.plot_labels is None:
+            logs_lib.plot_loss(spec.workdir)
+        else:
+            logs_lib.plot_loss(spec.workdir, spec.plot_labels, x=spec.plot_x)
+    if not record:  # nothing left to train: the last record of an earlier run
+        record = (logs_lib.read_metrics(spec.workdir) or [{}])[-1]
+    return state, {**record, "workdir": spec.workdir, "checkpoint_step": last_good}
+
+
+def run_steps(train_step, state, batches, spec: RunSpec, start: int, end: int, mngr, progress: bool = True):
     """Runs steps start..end-1 of a training run; returns (state, last record, last checkpointed step).
 
-    Steps are grouped in periods of `steps_per_period` (DeepSDF: an epoch): after each
+    Steps are grouped in periods of `spec.steps_per_period` (DeepSDF: an epoch): after each
     period the metrics are fetched once, checked for NaN, averaged into one record of
-    metrics.jsonl / TensorBoard (with the learning rates of `schedules` and the
-    throughput `items_name`), and every `checkpoint_every_periods` periods, and at
+    metrics.jsonl / TensorBoard (with the learning rates of `spec.schedules` and the
+    throughput `spec.items_name`), and every `spec.checkpoint_every_periods` periods, and at
     `end`, the state is saved. Records and files come from process 0 only.
     """
+    workdir, steps_per_period = spec.workdir, spec.steps_per_period
     main = parallel.is_main_process()
     logs = MetricsLog(workdir, main)
-    bar = tqdm(total=total_steps, initial=start, desc=desc, unit="step", disable=not (progress and main),
+    bar = tqdm(total=spec.total_steps, initial=start, desc=spec.desc, unit="step", disable=not (progress and main),
                file=sys.stderr, dynamic_ncols=True)
     period_metrics, period_start, last_good = [], time.perf_counter(), mngr.latest_step()
     record = {}
@@ -90,12 +145,12 @@ def run_steps(train_step, state, batches, *, start: int, end: int, total_steps: 
             seconds = time.perf_counter() - period_start
             record = {"epoch": period, "step": step,
                       **{k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]},
-                      **{k: float(s(step - 1)) for k, s in schedules.items()},
-                      "seconds": seconds, items_name: len(fetched) * items_per_step / seconds}
+                      **{k: float(s(step - 1)) for k, s in spec.schedules.items()},
+                      "seconds": seconds, spec.items_name: len(fetched) * spec.items_per_step / seconds}
             logs.write(record)
             bar.set_postfix(loss=f"{record['loss']:.4g}", epoch=period)
-            if (period + 1) % checkpoint_every_periods == 0 or step == end:
-                last_good = checkpoint.save(mngr, state, meta)
+            if (period + 1) % spec.checkpoint_every_periods == 0 or step == end:
+                last_good = checkpoint.save(mngr, state, spec.meta)
             start, period_metrics, period_start = step, [], time.perf_counter()
     finally:
         bar.close()

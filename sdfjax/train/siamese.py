@@ -4,7 +4,7 @@
 
 A batch holds P shapes x K views; each view gives a sketch and its normal map, so 2PK
 embeddings whose label is their shape. The triplet loss (Hermans et al. 2017;
-sdfjax.train.losses.triplet_loss) pulls together embeddings of one shape, whatever the
+sdfjax.losses.triplet_loss) pulls together embeddings of one shape, whatever the
 modality or view, and pushes other shapes at least `margin` further away.
 
 Augmentation, on the device inside the step: the sketch is rotated by a small random
@@ -26,13 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import checkpoint, io, parallel, trained
+from sdfjax import parallel, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher
 from sdfjax.models import siamese as siamese_lib
-from sdfjax.train import logs, loop
+from sdfjax.train import loop
 from sdfjax.train.augment import flip_pair, rotate_image, thicken_lines
-from sdfjax.train.losses import pairwise_distances, triplet_loss
+from sdfjax.losses import pairwise_distances, triplet_loss
 
 # --- augmentation -------------------------------------------------------------------------
 
@@ -117,8 +117,7 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
     out = trained.siamese_dir(workdir)
     _, labels = tfds_builder.split_index(config, "train")
     source = tfds_builder.data_source(config, "train")
-    batcher = ViewBatcher(source, np.asarray(labels), sc.shapes_per_batch, sc.views_per_shape, config.seed,
-                          jax.process_index(), jax.process_count(), sc.cache_shapes)
+    batcher = ViewBatcher(source, np.asarray(labels), sc, config.seed, (jax.process_index(), jax.process_count()))
     resolution = batcher.shapes[0][0].shape[-1]
     mesh = parallel.make_mesh()
     if (sc.shapes_per_batch * sc.views_per_shape) % jax.device_count():
@@ -138,20 +137,12 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
             raise ValueError(f"the Siamese checkpoint in {out} was trained on {saved['resolution']} px images; "
                              f"{config.data.root} has {resolution} px")
 
-    io.makedirs(out)
-    mngr = checkpoint.manager(out)
-    state = loop.resume_or_init(mngr, abstract, shardings, init_fn, check_meta, init_key, out)
-    start = int(jax.device_get(state["step"]))
-    end = sc.num_steps if stop_after_steps is None else min(sc.num_steps, start + stop_after_steps)
-    state, record, last_good = loop.run_steps(
-        train_step, state, (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end)),
-        start=start, end=end, total_steps=sc.num_steps, steps_per_period=sc.steps_per_log,
-        checkpoint_every_periods=max(1, sc.checkpoint_every_steps // sc.steps_per_log),
-        schedules={"lr": lr_schedule(sc)}, items_per_step=2 * sc.shapes_per_batch * sc.views_per_shape,
-        items_name="images_per_s", mngr=mngr, meta=_meta(config, resolution), workdir=out, desc="train siamese",
-        progress=progress)
-    if parallel.is_main_process() and record:
-        logs.plot_loss(out, {"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, x="step")
-    if not record:  # nothing left to train: the last record of an earlier run
-        record = (logs.read_metrics(out) or [{}])[-1]
-    return {**record, "workdir": out, "checkpoint_step": last_good}
+    spec = loop.RunSpec(
+        out, sc.num_steps, sc.steps_per_log, max(1, sc.checkpoint_every_steps // sc.steps_per_log),
+        items_per_step=2 * sc.shapes_per_batch * sc.views_per_shape, items_name="images_per_s", desc="train siamese",
+        schedules={"lr": lr_schedule(sc)}, meta=_meta(config, resolution),
+        plot_labels={"loss": f"triplet loss ({sc.triplet})", "active_triplets": "active triplets"}, plot_x="step")
+    batches = lambda start, end: (parallel.global_batch(b, mesh) for b in batcher.iterate(start, end))  # noqa: E731
+    _, summary = loop.train(loop.Trainer(spec, init_fn, init_key, abstract, shardings, check_meta, train_step,
+                                         batches), progress, stop_after_steps)
+    return summary

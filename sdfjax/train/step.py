@@ -26,7 +26,7 @@ import optax
 
 from sdfjax import chunking, parallel
 from sdfjax.models import decoder as decoder_lib
-from sdfjax.train.losses import sdf_loss
+from sdfjax.losses import sdf_loss
 
 # The paper-size step on 16,384 points, 2-core AMD EPYC: 1,024-point chunks 1.42x (float32) and 1.65x (bf16)
 # one pass (benchmarks/train_step); in an earlier comparison of chunk sizes (before weight norm moved out of the

@@ -14,7 +14,9 @@ import csv
 import os
 
 from sdfjax import errors, io
-from sdfjax.fit import reconstruct, scoring
+from sdfjax.evaluators import reconstruction
+from sdfjax.fit import reconstruct
+from sdfjax.fit.folded import fold_decoder
 
 
 def read_fit_rows(fit_dir: str, obj_ids: set[str]) -> dict[str, dict]:
@@ -39,13 +41,17 @@ def _number(text: str):
         return text
 
 
-def reference_rows(config, workdir: str, names, obj_ids, records, folded, trained, retrieved, out_dir: str,
+def reference_rows(config, workdir: str, sketches, records, trained, retrieved, out_dir: str,
                    progress: bool = True) -> list[dict]:
-    """Metrics rows ("method" retrieval and sdf_fit) for each sketch `names[i]` of shape `obj_ids[i]`.
+    """Metrics rows ("method" retrieval and sdf_fit) for each sketch `sketches.names[i]` of shape
+    `sketches.obj_ids[i]` (a sdfjax.sketch2shape.optimize.SketchBatch).
 
-    `records[i]` is the shape's dataset record, `retrieved[i][0]` the obj_id of its nearest
-    training shape; the SDF fits go to `out_dir/sdf_fit`.
+    `records[i]` is the shape's dataset record, `trained` the run's TrainedModel,
+    `retrieved[i][0]` the obj_id of its nearest training shape; the SDF fits go to
+    `out_dir/sdf_fit`.
     """
+    names, obj_ids = sketches.names, sketches.obj_ids
+    folded = fold_decoder(trained.decoder, trained.params)
     row_of = {o: i for i, o in enumerate(trained.obj_ids)}
     no_mesh = config.copy_and_resolve_references()
     no_mesh.fit.save_mesh = False
@@ -53,8 +59,8 @@ def reference_rows(config, workdir: str, names, obj_ids, records, folded, traine
     for name, obj_id, example, nearest in zip(names, obj_ids, records, (r[0] for r in retrieved)):
         key = (obj_id, nearest)
         if key not in scored_by_shape:
-            scored_by_shape[key] = scoring.mesh_and_score(no_mesh, folded, trained.latents[row_of[nearest]], example,
-                                                          nearest, out_dir)
+            scored_by_shape[key] = reconstruction.mesh_and_score(
+                no_mesh, folded, trained.latents[row_of[nearest]], example, nearest, out_dir)
         rows.append({"obj_id": name, "method": "retrieval", "retrieved": nearest, **scored_by_shape[key]})
     by_obj = read_fit_rows(config.sketch.get("sdf_fit_dir", ""), set(obj_ids))
     missing = sorted(set(obj_ids) - set(by_obj))
