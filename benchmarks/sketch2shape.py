@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
-from sdfjax import io
+from sdfjax import storage
 from sdfjax.data import tfds_builder
 from sdfjax.geometry import metrics
 from sdfjax.geometry import mesh as mesh_lib
@@ -101,8 +101,8 @@ def main(argv):
         chamfer_encoder.append(_chamfer(mesh0, example))
         chamfer_refined.append(_chamfer(mesh, example))
 
-    entries = json.loads(io.read_text(_USER_SET.value))
-    drawings = [(sketches_lib.load_image(io.join(os.path.dirname(_USER_SET.value), e["file"])),
+    entries = json.loads(storage.read_text(_USER_SET.value))
+    drawings = [(sketches_lib.load_image(storage.join(os.path.dirname(_USER_SET.value), e["file"])),
                  s2s.camera(e["azimuth"], e["elevation"])) for e in entries]
     framing_s = []
     for grey, camera in drawings:

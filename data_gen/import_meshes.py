@@ -27,7 +27,7 @@ from io import StringIO
 import numpy as np
 from absl import app, flags
 
-from sdfjax import errors, io
+from sdfjax import errors, storage
 from sdfjax.data import layout
 from sdfjax.geometry import mesh as mesh_lib
 
@@ -90,7 +90,7 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
             except mesh_lib.MeshError as e:
                 failures.append((obj_id, sources[obj_id], str(e)))
                 continue
-            io.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
+            storage.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
             ok[split].append(obj_id)
     if not any(ok.values()):
         raise errors.DataError(f"--src={src}: none of {len(sources)} meshes could be imported; "
@@ -100,7 +100,7 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["obj_id", "path", "reason"])
         writer.writerows(failures)
-        io.atomic_write_text(os.path.join(out, "failures.csv"), buf.getvalue())
+        storage.atomic_write_text(os.path.join(out, "failures.csv"), buf.getvalue())
     shapes = layout.assign_labels(ok)
     layout.write_metainfo(out, shapes)
     return shapes, failures

@@ -1,4 +1,4 @@
-r"""Preprocesses a dataset folder into DeepSDF training and evaluation data (sdfjax.data.preprocess).
+r"""Preprocesses a dataset folder into DeepSDF training and evaluation data (sdfjax.data.pipeline).
 
     python -m data_gen.preprocess --config=configs/chair16.py:cpu
     python -m data_gen.preprocess --config=configs/chair16.py --skip=surface,tfds --overwrite
@@ -15,7 +15,7 @@ import sys
 
 from absl import flags, logging
 
-from sdfjax.data import preprocess
+from sdfjax.data import pipeline
 from sdfjax.errors import DataError
 from sdfjax.launch import common
 
@@ -23,12 +23,12 @@ from sdfjax.launch import common
 def main(argv):
     del argv
     config, skip = flags.FLAGS.config, flags.FLAGS.skip
-    stages = [s for s in preprocess.ALL_STAGES if s not in skip]
-    bad_skip = [s for s in skip if s not in preprocess.ALL_STAGES]
+    stages = [s for s in pipeline.ALL_STAGES if s not in skip]
+    bad_skip = [s for s in skip if s not in pipeline.ALL_STAGES]
     if bad_skip:
-        sys.exit(f"error: --skip: unknown stage(s) {bad_skip}; expected some of {list(preprocess.ALL_STAGES)}")
+        sys.exit(f"error: --skip: unknown stage(s) {bad_skip}; expected some of {list(pipeline.ALL_STAGES)}")
     try:
-        results = preprocess.preprocess_dataset(config, stages, flags.FLAGS.overwrite, flags.FLAGS.obj_ids)
+        results = pipeline.preprocess_dataset(config, stages, flags.FLAGS.overwrite, flags.FLAGS.obj_ids)
     except DataError as e:
         sys.exit(f"error: {e}")
     counts = {k: sum(r.status == k for r in results) for k in ("done", "skipped", "failed")}
@@ -47,6 +47,6 @@ def main(argv):
 if __name__ == "__main__":  # flags live here so that importing this module defines none
     common.define_config_flag()
     flags.DEFINE_bool("overwrite", False, "Recompute stages whose outputs exist.")
-    flags.DEFINE_list("skip", [], f"Stages to skip, of {list(preprocess.ALL_STAGES)}.")
+    flags.DEFINE_list("skip", [], f"Stages to skip, of {list(pipeline.ALL_STAGES)}.")
     flags.DEFINE_list("obj_ids", [], "Only these shapes (default: all in metainfo.csv).")
     common.run(main)

@@ -28,7 +28,7 @@ import numpy as np
 import trimesh
 from absl import app, flags
 
-from sdfjax import io
+from sdfjax import storage
 from sdfjax.data import layout
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.render import camera as camera_lib
@@ -446,7 +446,7 @@ def write_dataset(out: str, category: str = "chair", num_train: int = 16, num_va
     shapes = layout.assign_labels(ids)
     for shape in shapes:
         path = os.path.join(layout.shape_dir(out, shape.obj_id), layout.MESH)
-        io.atomic_export_mesh(path, make_shape(made[shape.obj_id][0], seed, made[shape.obj_id][1]))
+        storage.atomic_export_mesh(path, make_shape(made[shape.obj_id][0], seed, made[shape.obj_id][1]))
     layout.write_metainfo(out, shapes)
     return shapes
 
@@ -461,7 +461,7 @@ def preview(path: str, category: str = "chair", seed: int = 0, count: int = 64, 
         cast = mesh_caster.cast_mesh(mesh.vertices, mesh.faces, camera)
         images.append(mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], camera))
     side = int(np.ceil(np.sqrt(count)))
-    io.write_png(path, pictures.picture_grid([images[r * side:(r + 1) * side] for r in range(side) if images[r * side:]]))
+    storage.write_png(path, pictures.picture_grid([images[r * side:(r + 1) * side] for r in range(side) if images[r * side:]]))
     return path
 
 

@@ -24,7 +24,7 @@ import trimesh
 from absl import app, flags
 from PIL import Image, ImageDraw
 
-from sdfjax import io
+from sdfjax import storage
 from sdfjax.data import layout
 from sdfjax.render import camera as camera_lib
 from sdfjax.render.mesh_caster import cast_mesh
@@ -117,14 +117,14 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     manifest = []
     for obj_id, (azimuth, elevation) in zip(ids, views):
-        path = io.join(layout.shape_dir(FLAGS.data, obj_id), layout.NORMALIZED_MESH)
+        path = storage.join(layout.shape_dir(FLAGS.data, obj_id), layout.NORMALIZED_MESH)
         mesh = trimesh.load(path, force="mesh", process=False)
         drawing = draw_user_sketch(mesh, azimuth, elevation, line_width=FLAGS.line_width)
         name = f"{obj_id}_az{azimuth:g}_el{elevation:g}.png"
         Image.fromarray(drawing).save(os.path.join(FLAGS.out, name))
         manifest.append({"file": name, "obj_id": obj_id, "azimuth": azimuth, "elevation": elevation})
         print(os.path.join(FLAGS.out, name))
-    io.atomic_write_text(os.path.join(FLAGS.out, "sketches.json"), json.dumps(manifest, indent=1) + "\n")
+    storage.atomic_write_text(os.path.join(FLAGS.out, "sketches.json"), json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from sdfjax import io
+from sdfjax import storage
 
 CHECKPOINTS = "checkpoints"
 
 
 def checkpoint_dir(workdir: str) -> str:
     """`<workdir>/checkpoints`, absolute when local (Orbax asks for it); a URL (gs://...) stays as it is."""
-    path = io.join(workdir, CHECKPOINTS)
-    return path if io.is_remote(path) else os.path.abspath(path)
+    path = storage.join(workdir, CHECKPOINTS)
+    return path if storage.is_remote(path) else os.path.abspath(path)
 
 
 def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -97,16 +97,16 @@ def set_aside_after(workdir: str, step: int) -> list[str]:
     """
     moved = []
     for later in sorted(s for s in manager(workdir).all_steps() if s > step):
-        target = io.join(checkpoint_dir(workdir) + "_unreadable", f"{later}-{time.time_ns()}")
-        io.makedirs(os.path.dirname(target))
-        epath.Path(io.join(checkpoint_dir(workdir), str(later))).rename(target)
+        target = storage.join(checkpoint_dir(workdir) + "_unreadable", f"{later}-{time.time_ns()}")
+        storage.makedirs(os.path.dirname(target))
+        epath.Path(storage.join(checkpoint_dir(workdir), str(later))).rename(target)
         moved.append(target)
     return moved
 
 
 def _abstract_as_saved(workdir: str, step: int, sharding: jax.sharding.Sharding):
     """The saved state tree of `step` as ShapeDtypeStructs placed with `sharding` (from its metadata)."""
-    metadata = ocp.StandardCheckpointer().metadata(io.join(checkpoint_dir(workdir), str(step), "state"))
+    metadata = ocp.StandardCheckpointer().metadata(storage.join(checkpoint_dir(workdir), str(step), "state"))
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                         metadata.item_metadata.tree)
 

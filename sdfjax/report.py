@@ -29,7 +29,7 @@ import statistics
 import jax.numpy as jnp
 import numpy as np
 
-from sdfjax import io, trained as trained_lib
+from sdfjax import storage, trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, pictures, tracer
@@ -39,13 +39,13 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def results_dir(workdir: str) -> str:
-    return io.join(workdir, "results")
+    return storage.join(workdir, "results")
 
 
 def _rows(path: str) -> list[dict]:
-    if not io.exists(path):
+    if not storage.exists(path):
         return []
-    return list(csv.DictReader(io.read_text(path).splitlines()))
+    return list(csv.DictReader(storage.read_text(path).splitlines()))
 
 
 def _shape_rows(rows: list[dict]) -> list[dict]:
@@ -73,7 +73,7 @@ def reconstruction_table(workdir: str) -> tuple[str, dict]:
              "|---|---|---|---|---|---|---|---|---|"]
     medians = {}
     for split, label in (("train", "train (trained latents)"), ("val", "val (fitted)"), ("test", "test (fitted)")):
-        shapes = _shape_rows(_rows(io.join(results_dir(workdir), f"fit_{split}", "metrics.csv")))
+        shapes = _shape_rows(_rows(storage.join(results_dir(workdir), f"fit_{split}", "metrics.csv")))
         if not shapes:
             continue
         chamfer = [float(r["chamfer"]) for r in shapes]
@@ -98,7 +98,7 @@ SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand
 def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
     """Markdown: per method the mean and median Chamfer and the mean EMD, F-score and normal consistency of
     the sketches of `run`, then how often refinement beat its start and the ratios the targets name."""
-    rows = _rows(io.join(results_dir(workdir), run, "metrics.csv"))
+    rows = _rows(storage.join(results_dir(workdir), run, "metrics.csv"))
     if not rows:
         return "(no sketch-to-shape results)"
     per_sketch = [r for r in rows if r["obj_id"] != "mean_metric"]
@@ -126,17 +126,17 @@ def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
 
 
 def _median_chamfer(workdir: str, run: str, method: str) -> float | None:
-    values = [float(r["chamfer"]) for r in _rows(io.join(results_dir(workdir), run, "metrics.csv"))
+    values = [float(r["chamfer"]) for r in _rows(storage.join(results_dir(workdir), run, "metrics.csv"))
               if r["obj_id"] != "mean_metric" and r["method"] == method and np.isfinite(float(r["chamfer"]))]
     return statistics.median(values) if values else None
 
 
 def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | None:
     """Rows of: the test shape's ground-truth normal map | the render of its fitted latent, at two views."""
-    fit_dir = io.join(results_dir(workdir), "fit_test")
-    if not io.exists(io.join(fit_dir, "latents.npz")):
+    fit_dir = storage.join(results_dir(workdir), "fit_test")
+    if not storage.exists(storage.join(fit_dir, "latents.npz")):
         return None
-    saved = io.load_npz(io.join(fit_dir, "latents.npz"))
+    saved = storage.load_npz(storage.join(fit_dir, "latents.npz"))
     trained = trained_lib.load_trained(config, workdir)
     source = tfds_builder.data_source(config, "test")
     ids, _ = tfds_builder.split_index(config, "test")
@@ -159,11 +159,11 @@ def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | Non
 
 def sketch_picture(workdir: str, count: int) -> np.ndarray | None:
     """The first sketch-to-shape pictures (sketch | start | end | three other views), stacked."""
-    folder = io.join(results_dir(workdir), "sketch2shape", "pictures")
-    if not io.exists(folder):
+    folder = storage.join(results_dir(workdir), "sketch2shape", "pictures")
+    if not storage.exists(folder):
         return None
     names = sorted(os.listdir(folder))[:count]
-    images = [io.read_png(io.join(folder, n)) for n in names]
+    images = [storage.read_png(storage.join(folder, n)) for n in names]
     return pictures.picture_grid([[im] for im in images]) if images else None
 
 
@@ -182,13 +182,13 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     """Writes `<workdir>/results/results.md` (and the pictures, into `picture_dir` if given); returns the markdown."""
     out = results_dir(workdir)
     picture_dir = picture_dir or out
-    stats_path = io.join(config.data.root, "preprocess_stats.json")
-    stats = json.loads(io.read_text(stats_path)) if io.exists(stats_path) else {}
+    stats_path = storage.join(config.data.root, "preprocess_stats.json")
+    stats = json.loads(storage.read_text(stats_path)) if storage.exists(stats_path) else {}
     records = logs.read_metrics(workdir)
-    timings_path = io.join(out, "timings.jsonl")
-    timings = latest_timings(io.read_text(timings_path)) if io.exists(timings_path) else []
-    retrieval_path = io.join(out, "retrieval", "retrieval.json")
-    retrieval = json.loads(io.read_text(retrieval_path)) if io.exists(retrieval_path) else None
+    timings_path = storage.join(out, "timings.jsonl")
+    timings = latest_timings(storage.read_text(timings_path)) if storage.exists(timings_path) else []
+    retrieval_path = storage.join(out, "retrieval", "retrieval.json")
+    retrieval = json.loads(storage.read_text(retrieval_path)) if storage.exists(retrieval_path) else None
     table, medians = reconstruction_table(workdir)
 
     parts = [f"Config `{config.variant}` of `configs/chairs256.py`, data `{config.data.root}`, run `{workdir}`."]
@@ -212,14 +212,14 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                   f"{retrieval['views_per_shape']} views of `{retrieval['index_split']}`): Recall@1 "
                   f"{retrieval['recall_at_1_object']:.3f} (chance {retrieval['chance_recall_at_1']:.3f}), Recall@5 "
                   f"{retrieval['recall_at_5_object']:.3f} (chance {retrieval['chance_recall_at_5']:.3f})."]
-    encoder_records = logs.read_metrics(trained_lib.encoder_dir(workdir)) if io.exists(
+    encoder_records = logs.read_metrics(trained_lib.encoder_dir(workdir)) if storage.exists(
         trained_lib.encoder_dir(workdir)) else []
     if encoder_records:
         last = encoder_records[-1]
         line = (f"Sketch-to-latent encoder: {last['step']} steps, final latent MSE {last['latent_mse']:.4f}, "
                 f"SDF L1 {last['sdf_l1']:.4f} (augmented train sketches).")
         val_path = trained_lib.encoder_val_scores_path(workdir)
-        val = json.loads(io.read_text(val_path)) if io.exists(val_path) else {}
+        val = json.loads(storage.read_text(val_path)) if storage.exists(val_path) else {}
         if "val_score_x1000" in val:  # a file from before the near / far split has no such key: left out
             line += (f" On the {val['val_shapes']} val shapes (never trained on; {len(val['val_views'])} views each), "
                      f"the fitting loss of its latents on each shape's own SDF samples (clamped L1 x1000, median; "
@@ -229,7 +229,7 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
         parts += ["", line]
     views = ", ".join(str(v) for v in config.results.test_views)
     for run, label in SKETCH_RUNS:
-        if io.exists(io.join(out, run)):
+        if storage.exists(storage.join(out, run)):
             where = f"views {views}" if run != "sketch2shape_user" else "each at its own view"
             parts += ["", f"Sketch to shape, test shapes (no model saw them), {label}, {where}:", "",
                       sketch_table(workdir, run)]
@@ -241,8 +241,8 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                                                                         config.results.picture_shapes)),
                           ("sketch_to_shape.png", sketch_picture(workdir, config.results.picture_shapes))):
         if picture is not None:
-            io.write_png(io.join(picture_dir, name), picture)
-            parts += ["", f"![{name}]({io.join(picture_dir, name)})"]
+            storage.write_png(storage.join(picture_dir, name), picture)
+            parts += ["", f"![{name}]({storage.join(picture_dir, name)})"]
     if timings:
         # A trainer resumed by a rerun times only what was left; its metrics.jsonl holds every period's seconds.
         trainer_dirs = {"train": workdir, "train_siamese": trained_lib.siamese_dir(workdir),
@@ -255,14 +255,14 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
             parts.append(f"| {t['stage']} | {t['seconds']} | {trained_seconds} |")
         parts.append(f"| total | {sum(t['seconds'] for t in timings):.1f} | |")
     markdown = "\n".join(parts) + "\n"
-    io.atomic_write_text(io.join(out, "results.md"), markdown)
+    storage.atomic_write_text(storage.join(out, "results.md"), markdown)
     return markdown
 
 
 def update_readme(path: str, markdown: str) -> None:
     """Replaces what stands between the results markers of `path` (ValueError when they are missing)."""
-    text = io.read_text(path)
+    text = storage.read_text(path)
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: no {BEGIN} ... {END} markers to write the results between")
     new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{markdown}{END}", text, flags=re.S)
-    io.atomic_write_text(path, new)
+    storage.atomic_write_text(path, new)

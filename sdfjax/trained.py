@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sdfjax import checkpoint, io, parallel
+from sdfjax import checkpoint, parallel, storage
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.models import latent_encoder
 from sdfjax.models import siamese as siamese_lib
@@ -168,9 +168,9 @@ def resolve_latent(spec: str, trained: TrainedModel) -> np.ndarray:
         return trained.latents[trained.obj_ids.index(spec)]
     path, _, obj_id = spec.rpartition(":")
     if path.endswith(".npz"):
-        if not io.exists(path):
+        if not storage.exists(path):
             raise ValueError(f"{path}: no such latents file")
-        saved = io.load_npz(path)
+        saved = storage.load_npz(path)
         ids = [str(o) for o in saved["obj_ids"]]
         if obj_id not in ids:
             raise ValueError(f"{path}: no latent for {obj_id!r} (it has {', '.join(ids[:5])}...)")

@@ -54,13 +54,13 @@ def train_smoke_decoder(root):
     """(config, workdir): a smoke DeepSDF trained 20 epochs on 2 procedural chairs (1 val, 1 test) under root."""
     from configs import chair16
     from data_gen import synthetic
-    from sdfjax.data import preprocess
+    from sdfjax.data import pipeline
     from sdfjax.train import deepsdf
 
     config = chair16.get_config("smoke")
     config.data.root = str(root / "chairs")
     synthetic.write_dataset(config.data.root, "chair", num_train=2, num_val=1, num_test=1)
-    preprocess.preprocess_dataset(config, progress=False)
+    pipeline.preprocess_dataset(config, progress=False)
     config.train.num_epochs = 20
     workdir = str(root / "run")
     deepsdf.train(config, workdir, progress=False)

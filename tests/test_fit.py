@@ -19,7 +19,8 @@ from sdfjax import chunking, errors
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.fit import folded as folded_lib
-from sdfjax.fit import meshing, normals, optimizer, partial, reconstruct, reports, sdf_fit, traverse
+from sdfjax.evaluators import tables
+from sdfjax.fit import meshing, normals, optimizer, partial, reconstruct, sdf_fit, traverse
 from sdfjax.geometry import isosurface
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
@@ -264,7 +265,7 @@ def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):
     with open(tmp_path / "out" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["obj_id"] for r in rows] == ["chair_000_0002", "mean_metric"]
-    assert list(rows[0]) == list(reports.CSV_COLUMNS)
+    assert list(rows[0]) == list(tables.CSV_COLUMNS)
     for name in ("chamfer", "emd", "fscore@0.01", "normal_consistency"):
         assert np.isfinite(float(rows[0][name])) and rows[0][name] == rows[1][name]
     assert os.path.isfile(tmp_path / "out" / "meshes" / "chair_000_0002.obj")

@@ -12,7 +12,7 @@ import trimesh
 
 from data_gen import import_meshes, synthetic
 from sdfjax import errors
-from sdfjax.data import layout, preprocess, tfds_builder
+from sdfjax.data import layout, pipeline, tfds_builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +42,7 @@ def test_synthetic_shapes_are_deterministic_and_varied(tmp_path):
 
 def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
-    results = preprocess.preprocess_dataset(config, progress=False)
+    results = pipeline.preprocess_dataset(config, progress=False)
     assert [r.status for r in results] == ["done"] * 4
     obj_id = results[0].obj_id
     shape = layout.shape_dir(root, obj_id)
@@ -54,9 +54,9 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     assert np.linalg.norm(normalized.vertices, axis=1).max() == pytest.approx(1 / 1.03, rel=1e-5)
     assert not [f for f in os.listdir(shape) if f.endswith(".tmp")]
     before = _files(root, obj_id)
-    assert all(r.status == "skipped" for r in preprocess.preprocess_dataset(config, progress=False))
+    assert all(r.status == "skipped" for r in pipeline.preprocess_dataset(config, progress=False))
     assert _files(root, obj_id) == before
-    again = preprocess.preprocess_dataset(config, stages=("sdf",), overwrite=True, progress=False)
+    again = pipeline.preprocess_dataset(config, stages=("sdf",), overwrite=True, progress=False)
     assert all(r.stages == ("sdf",) for r in again)
     np.testing.assert_array_equal(np.load(os.path.join(shape, layout.SDF_SAMPLES)), sdf)  # deterministic
     after = _files(root, obj_id)
@@ -65,12 +65,12 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
 
 def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
     serial = tiny_dataset
-    preprocess.preprocess_dataset(serial, stages=("normalize", "sdf"), progress=False)
+    pipeline.preprocess_dataset(serial, stages=("normalize", "sdf"), progress=False)
     parallel = serial.copy_and_resolve_references()
     parallel.data.root = str(tmp_path / "parallel")
     synthetic.write_dataset(parallel.data.root, "chair", num_train=2, num_val=1, num_test=1)
     parallel.data.num_workers = 2
-    preprocess.preprocess_dataset(parallel, stages=("normalize", "sdf"), progress=False)
+    pipeline.preprocess_dataset(parallel, stages=("normalize", "sdf"), progress=False)
     for s in layout.read_metainfo(serial.data.root):
         np.testing.assert_array_equal(
             np.load(os.path.join(layout.shape_dir(serial.data.root, s.obj_id), layout.SDF_SAMPLES)),
@@ -79,14 +79,14 @@ def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
 
 def test_bad_shape_is_listed_and_loses_nothing(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
-    preprocess.preprocess_dataset(config, stages=("normalize", "sdf"), progress=False)
+    pipeline.preprocess_dataset(config, stages=("normalize", "sdf"), progress=False)
     victim, empty = [s.obj_id for s in layout.read_metainfo(root)][:2]
     good_sdf = np.load(os.path.join(layout.shape_dir(root, victim), layout.SDF_SAMPLES))
     with open(os.path.join(layout.shape_dir(root, victim), layout.MESH), "w") as f:
         f.write("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     with open(os.path.join(layout.shape_dir(root, empty), layout.MESH), "w") as f:
         f.write("# no faces\n")
-    results = preprocess.preprocess_dataset(config, overwrite=True, progress=False)
+    results = pipeline.preprocess_dataset(config, overwrite=True, progress=False)
     status = {r.obj_id: r.status for r in results}
     assert status[victim] == status[empty] == "failed"
     assert sorted(status.values()).count("done") == 2
@@ -103,13 +103,13 @@ def crash_on_chair_1(root, obj_id, **kwargs):
     """preprocess_shape, except that the worker doing chair_000_0001 dies as a killed process would."""
     if obj_id == "chair_000_0001":
         os._exit(9)
-    return preprocess.preprocess_shape(root, obj_id, **kwargs)
+    return pipeline.preprocess_shape(root, obj_id, **kwargs)
 
 
 def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
     config.data.num_workers = 2
-    results = preprocess.preprocess_dataset(config, stages=("normalize", "sdf", "surface", "tfds"), progress=False,
+    results = pipeline.preprocess_dataset(config, stages=("normalize", "sdf", "surface", "tfds"), progress=False,
                                             shape_fn=crash_on_chair_1)
     assert {r.obj_id: r.status for r in results} == {
         "chair_000_0000": "done", "chair_000_0001": "failed", "chair_000_0002": "done", "chair_000_0003": "done"}
@@ -121,11 +121,11 @@ def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
 
 def test_a_corrupt_preprocessed_file_is_listed_and_the_other_shapes_are_packed(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
-    preprocess.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
+    pipeline.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
     path = os.path.join(layout.shape_dir(root, "chair_000_0002"), layout.SDF_SAMPLES)
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)  # a copy cut short
-    results = preprocess.preprocess_dataset(config, stages=("tfds",), progress=False)
+    results = pipeline.preprocess_dataset(config, stages=("tfds",), progress=False)
     assert [r.status for r in results] == ["skipped", "skipped", "failed", "skipped"]
     with open(os.path.join(root, "failures.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -225,7 +225,7 @@ TFDS_ROUND_TRIP = textwrap.dedent("""
 
 def test_tfds_round_trip_without_tensorflow(tiny_dataset):
     root = tiny_dataset.data.root
-    preprocess.preprocess_dataset(tiny_dataset, stages=preprocess.SHAPE_STAGES, progress=False)
+    pipeline.preprocess_dataset(tiny_dataset, stages=pipeline.SHAPE_STAGES, progress=False)
     result = subprocess.run([sys.executable, "-c", TFDS_ROUND_TRIP, root], cwd=ROOT, capture_output=True,
                             text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -243,6 +243,6 @@ def test_a_dataset_larger_than_tfds_shuffle_buffer_packs_without_tensorflow(tiny
     from tensorflow_datasets.core import shuffle as tfds_shuffle
 
     monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 1024)  # this tiny set is far over it
-    preprocess.preprocess_dataset(tiny_dataset, progress=False)
+    pipeline.preprocess_dataset(tiny_dataset, progress=False)
     assert len(tfds_builder.data_source(tiny_dataset, "train")) == 2
     assert tfds_shuffle.MAX_MEM_BUFFER_SIZE == 1024  # restored after packing

@@ -14,7 +14,7 @@ import pytest
 from etils import epath
 from etils.epath import testing as epath_testing
 
-from sdfjax import checkpoint, io, trained
+from sdfjax import checkpoint, storage, trained
 from sdfjax.fit import reconstruct
 from sdfjax.train import logs
 from tests.conftest import train_smoke_decoder
@@ -46,16 +46,16 @@ def bucket(tmp_path, monkeypatch):
 
 def test_every_io_helper_writes_to_the_bucket(bucket):
     store, _ = bucket
-    run = io.run_dir("gs://bucket/run", "fit")
+    run = storage.run_dir("gs://bucket/run", "fit")
     assert run.startswith("gs://bucket/run/fit/") and (store / run[len("gs://bucket/"):]).is_dir()
-    io.atomic_write_text("gs://bucket/a/b.txt", "one\n")
-    io.append_text("gs://bucket/a/b.txt", "two\n")
-    assert (store / "a" / "b.txt").read_text() == "one\ntwo\n" and io.read_text("gs://bucket/a/b.txt") == "one\ntwo\n"
-    io.save_npz("gs://bucket/x.npz", latents=np.arange(6.0).reshape(2, 3), obj_ids=np.asarray(["a", "b"]))
-    np.testing.assert_array_equal(io.load_npz("gs://bucket/x.npz")["latents"], np.arange(6.0).reshape(2, 3))
+    storage.atomic_write_text("gs://bucket/a/b.txt", "one\n")
+    storage.append_text("gs://bucket/a/b.txt", "two\n")
+    assert (store / "a" / "b.txt").read_text() == "one\ntwo\n" and storage.read_text("gs://bucket/a/b.txt") == "one\ntwo\n"
+    storage.save_npz("gs://bucket/x.npz", latents=np.arange(6.0).reshape(2, 3), obj_ids=np.asarray(["a", "b"]))
+    np.testing.assert_array_equal(storage.load_npz("gs://bucket/x.npz")["latents"], np.arange(6.0).reshape(2, 3))
     image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
-    io.write_png("gs://bucket/p.png", image)
-    np.testing.assert_array_equal(io.read_png("gs://bucket/p.png"), image)
+    storage.write_png("gs://bucket/p.png", image)
+    np.testing.assert_array_equal(storage.read_png("gs://bucket/p.png"), image)
     assert sorted(p.name for p in store.iterdir()) == ["a", "p.png", "run", "x.npz"]  # no temporary left
     assert checkpoint.checkpoint_dir("gs://bucket/run") == "gs://bucket/run/checkpoints"  # no abspath mangling
 
@@ -66,7 +66,7 @@ def test_training_logs_and_a_cut_line_on_a_bucket(bucket):
     for step in (1, 2):
         log.write({"epoch": step - 1, "step": step, "loss": 1.0 / step})
     log.close()
-    io.append_text("gs://bucket/run/metrics.jsonl", '{"epoch": 2, "st')  # a write cut short
+    storage.append_text("gs://bucket/run/metrics.jsonl", '{"epoch": 2, "st')  # a write cut short
     logs.MetricsLog("gs://bucket/run", enabled=True).close()  # a resumed run drops it
     assert (store / "run" / "metrics.jsonl").read_text().count("\n") == 2
     assert [r["loss"] for r in logs.read_metrics("gs://bucket/run")] == [1.0, 0.5]

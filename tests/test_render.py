@@ -8,7 +8,7 @@ import pytest
 import trimesh
 
 from configs import chair16
-from sdfjax.data import preprocess, tfds_builder
+from sdfjax.data import pipeline, tfds_builder
 from sdfjax.render import camera as camera_lib
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.render import edges, latent_render, mesh_caster, tracer
@@ -172,7 +172,7 @@ def test_sketch_lines_are_black_on_white_and_follow_the_silhouette():
 
 def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
     config = tiny_dataset
-    preprocess.preprocess_dataset(config, progress=False)
+    pipeline.preprocess_dataset(config, progress=False)
     src = tfds_builder.data_source(config, "train")
     example = src[0]
     views = len(config.render.azimuths) * len(config.render.elevations)

@@ -37,22 +37,22 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     assert (tmp_path / "pictures" / "sketch_to_shape.png").stat().st_size > 0
     assert (tmp_path / "data" / "preview.png").is_file() and (tmp_path / "data" / "preprocess_stats.json").is_file()
 
-    from sdfjax import pretrained
+    from sdfjax import shipped
 
-    shipped = pretrained.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
-    assert shipped["config"] == "configs/chairs256.py:tiny" and set(shipped["source_steps"]) == set(pretrained.PARTS)
+    shipped = shipped.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
+    assert shipped["config"] == "configs/chairs256.py:tiny" and set(shipped["source_steps"]) == set(shipped.PARTS)
     assert not list(tmp_path.glob("shipped.partial"))
 
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]
-    assert pretrained.verify(str(tmp_path / "shipped")) == shipped
+    assert shipped.verify(str(tmp_path / "shipped")) == shipped
     assert again.stderr.count("done before, skipped") == 12
     assert len((out / "timings.jsonl").read_text().splitlines()) == 12
 
 
 def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tmp_path):
     from sdfjax import report
-    from sdfjax.fit import reports
+    from sdfjax.evaluators import tables
 
     chamfers = {"sketch2shape": [1.0, 2.0, 6.0], "encoder": [2.0, 3.0, 5.0], "retrieval": [4.0, 4.0, 8.0],
                 "sdf_fit": [0.5, 0.5, 1.0]}
@@ -60,7 +60,7 @@ def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tm
             for i in range(3)]
     out = tmp_path / "results" / "sketch2shape"
     out.mkdir(parents=True)
-    reports.write_metrics_csv(str(out / "metrics.csv"), rows, group_by="method")
+    tables.write_metrics_csv(str(out / "metrics.csv"), rows, group_by="method")
     table = report.sketch_table(str(tmp_path))
     assert "| sketch2shape | 3 | 3.000 | 2.000 |" in table and "| retrieval | 3 | 5.333 | 4.000 |" in table
     assert "refinement better than its start (the encoder) on 2 of 3 sketches" in table

@@ -31,7 +31,7 @@ from sdfjax.render import edges, latent_render, tracer
 from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 from sdfjax.sketch2shape import encoders, hand_drawn, losses, optimize, sketches
 from sdfjax.evaluators import latent_encoder as encoder_evaluation
-from sdfjax.train import encoder as encoder_train
+from sdfjax.train import latent_encoder as encoder_train
 from sdfjax.train import logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ import pytest
 
 from configs import chair16
 from sdfjax import checkpoint, trained
-from sdfjax.data import layout, preprocess
+from sdfjax.data import layout, pipeline
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.train import deepsdf, logs, losses, loop, step as step_lib
 
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def smoke_data(tiny_dataset):
-    preprocess.preprocess_dataset(tiny_dataset, progress=False)
+    pipeline.preprocess_dataset(tiny_dataset, progress=False)
     return tiny_dataset
 
 
@@ -81,7 +81,7 @@ def test_a_train_shape_that_failed_preprocessing_has_no_latent_in_the_trained_mo
     config = tiny_dataset
     with open(os.path.join(layout.shape_dir(config.data.root, "chair_000_0000"), layout.MESH), "w") as f:
         f.write("not a mesh\n")
-    results = preprocess.preprocess_dataset(config, progress=False)
+    results = pipeline.preprocess_dataset(config, progress=False)
     assert [r.status for r in results] == ["failed", "done", "done", "done"]
     config.train.num_epochs = 2
     deepsdf.train(config, str(tmp_path / "run"), progress=False)

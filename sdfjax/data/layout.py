@@ -13,7 +13,7 @@
       tfds/                        the packed TFDS array_record dataset
 
 Labels: training shapes hold labels 0..T-1 (their rows in the latent table); val and
-test shapes follow. All writes go through `sdfjax.io.atomic_write`, so an interrupted
+test shapes follow. All writes go through `sdfjax.storage.atomic_write`, so an interrupted
 run never leaves a half-written file behind.
 """
 
@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 
 from sdfjax.errors import DataError
-from sdfjax.io import atomic_write_text
+from sdfjax.storage import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 METAINFO_COLUMNS = ("obj_id", "label", "split")

@@ -14,7 +14,7 @@ and, when every shape has its `render` stage done:
     sketches         (V, H, W)    uint8  black lines on white
     views            (V, 4)       float32 azimuth, elevation (degrees), distance, focal (pixels)
 
-Build with `pack_dataset(config)` (the `tfds` stage of sdfjax.data.preprocess); read with
+Build with `pack_dataset(config)` (the `tfds` stage of sdfjax.data.pipeline); read with
 `data_source(config, split)`, a random-access sequence of dicts of numpy arrays.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
-from sdfjax import errors, io
+from sdfjax import errors, storage
 from sdfjax.data import layout
 
 DATASET_NAME = "sdf_shapes"
@@ -95,9 +95,9 @@ def _read_renders(path: str) -> dict[str, np.ndarray]:
     with open(os.path.join(path, layout.VIEWS)) as f:
         views = json.load(f)["views"]
     return {
-        "normal_maps": np.stack([io.read_png(os.path.join(path, layout.normal_map_path(i)))
+        "normal_maps": np.stack([storage.read_png(os.path.join(path, layout.normal_map_path(i)))
                                  for i in range(len(views))]),
-        "sketches": np.stack([io.read_png(os.path.join(path, layout.sketch_path(i))) for i in range(len(views))]),
+        "sketches": np.stack([storage.read_png(os.path.join(path, layout.sketch_path(i))) for i in range(len(views))]),
         "views": np.asarray([[v["azimuth"], v["elevation"], v["distance"], v["focal"]] for v in views], np.float32),
     }
 
@@ -219,14 +219,14 @@ def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, 
 def split_index(config, split: str) -> tuple[list[str], list[int]]:
     """obj_ids and labels of the records of `split`, in record order (no record is read)."""
     data_source(config, split)  # checks that the split exists
-    pairs = json.loads(io.read_text(os.path.join(dataset_path(config), "metadata.json")))["index"][split]
+    pairs = json.loads(storage.read_text(os.path.join(dataset_path(config), "metadata.json")))["index"][split]
     return [p[0] for p in pairs], [int(p[1]) for p in pairs]
 
 
 def data_source(config, split: str):
     """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays."""
     path = dataset_path(config)
-    if not io.exists(path):  # config.data.tfds_dir may be a bucket (gs://...)
+    if not storage.exists(path):  # config.data.tfds_dir may be a bucket (gs://...)
         raise errors.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
                                f"--config.data.root={config.data.root}")
     builder = tfds.builder_from_directory(path)

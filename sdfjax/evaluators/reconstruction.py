@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from sdfjax import io
+from sdfjax import storage
 from sdfjax.fit.meshing import mesh_of_latent
 from sdfjax.geometry import isosurface, metrics
 from sdfjax.geometry import mesh as mesh_lib
@@ -36,9 +36,9 @@ def mesh_and_score(config, folded: dict, z: np.ndarray, example: dict, obj_id: s
     mesh = mesh_of_latent(config, folded, z)
     normalization = mesh_lib.Normalization(np.asarray(example["offset"], np.float64), float(example["scale"]))
     if fc.save_mesh and mesh is not None:
-        io.atomic_export_mesh(os.path.join(out_dir, "meshes", f"{obj_id}.obj"), mesh)
+        storage.atomic_export_mesh(os.path.join(out_dir, "meshes", f"{obj_id}.obj"), mesh)
         if config.mesh.original_frame:
-            io.atomic_export_mesh(os.path.join(out_dir, "meshes_original", f"{obj_id}.obj"),
+            storage.atomic_export_mesh(os.path.join(out_dir, "meshes_original", f"{obj_id}.obj"),
                                   isosurface.to_original_frame(mesh, normalization))
     if fc.metrics:
         surface = example["surface_samples"]

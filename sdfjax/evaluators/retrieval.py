@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from sdfjax import io, trained
+from sdfjax import storage, trained
 from sdfjax.data import tfds_builder
 from sdfjax.render import pictures
 from sdfjax.sketch2shape.encoders import embedder
@@ -88,14 +88,14 @@ def evaluate_retrieval(config, workdir: str, progress: bool = True, out_dir: str
               "index_split": sc.index_split, "query_split": sc.query_split,
               "recall_at_1_by_view": [float(r1[query_view == i].mean()) for i in range(v)]}
 
-    out_dir = io.run_dir(trained.siamese_dir(workdir), "eval", out_dir)
-    io.atomic_write_json(os.path.join(out_dir, "retrieval.json"), result)
+    out_dir = storage.run_dir(trained.siamese_dir(workdir), "eval", out_dir)
+    storage.atomic_write_json(os.path.join(out_dir, "retrieval.json"), result)
     shown = np.linspace(0, s * v - 1, max(1, min(sc.picture_queries, s * v))).round().astype(int)
     top = order[shown, :5]
     flat_normals = index_normals.reshape(-1, *index_normals.shape[2:])
     picture = retrieval_picture(query_sketches.reshape(s * v, *query_sketches.shape[2:])[shown],
                                 index.shape_ids[top] == query_shape[shown, None], flat_normals[top])
-    io.write_png(os.path.join(out_dir, "retrieval.png"), picture)
+    storage.write_png(os.path.join(out_dir, "retrieval.png"), picture)
     return {**result, "out_dir": out_dir}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import os
 
-from sdfjax import errors, io
+from sdfjax import errors, storage
 from sdfjax.evaluators import reconstruction
 from sdfjax.fit import reconstruct
 from sdfjax.fit.folded import fold_decoder
@@ -23,12 +23,12 @@ def read_fit_rows(fit_dir: str, obj_ids: set[str]) -> dict[str, dict]:
     """{obj_id: metrics row} of `obj_ids` found in `fit_dir`/metrics.csv (empty when fit_dir is empty)."""
     if not fit_dir:
         return {}
-    path = io.join(fit_dir, "metrics.csv")
-    if not io.exists(path):
+    path = storage.join(fit_dir, "metrics.csv")
+    if not storage.exists(path):
         raise errors.DataError(f"{path}: not found; config.sketch.sdf_fit_dir names a folder where "
                                "python -m sdfjax.launch.fit wrote its metrics")
     rows = {}
-    for row in csv.DictReader(io.read_text(path).splitlines()):
+    for row in csv.DictReader(storage.read_text(path).splitlines()):
         if row["obj_id"] in obj_ids:
             rows[row["obj_id"]] = {k: _number(v) for k, v in row.items() if v not in ("", None)}
     return rows

@@ -29,9 +29,9 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from sdfjax import errors, io, trained as trained_lib
-from sdfjax.evaluators import reconstruction
-from sdfjax.fit import reconstruct, reports
+from sdfjax import errors, storage, trained as trained_lib
+from sdfjax.evaluators import reconstruction, tables
+from sdfjax.fit import reconstruct
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import init_states, initial_latents, latent_step
 from sdfjax.render import camera as camera_lib
@@ -119,10 +119,10 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
         losses.append(np.asarray(loss))
     last = render_all(z)
 
-    out_dir = io.run_dir(workdir, "optimize_normals", out_dir)
+    out_dir = storage.run_dir(workdir, "optimize_normals", out_dir)
     z = np.asarray(z)
     losses = np.asarray(losses).reshape(-1, len(obj_ids))
-    io.save_npz(io.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=z,
+    storage.save_npz(storage.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=z,
              loss_curve=losses, views=np.asarray(view_ids))
     for i, obj_id in enumerate(obj_ids):
         picture = []
@@ -130,9 +130,9 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
             image = lambda out: np.asarray(tracer.normal_image(  # noqa: E731
                 out["normals"][i, v], out["hit"][i, v], resolution, resolution))
             picture.append([examples[i]["normal_maps"][view_ids[v]], image(first), image(last)])
-        io.write_png(os.path.join(out_dir, "pictures", f"{obj_id}.png"), pictures.picture_grid(picture))
+        storage.write_png(os.path.join(out_dir, "pictures", f"{obj_id}.png"), pictures.picture_grid(picture))
     final = [float(losses[-1, i]) if len(losses) else float("nan") for i in range(len(obj_ids))]
     rows = reconstruction.score_latents(config, fold_decoder(trained.decoder, trained.params), z, examples, obj_ids,
                                         out_dir, progress, extra=[{"fit_loss": loss} for loss in final])
-    mean = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
+    mean = tables.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
     return {"out_dir": out_dir, "rows": rows, "mean": mean, "losses": losses}

@@ -30,10 +30,10 @@ import numpy as np
 import trimesh
 from tqdm import tqdm
 
-from sdfjax import errors, io, trained as trained_lib
+from sdfjax import errors, storage, trained as trained_lib
 from sdfjax.data import layout, tfds_builder
-from sdfjax.evaluators import reconstruction
-from sdfjax.fit import partial, reports, sdf_fit
+from sdfjax.evaluators import reconstruction, tables
+from sdfjax.fit import partial, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import initial_latents
 
@@ -63,8 +63,8 @@ def load_examples(config) -> tuple[list[str], list[dict]]:
 
 def normalized_mesh_path(config, obj_id: str) -> str:
     """The shape's normalised mesh (what a depth camera sees in completion); DataError when it is missing."""
-    path = io.join(layout.shape_dir(config.data.root, obj_id), layout.NORMALIZED_MESH)
-    if not io.exists(path):
+    path = storage.join(layout.shape_dir(config.data.root, obj_id), layout.NORMALIZED_MESH)
+    if not storage.exists(path):
         raise errors.DataError(f"{path}: not found; shape completion (config.fit.partial) ray-casts the normalised "
                                "mesh that python -m data_gen.preprocess writes")
     return path
@@ -72,7 +72,7 @@ def normalized_mesh_path(config, obj_id: str) -> str:
 
 def depth_view(config, mesh_path: str) -> np.ndarray:
     """SDF observations (N, 5) of one depth view (config.fit.partial_*) of the mesh at `mesh_path`."""
-    mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(mesh_path)), file_type="obj", force="mesh",
+    mesh = trimesh.load(trimesh.util.wrap_as_stream(storage.read_bytes(mesh_path)), file_type="obj", force="mesh",
                         process=False)
     rng = np.random.default_rng([config.seed, zlib.crc32(mesh_path.encode())])
     return partial.depth_observations(mesh.vertices, mesh.faces, partial.partial_camera(config), rng)
@@ -102,7 +102,7 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
     folded = fold_decoder(trained.decoder, trained.params)
     mesh_paths = [normalized_mesh_path(config, o) for o in obj_ids] if fc.partial else None
 
-    out_dir = io.run_dir(workdir, "fit", out_dir)
+    out_dir = storage.run_dir(workdir, "fit", out_dir)
     batch = max(1, fc.shapes_per_batch)
     num_batches = math.ceil(len(obj_ids) / batch)
     bar = tqdm(total=num_batches * settings.num_iterations, desc="fit", unit="step", disable=not progress,
@@ -128,11 +128,11 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
         bar.close()
     latents = np.concatenate(latents)
     losses = np.concatenate(losses)
-    io.save_npz(io.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=latents, fit_loss=losses,
+    storage.save_npz(storage.join(out_dir, "latents.npz"), obj_ids=np.asarray(obj_ids), latents=latents, fit_loss=losses,
              restart_losses=np.concatenate(restart_losses), init=fc.init, split=fc.split)
     if settings.num_iterations:
-        reports.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)
+        tables.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)
     rows = reconstruction.score_latents(config, folded, latents, examples, obj_ids, out_dir, progress,
                                         extra=[{"fit_loss": float(loss)} for loss in losses])
-    mean = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
+    mean = tables.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
     return {"out_dir": out_dir, "rows": rows, "mean": mean}

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from sdfjax import io, trained as trained_lib
+from sdfjax import storage, trained as trained_lib
 from sdfjax.fit import meshing
 from sdfjax.fit.folded import fold_decoder
 
@@ -47,8 +47,8 @@ def traverse(config, workdir: str, progress: bool = True, out_dir: str | None = 
     trained = trained_lib.load_trained(config, workdir)
     codes = interpolate(trained_lib.resolve_latent(tc.start, trained), trained_lib.resolve_latent(tc.end, trained),
                         tc.steps, tc.interpolation)
-    out_dir = io.run_dir(workdir, "traverse", out_dir)
-    io.save_npz(io.join(out_dir, "latents.npz"), latents=codes, start=str(tc.start), end=str(tc.end),
+    out_dir = storage.run_dir(workdir, "traverse", out_dir)
+    storage.save_npz(storage.join(out_dir, "latents.npz"), latents=codes, start=str(tc.start), end=str(tc.end),
              interpolation=tc.interpolation)
     folded = fold_decoder(trained.decoder, trained.params)
     meshes = []
@@ -58,6 +58,6 @@ def traverse(config, workdir: str, progress: bool = True, out_dir: str | None = 
             print(f"step {i}: the SDF has no zero level set; no mesh written", file=sys.stderr)
             continue
         path = os.path.join(out_dir, f"step={i:03d}.obj")
-        io.atomic_export_mesh(path, mesh)
+        storage.atomic_export_mesh(path, mesh)
         meshes.append(path)
     return {"out_dir": out_dir, "meshes": meshes, "latents": codes}

@@ -6,7 +6,7 @@ r"""The local sketch-to-shape page: draw a chair in a browser, get its shape.
 
 Serves on 127.0.0.1 only unless --host says otherwise. Every jitted step compiles before the
 address is printed, so the first click is as fast as the others. A workdir that holds an
-exported model (sdfjax.pretrained) is checked against its checksums first, and without an
+exported model (sdfjax.shipped) is checked against its checksums first, and without an
 explicit --config its manifest's config is used.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 from absl import flags
 
-from sdfjax import pretrained
+from sdfjax import shipped
 from sdfjax.app import page as page_lib
 from sdfjax.app.service import ShapeService
 from sdfjax.launch import common
@@ -27,8 +27,8 @@ def main(argv):
     common.quiet_logging()
     config = f.config
     with common.exit_on():
-        if os.path.isfile(os.path.join(f.workdir, pretrained.MANIFEST)):
-            manifest = pretrained.verify(f.workdir)
+        if os.path.isfile(os.path.join(f.workdir, shipped.MANIFEST)):
+            manifest = shipped.verify(f.workdir)
             if common.config_spec(sys.argv) is None:
                 config = common.load_config_file(manifest["config"])
         print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)

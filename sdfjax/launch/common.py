@@ -12,7 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sdfjax import parallel
-from sdfjax.data import preprocess
+from sdfjax.data import pipeline
 
 _OVERRIDE = re.compile(r"^--?(config(?:\.[A-Za-z0-9_]+)+)(?:=|$)")
 
@@ -137,7 +137,7 @@ def initialize_from_flags() -> None:
 def prepare_dataset(config) -> None:
     """Preprocesses a dataset that has no TFDS dataset yet (process 0), then lets every process go on."""
     if parallel.is_main_process():
-        preprocess.ensure_dataset(config)
+        pipeline.ensure_dataset(config)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils  # only multi-host runs need it
 

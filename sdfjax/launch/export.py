@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from sdfjax import pretrained
+from sdfjax import shipped
 from sdfjax.launch import common
 
 
@@ -21,7 +21,7 @@ def main(argv):
     f = flags.FLAGS
     common.quiet_logging()
     with common.exit_on():
-        manifest = pretrained.export(f.workdir, f.out, common.config_spec(sys.argv) or "")
+        manifest = shipped.export(f.workdir, f.out, common.config_spec(sys.argv) or "")
     print(f"{f.out}: {len(manifest['files'])} files, {manifest['bytes'] / 1e6:.1f} MB, "
           f"steps {manifest['source_steps']}, config {manifest['config']}")
 

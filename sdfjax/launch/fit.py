@@ -11,7 +11,8 @@ Writes <workdir>/fit/<timestamp>/: metrics.csv, latents.npz, meshes/<obj_id>.obj
 
 from absl import flags
 
-from sdfjax.fit import reconstruct, reports
+from sdfjax.evaluators import tables
+from sdfjax.fit import reconstruct
 from sdfjax.launch import common
 
 
@@ -21,7 +22,7 @@ def main(argv):
     common.quiet_logging()
     with common.exit_on():
         summary = reconstruct.fit_split(f.config, f.workdir, out_dir=f.out_dir or None)
-    print(reports.format_table(summary["rows"] + [summary["mean"]]))
+    print(tables.format_table(summary["rows"] + [summary["mean"]]))
     print(f"chamfer is x1000 in the original frame; results in {summary['out_dir']}")
 
 

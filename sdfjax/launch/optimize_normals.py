@@ -9,7 +9,8 @@ pictures/<obj_id>.png (ground truth | first render | final render per view).
 
 from absl import flags
 
-from sdfjax.fit import normals, reports
+from sdfjax.evaluators import tables
+from sdfjax.fit import normals
 from sdfjax.launch import common
 
 
@@ -19,7 +20,7 @@ def main(argv):
     common.quiet_logging()
     with common.exit_on():
         summary = normals.fit_normals_split(f.config, f.workdir, out_dir=f.out_dir or None)
-    print(reports.format_table(summary["rows"] + [summary["mean"]]))
+    print(tables.format_table(summary["rows"] + [summary["mean"]]))
     print(f"results and pictures in {summary['out_dir']}")
 
 

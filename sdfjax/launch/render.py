@@ -14,7 +14,7 @@ import sys
 
 from absl import flags
 
-from sdfjax import io, trained as trained_lib
+from sdfjax import storage, trained as trained_lib
 from sdfjax.launch import common
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
@@ -38,8 +38,8 @@ def main(argv):
     cameras = [views[v].scaled(config.render.preview_resolution) for v in config.render.preview_views]
     grid = latent_render.latents_picture(trained.decoder, trained.params, latents, cameras,
                                          tracer.TraceSettings.from_config(config.render))
-    path = os.path.join(f.out_dir, "render.png") if f.out_dir else os.path.join(f.workdir, "render", io.timestamp() + ".png")
-    io.write_png(path, grid)
+    path = os.path.join(f.out_dir, "render.png") if f.out_dir else os.path.join(f.workdir, "render", storage.timestamp() + ".png")
+    storage.write_png(path, grid)
     print(f"{len(latents)} latents x {len(cameras)} views: {path}")
 
 

@@ -18,7 +18,7 @@ import time
 
 from absl import flags
 
-from sdfjax import io, report
+from sdfjax import report, storage
 from sdfjax.launch import common
 
 ALWAYS_RUN = ("export", "report")  # cheap, and their outputs live outside the workdir: never skipped
@@ -28,7 +28,7 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
            pretrained: str = "") -> list[tuple[str, list[str]]]:
     """(name, command) of every stage, in order; `config_args` are this command's --config flags, passed on.
 
-    With `pretrained`, the run's inference weights are also exported there (sdfjax.pretrained).
+    With `pretrained`, the run's inference weights are also exported there (sdfjax.shipped).
     """
     data = config.data.root
     out = report.results_dir(workdir)
@@ -43,18 +43,18 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
         ("train", py + ["sdfjax.launch.train", *run]),
         ("fit_train", py + ["sdfjax.launch.fit", *run, "--config.fit.split=train", "--config.fit.init=prior",
                             "--config.fit.num_iterations=0", f"--config.fit.max_shapes={config.data.num_test}",
-                            f"--out_dir={io.join(out, 'fit_train')}"]),
-        ("fit_val", py + ["sdfjax.launch.fit", *run, "--config.fit.split=val", f"--out_dir={io.join(out, 'fit_val')}"]),
+                            f"--out_dir={storage.join(out, 'fit_train')}"]),
+        ("fit_val", py + ["sdfjax.launch.fit", *run, "--config.fit.split=val", f"--out_dir={storage.join(out, 'fit_val')}"]),
         ("fit_test", py + ["sdfjax.launch.fit", *run, "--config.fit.split=test",
-                           f"--out_dir={io.join(out, 'fit_test')}"]),
+                           f"--out_dir={storage.join(out, 'fit_test')}"]),
         ("train_siamese", py + ["sdfjax.launch.train_siamese", *run]),
         ("train_encoder", py + ["sdfjax.launch.train_encoder", *run]),
         ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
-                            "--config.siamese.query_split=test", f"--out_dir={io.join(out, 'retrieval')}"]),
+                            "--config.siamese.query_split=test", f"--out_dir={storage.join(out, 'retrieval')}"]),
         *[(name, py + ["sdfjax.launch.sketch2shape", *run, "--config.fit.split=test", f"--config.sketch.style={style}",
                        f"--config.fit.max_shapes={config.results.sketch_shapes}",
-                       f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
-                       f"--out_dir={io.join(out, name)}"])
+                       f"--config.sketch.views=({views},)", f"--config.sketch.sdf_fit_dir={storage.join(out, 'fit_test')}",
+                       f"--out_dir={storage.join(out, name)}"])
           for name, style in (("sketch2shape", "dataset"), ("sketch2shape_hand", "hand_drawn"))],
         # The same dataset sketches, each test chair one object drawn from all the views (as a user who draws
         # front and side): one latent refined against every drawing.
@@ -62,11 +62,11 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                                      "--config.sketch.views_together=True",
                                      f"--config.fit.max_shapes={config.results.sketch_shapes}",
                                      f"--config.sketch.views=({views},)",
-                                     f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
-                                     f"--out_dir={io.join(out, 'sketch2shape_views')}"]),
+                                     f"--config.sketch.sdf_fit_dir={storage.join(out, 'fit_test')}",
+                                     f"--out_dir={storage.join(out, 'sketch2shape_views')}"]),
         *([("sketch2shape_user", py + ["sdfjax.launch.sketch2shape", *run, f"--user_set={config.results.user_sketches}",
-                                       f"--config.sketch.sdf_fit_dir={io.join(out, 'fit_test')}",
-                                       f"--out_dir={io.join(out, 'sketch2shape_user')}"])]
+                                       f"--config.sketch.sdf_fit_dir={storage.join(out, 'fit_test')}",
+                                       f"--out_dir={storage.join(out, 'sketch2shape_user')}"])]
           if config.results.get("user_sketches") else []),
         *([("export", py + ["sdfjax.launch.export", *run, f"--out={pretrained}"])] if pretrained else []),
         ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
@@ -77,11 +77,11 @@ def main(argv):
     del argv
     f = flags.FLAGS
     out = report.results_dir(f.workdir)
-    io.makedirs(out)
+    storage.makedirs(out)
     config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
     for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained):
-        marker = io.join(out, f"{name}.done")
-        if name not in ALWAYS_RUN and io.exists(marker):
+        marker = storage.join(out, f"{name}.done")
+        if name not in ALWAYS_RUN and storage.exists(marker):
             print(f"[results] {name}: done before, skipped", file=sys.stderr)
             continue
         print(f"[results] {name}: {' '.join(command[2:])}", file=sys.stderr)
@@ -91,9 +91,9 @@ def main(argv):
             sys.exit(f"error: results stage {name!r} failed (exit {finished.returncode}); rerun to go on from it")
         seconds = round(time.monotonic() - start, 1)
         if name not in ALWAYS_RUN:
-            io.append_text(io.join(out, "timings.jsonl"), json.dumps({"stage": name, "seconds": seconds}) + "\n")
-            io.atomic_write_text(marker, f"{seconds}\n")
-    print(f"[results] tables in {io.join(out, 'results.md')}", file=sys.stderr)
+            storage.append_text(storage.join(out, "timings.jsonl"), json.dumps({"stage": name, "seconds": seconds}) + "\n")
+            storage.atomic_write_text(marker, f"{seconds}\n")
+    print(f"[results] tables in {storage.join(out, 'results.md')}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ import os
 
 from absl import flags
 
-from sdfjax.fit import reports
+from sdfjax.evaluators import tables
+
 from sdfjax.launch import common
 from sdfjax.sketch2shape import optimize
 
@@ -42,7 +43,7 @@ def main(argv):
         summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_paths=f.sketch or None, views=views,
                                             out_dir=f.out_dir or None, user_set=f.user_set or None)
     if summary["means"]:
-        print(reports.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
+        print(tables.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
     print(f"meshes, latents and pictures in {summary['out_dir']}")
     for name in summary["names"][:4]:
         print(f"picture: {os.path.join(summary['out_dir'], 'pictures', name + '.png')}")

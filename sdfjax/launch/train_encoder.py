@@ -15,7 +15,7 @@ from absl import flags, logging
 
 from sdfjax import parallel
 from sdfjax.launch import common
-from sdfjax.train import encoder, loop
+from sdfjax.train import latent_encoder, loop
 
 
 def main(argv):
@@ -25,7 +25,7 @@ def main(argv):
     common.initialize_from_flags()
     with common.exit_on(loop.TrainingDiverged):
         common.prepare_dataset(f.config)
-        summary = encoder.train_encoder(f.config, f.workdir)
+        summary = latent_encoder.train_encoder(f.config, f.workdir)
     if parallel.is_main_process() and summary.get("loss") is not None:
         held = summary["holdout_latent_mse"]
         print(f"trained to step {summary['step']}: loss {summary['loss']:.4g}, latent MSE {summary['latent_mse']:.4g}, "

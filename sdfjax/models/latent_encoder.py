@@ -7,7 +7,7 @@
 The network is the Siamese encoder's ResNet-18-style tower (sdfjax.models.siamese.Tower:
 GroupNorm, so it is one pure function in training and at inference) whose last linear
 map gives the L latent coordinates, not normalised: the trained latents are its
-regression targets (sdfjax.train.encoder).
+regression targets (sdfjax.train.latent_encoder).
 
 With `view_input`, the tower also reads the view the sketch was drawn from: every
 caller knows it (the dataset's views, a user PNG's --sketch azimuth and elevation, the

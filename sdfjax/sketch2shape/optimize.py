@@ -46,12 +46,13 @@ import optax
 import trimesh
 from tqdm import tqdm
 
-from sdfjax import errors, io
+from sdfjax import errors, storage
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.evaluators import reconstruction
 from sdfjax.evaluators import sketch_to_shape as sketch_evaluation
-from sdfjax.fit import reconstruct, reports
+from sdfjax.evaluators import tables
+from sdfjax.fit import reconstruct
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import init_states, latent_step
 from sdfjax.render import camera as camera_lib
@@ -171,7 +172,7 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
     """User-style PNGs of dataset shapes (data_gen.user_sketches' sketches.json: file, obj_id, azimuth,
     elevation per entry), one object each, and the records of their shapes (from whichever split holds them)."""
     try:
-        entries = json.loads(io.read_text(manifest_path))
+        entries = json.loads(storage.read_text(manifest_path))
         files = [os.path.join(os.path.dirname(manifest_path), e["file"]) for e in entries]
         views = [(float(e["azimuth"]), float(e["elevation"])) for e in entries]
         obj_ids = [str(e["obj_id"]) for e in entries]
@@ -391,8 +392,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     z_final = np.concatenate(z_all)
     losses = np.concatenate(curves, axis=1)
 
-    out_dir = io.run_dir(workdir, "sketch2shape", out_dir)
-    io.save_npz(io.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
+    out_dir = storage.run_dir(workdir, "sketch2shape", out_dir)
+    storage.save_npz(storage.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
                 initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved), framings=framings,
                 obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
                 **{f"start_{k}": a for k, a in starts.items()})
@@ -423,7 +424,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     if sk.references:
         rows += sketch_evaluation.reference_rows(config, workdir, batch, records, trained, retrieved, out_dir,
                                                  progress)
-    summary["means"] = reports.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows, group_by="method")
+    summary["means"] = tables.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows, group_by="method")
     summary["rows"] = rows
     return summary
 
@@ -445,7 +446,7 @@ def write_pictures(config, out_dir, batch, trained, render, initial, final) -> N
             images = [latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z)},
                                                        cameras) for z in (initial[i], final[i])]
             rows.append([pictures.upsample(sketch, size), images[0][0], images[1][0]] + list(images[1][1:]))
-        io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
+        storage.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
 
 
 def write_comparisons(config, out_dir, batch, trained, render, latents: dict[str, np.ndarray]) -> None:
@@ -458,13 +459,13 @@ def write_comparisons(config, out_dir, batch, trained, render, latents: dict[str
         cameras = [camera.scaled(size), other_views(camera, size)[0]]
         columns = [latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z[i])},
                                                     cameras) for z in latents.values()]
-        mesh = trimesh.load(trimesh.util.wrap_as_stream(io.read_bytes(
+        mesh = trimesh.load(trimesh.util.wrap_as_stream(storage.read_bytes(
             reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))), file_type="obj", force="mesh", process=False)
         truth = [mesh_normal_map(mesh, c) for c in cameras]
         blank = np.full((size, size), 255, np.uint8)
         rows = [[pictures.upsample(batch.sketches[i][0], size)] + [c[0] for c in columns] + [truth[0]],
                 [blank] + [c[1] for c in columns] + [truth[1]]]
-        io.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
+        storage.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
 
 
 def mesh_normal_map(mesh, camera: camera_lib.Camera) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Sketches are float images in [0, 1], dark lines on a white background (1.0), so every
 warp fills with white. The Siamese trainer (sdfjax.train.siamese) rotates, thickens
-and flips; the sketch-to-latent trainer (sdfjax.train.encoder) also scales, shifts,
+and flips; the sketch-to-latent trainer (sdfjax.train.latent_encoder) also scales, shifts,
 wobbles and breaks strokes (`augment_sketch`), the variations a person's drawing has
 and the dataset's clean edge maps do not.
 """
@@ -80,7 +80,7 @@ def erase_boxes(key: jax.Array, image: jax.Array, count: int, max_size: int) -> 
 
 
 def augment_sketch(key: jax.Array, sketch: jax.Array, encoder_config) -> jax.Array:
-    """One sketch (H, W) in [0, 1] as a person might have drawn it (sdfjax.train.encoder's augmentation).
+    """One sketch (H, W) in [0, 1] as a person might have drawn it (sdfjax.train.latent_encoder's augmentation).
 
     Small rotation (+-rotation_degrees), scale (1 +- scale_range), shift (+-shift_fraction
     of the side), a smooth wobble of std `wobble_pixels`, lines thickened by

@@ -3,7 +3,7 @@
     summary = train(config, workdir)
 
 reads the train split of `config.data.root`'s TFDS dataset (preprocess it first:
-sdfjax.data.preprocess.ensure_dataset, which the launcher calls), trains
+sdfjax.data.pipeline.ensure_dataset, which the launcher calls), trains
 `config.train.num_epochs` epochs, and writes to `workdir`:
 
     checkpoints/<step>/   Orbax: state (decoder, latents, optimiser, step) + meta (obj_ids, config)

@@ -1,6 +1,6 @@
 """What a training run logs for people: metrics.jsonl, TensorBoard events and loss.png.
 
-The workdir may be local or remote (gs://...; sdfjax.io). TensorBoard events are written
+The workdir may be local or remote (gs://...; sdfjax.storage). TensorBoard events are written
 for local workdirs only (tensorboardX has no gs:// writer here); metrics.jsonl and
 loss.png go everywhere.
 """
@@ -13,7 +13,7 @@ import sys
 
 from tensorboardX import SummaryWriter
 
-from sdfjax import io
+from sdfjax import storage
 
 
 class MetricsLog:
@@ -21,9 +21,9 @@ class MetricsLog:
 
     def __init__(self, workdir: str, enabled: bool):
         self.enabled = enabled
-        self.path = io.join(workdir, "metrics.jsonl")
-        self.writer = SummaryWriter(workdir) if enabled and not io.is_remote(workdir) else None
-        if enabled and io.is_remote(workdir):
+        self.path = storage.join(workdir, "metrics.jsonl")
+        self.writer = SummaryWriter(workdir) if enabled and not storage.is_remote(workdir) else None
+        if enabled and storage.is_remote(workdir):
             print(f"{workdir}: no TensorBoard events on a remote workdir; metrics.jsonl has the same records",
                   file=sys.stderr)
         if enabled:
@@ -32,7 +32,7 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        io.append_text(self.path, json.dumps(record) + "\n")
+        storage.append_text(self.path, json.dumps(record) + "\n")
         if self.writer is None:
             return
         for k, v in record.items():
@@ -46,12 +46,12 @@ class MetricsLog:
 
 def _drop_partial_last_line(path: str) -> None:
     """Cuts a last line that a killed run left without its newline, so appended records stay one per line."""
-    if not io.exists(path):
+    if not storage.exists(path):
         return
-    content = io.read_bytes(path)
+    content = storage.read_bytes(path)
     if not content or content.endswith(b"\n"):
         return
-    io.atomic_write_bytes(path, content[:content.rfind(b"\n") + 1])
+    storage.atomic_write_bytes(path, content[:content.rfind(b"\n") + 1])
 
 
 def _parse(line: str) -> dict | None:
@@ -67,10 +67,10 @@ def read_metrics(workdir: str) -> list[dict]:
 
     A line that does not parse (a run killed mid-write) is skipped.
     """
-    path = io.join(workdir, "metrics.jsonl")
-    if not io.exists(path):
+    path = storage.join(workdir, "metrics.jsonl")
+    if not storage.exists(path):
         return []
-    records = [r for line in io.read_text(path).splitlines() if line.strip() and (r := _parse(line)) is not None]
+    records = [r for line in storage.read_text(path).splitlines() if line.strip() and (r := _parse(line)) is not None]
     latest = {}  # a resumed run rewrites steps after its checkpoint: keep the last of each
     for r in records:
         latest[r["step"]] = r
@@ -85,7 +85,7 @@ def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoc
     import matplotlib.pyplot as plt
 
     records = read_metrics(workdir)
-    path = io.join(workdir, "loss.png")
+    path = storage.join(workdir, "loss.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (series or {"loss": "loss", "sdf_loss": "clamped L1"}).items():
         ax.plot([r[x] for r in records], [r[key] for r in records], label=label)
@@ -94,6 +94,6 @@ def plot_loss(workdir: str, series: dict[str, str] | None = None, x: str = "epoc
     ax.set_title(os.path.basename(os.path.normpath(workdir)))
     ax.legend()
     fig.tight_layout()
-    io.save_figure(path, fig)
+    storage.save_figure(path, fig)
     plt.close(fig)
     return path

@@ -2,7 +2,7 @@
 
     state, summary = train(Trainer(spec, init_fn, init_key, abstract, shardings, check_meta, step, batches))
 
-A trainer (sdfjax.train.deepsdf, sdfjax.train.siamese, sdfjax.train.encoder) builds its
+A trainer (sdfjax.train.deepsdf, sdfjax.train.siamese, sdfjax.train.latent_encoder) builds its
 state, step function and batches into a `Trainer`; `train` does the rest the same way for
 all of them: `resume_or_init`, `run_steps`, the loss plot and the summary.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from sdfjax import checkpoint, io, parallel
+from sdfjax import checkpoint, parallel, storage
 from sdfjax.train import logs as logs_lib
 from sdfjax.train.logs import MetricsLog
 
@@ -92,7 +92,7 @@ def train(trainer: Trainer, progress: bool = True, stop_after_steps: int | None 
     """Resumes or starts `trainer`'s run and trains it to its last step (or `stop_after_steps` more); returns
     (state, summary: the last record, `workdir` and `checkpoint_step`). Writes loss.png on process 0."""
     spec = trainer.spec
-    io.makedirs(spec.workdir)
+    storage.makedirs(spec.workdir)
     mngr = checkpoint.manager(spec.workdir)
     state = resume_or_init(mngr, trainer.abstract, trainer.shardings, trainer.init_fn, trainer.check_meta,
                            trainer.init_key, spec.workdir)

@@ -40,7 +40,7 @@ from io import StringIO
 import numpy as np
 from tqdm import tqdm
 
-from sdfjax import errors, io
+from sdfjax import errors, storage
 from sdfjax.data import layout, tfds_builder
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
@@ -100,7 +100,7 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
                      overwrite: bool = False) -> ShapeResult:
     """Runs the pending `stages` for one shape; never raises for bad input."""
     shape_path = layout.shape_dir(root, obj_id)
-    io.remove_stale_temporaries(shape_path)  # left by a run killed mid-write; this worker owns the folder
+    storage.remove_stale_temporaries(shape_path)  # left by a run killed mid-write; this worker owns the folder
     todo = pending_stages(shape_path, stages, overwrite)
     if not todo:
         return ShapeResult(obj_id, "skipped")
@@ -130,13 +130,13 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     for name, content in outputs.items():
         path = os.path.join(shape_path, name)
         if isinstance(content, bytes):
-            io.atomic_write_bytes(path, content)
+            storage.atomic_write_bytes(path, content)
         elif isinstance(content, np.ndarray):
-            io.atomic_save_npy(path, content)
+            storage.atomic_save_npy(path, content)
         elif isinstance(content, dict):
-            io.atomic_write_json(path, content)
+            storage.atomic_write_json(path, content)
         else:
-            io.atomic_export_mesh(path, content)
+            storage.atomic_export_mesh(path, content)
     return ShapeResult(obj_id, "done", tuple(todo))
 
 
@@ -150,8 +150,8 @@ def render_views(normalized, views) -> dict[str, object]:
         normal_map = mesh_caster.normal_map_uint8(cast["normals"], cast["hit"], view)
         shape = (view.height, view.width)
         lines = edges.sketch_from_render(normal_map, cast["depth"].reshape(shape), cast["hit"].reshape(shape))
-        outputs[layout.normal_map_path(i)] = io.png_bytes(normal_map)
-        outputs[layout.sketch_path(i)] = io.png_bytes(lines)
+        outputs[layout.normal_map_path(i)] = storage.png_bytes(normal_map)
+        outputs[layout.sketch_path(i)] = storage.png_bytes(lines)
     outputs[layout.VIEWS] = {"views": [v.to_json() for v in views]}
     return outputs
 
@@ -165,7 +165,7 @@ def write_failures(root: str, results: Sequence[ShapeResult]) -> str:
         if r.status == "failed":
             writer.writerow([r.obj_id, "+".join(r.stages), r.reason])
     path = os.path.join(root, "failures.csv")
-    io.atomic_write_text(path, buf.getvalue())
+    storage.atomic_write_text(path, buf.getvalue())
     return path
 
 
@@ -266,9 +266,9 @@ def _write_stats(root: str, results, stages, workers: int, shape_seconds: float,
     A run that preprocessed no shape (all done before) keeps the file of the run that did.
     """
     done = sum(r.status == "done" for r in results)
-    if not done and io.exists(os.path.join(root, "preprocess_stats.json")):
+    if not done and storage.exists(os.path.join(root, "preprocess_stats.json")):
         return
-    io.atomic_write_json(os.path.join(root, "preprocess_stats.json"), {
+    storage.atomic_write_json(os.path.join(root, "preprocess_stats.json"), {
         "shapes": len(results), "done": done, "failed": sum(r.status == "failed" for r in results),
         "stages": list(stages), "workers": workers, "seconds": round(seconds, 2),
         "shape_stage_seconds": round(shape_seconds, 2),
@@ -283,7 +283,7 @@ def ensure_dataset(config, progress: bool = True) -> None:
 
     Raises errors.DataError when every shape failed (failures.csv says why).
     """
-    if io.exists(tfds_builder.dataset_path(config)):
+    if storage.exists(tfds_builder.dataset_path(config)):
         return
     print(f"no TFDS dataset under {config.data.root}: preprocessing it first", file=sys.stderr)
     results = preprocess_dataset(config, progress=progress)

@@ -22,7 +22,7 @@ import shutil
 import jax
 import numpy as np
 
-from sdfjax import checkpoint, errors, io, parallel
+from sdfjax import checkpoint, errors, parallel, storage
 from sdfjax import trained as trained_lib
 
 MANIFEST = "MANIFEST.json"
@@ -85,7 +85,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
     """
     steps = source_steps(workdir)
     digests = source_digests(workdir, steps)
-    if io.exists(os.path.join(out, MANIFEST)):
+    if storage.exists(os.path.join(out, MANIFEST)):
         try:
             manifest = verify(out)
         except errors.DataError:
@@ -112,7 +112,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         "bytes": sum(os.path.getsize(os.path.join(staging, f)) for f in files),
         "files": files,
     }
-    io.atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    storage.atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
     return manifest
@@ -126,9 +126,9 @@ def verify(folder: str) -> dict:
     """
     path = os.path.join(folder, MANIFEST)
     if not os.path.isfile(path):
-        raise errors.DataError(f"{path}: no manifest; this is not an exported model (see sdfjax.pretrained)")
+        raise errors.DataError(f"{path}: no manifest; this is not an exported model (see sdfjax.shipped)")
     try:
-        manifest = json.loads(io.read_text(path))
+        manifest = json.loads(storage.read_text(path))
         listed = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as e:
         raise errors.DataError(f"{path}: not a readable manifest ({type(e).__name__}: {e})") from None

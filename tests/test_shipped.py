@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from sdfjax import checkpoint, errors, parallel, pretrained, trained
+from sdfjax import checkpoint, errors, parallel, shipped, trained
 from sdfjax.launch.common import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +15,7 @@ SHIPPED = os.path.join(ROOT, "pretrained", "chairs256_cpu")
 
 
 def test_the_shipped_model_verifies_and_loads_with_the_config_its_manifest_names():
-    manifest = pretrained.verify(SHIPPED)
+    manifest = shipped.verify(SHIPPED)
     assert manifest["bytes"] < 10e6  # a few MB: parameters only, no optimiser state
     config = load_config_file(os.path.join(ROOT, manifest["config"]))
     model = trained.load_trained(config, SHIPPED)
@@ -25,7 +25,7 @@ def test_the_shipped_model_verifies_and_loads_with_the_config_its_manifest_names
     _, _, meta = trained.load_encoder(SHIPPED)
     assert meta["latent_dim"] == config.model.latent_dim
     trained.load_siamese(SHIPPED)
-    assert pretrained.verify(SHIPPED) == manifest  # loading writes nothing into the folder
+    assert shipped.verify(SHIPPED) == manifest  # loading writes nothing into the folder
     sizes = {f: os.path.getsize(os.path.join(SHIPPED, f)) for f in manifest["files"]}
     assert max(sizes.values()) < 2_000_000, sizes  # committed to git: every file under 2 MB
 
@@ -52,33 +52,33 @@ def test_a_capped_checkpoint_splits_its_data_files_and_reads_back_whole_or_param
 def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(SHIPPED, copy)
-    manifest = pretrained.verify(str(copy))
+    manifest = shipped.verify(str(copy))
     name = max(manifest["files"], key=lambda f: os.path.getsize(copy / f))  # a weights file
     blob = bytearray((copy / name).read_bytes())
     blob[len(blob) // 2] ^= 1
     (copy / name).write_bytes(bytes(blob))
     with pytest.raises(errors.DataError, match=f"{name}: checksum differs"):
-        pretrained.verify(str(copy))
+        shipped.verify(str(copy))
     (copy / name).unlink()
     with pytest.raises(errors.DataError, match=f"{name}: listed in MANIFEST.json but missing"):
-        pretrained.verify(str(copy))
+        shipped.verify(str(copy))
     shutil.copytree(SHIPPED, copy, dirs_exist_ok=True)
     (copy / "stray.bin").write_bytes(b"x")
     with pytest.raises(errors.DataError, match="stray.bin: not listed"):
-        pretrained.verify(str(copy))
+        shipped.verify(str(copy))
     (copy / "MANIFEST.json").unlink()
     with pytest.raises(errors.DataError, match="no manifest"):
-        pretrained.verify(str(copy))
+        shipped.verify(str(copy))
 
 
 def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_trained_again(tmp_path):
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
     shutil.copytree(SHIPPED, run)  # an export is a run folder: it exports like one
-    first = pretrained.export(run, out, "configs/chairs256.py:cpu")
-    assert set(first["source_digests"]) == set(pretrained.PARTS)
-    written = os.path.getmtime(os.path.join(out, pretrained.MANIFEST))
-    assert pretrained.export(run, out, "configs/chairs256.py:cpu") == first  # nothing changed: left as it is
-    assert os.path.getmtime(os.path.join(out, pretrained.MANIFEST)) == written
+    first = shipped.export(run, out, "configs/chairs256.py:cpu")
+    assert set(first["source_digests"]) == set(shipped.PARTS)
+    written = os.path.getmtime(os.path.join(out, shipped.MANIFEST))
+    assert shipped.export(run, out, "configs/chairs256.py:cpu") == first  # nothing changed: left as it is
+    assert os.path.getmtime(os.path.join(out, shipped.MANIFEST)) == written
     # the encoder trained again to the same step count (a results stage rerun): other weights, same steps
     sharding = parallel.replicated(parallel.make_mesh())
     encoder_dir = trained.encoder_dir(run)
@@ -86,7 +86,7 @@ def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_traine
     shutil.rmtree(encoder_dir)
     moved = jax.tree.map(lambda a: np.asarray(a) + 1.0, state["params"])
     checkpoint.save(checkpoint.manager(encoder_dir), {"params": moved, "step": np.int64(step)}, meta)
-    second = pretrained.export(run, out, "configs/chairs256.py:cpu")
+    second = shipped.export(run, out, "configs/chairs256.py:cpu")
     assert second["source_steps"] == first["source_steps"]
     assert second["source_digests"]["encoder"] != first["source_digests"]["encoder"]
     assert {p: second["source_digests"][p] for p in ("decoder", "siamese")} == {

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from sdfjax import io
+from sdfjax import storage
 from sdfjax.geometry import metrics
 
 CSV_COLUMNS = ("obj_id",) + metrics.METRIC_NAMES + ("fit_loss",)
@@ -35,7 +35,7 @@ def write_metrics_csv(path: str, rows: list[dict], group_by: str | None = None):
         means[key] = mean
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in CSV_COLUMNS]
     columns = CSV_COLUMNS[:1] + tuple(extra) + CSV_COLUMNS[1:]
-    with io.atomic_write(path, "w") as f:
+    with storage.atomic_write(path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows + list(means.values()):
@@ -68,5 +68,5 @@ def plot_loss_curves(path: str, curves: np.ndarray, obj_ids: list[str]) -> None:
     if len(obj_ids) <= 8:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    io.save_figure(path, fig)
+    storage.save_figure(path, fig)
     plt.close(fig)

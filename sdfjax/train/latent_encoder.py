@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sdfjax import io, parallel, trained
+from sdfjax import parallel, storage, trained
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher, images_and_views
 from sdfjax.fit.folded import fold_decoder, folded_sdf, latent_biases
@@ -166,7 +166,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
                           view_subset=kept, section_name="encoder")
     resolution = batcher.shapes[0][0].shape[-1]
     mesh = parallel.make_mesh()
-    io.makedirs(out)
+    storage.makedirs(out)
     per_step = ec.shapes_per_batch * ec.views_per_shape
     if per_step % jax.device_count():
         raise ValueError(f"encoder.shapes_per_batch x views_per_shape = {per_step} sketches per step must divide "
@@ -211,7 +211,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     if parallel.is_main_process():
         val = encoder_evaluation.val_shape_errors(config, model, trained_params, deepsdf)
         if val:
-            io.atomic_write_json(trained.encoder_val_scores_path(workdir),
+            storage.atomic_write_json(trained.encoder_val_scores_path(workdir),
                                  {**val, "step": int(jax.device_get(state["step"]))})
         summary.update(val)
     return summary

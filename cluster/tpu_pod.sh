@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the same sdfjax command on every worker of a Cloud TPU VM pod slice.
 #
-#   TPU_NAME=my-v4-32 ZONE=us-central2-b launch/tpu_pod.sh \
+#   TPU_NAME=my-v4-32 ZONE=us-central2-b cluster/tpu_pod.sh \
 #     python -m sdfjax.launch.train --config=configs/chair16.py --workdir=gs://bucket/runs/chairs
 #
 # Needs: gcloud with access to the TPU, this repository cloned at the same path on every
