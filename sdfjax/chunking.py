@@ -9,10 +9,8 @@ for 16,384 points) do not fit in cache, and XLA runs the products and the elemen
 passes between them (bias, ReLU, dropout, their backward) one after another over the
 whole batch: each pass is a round trip through memory, which two cores share. Running
 each chunk's forward and backward pass back to back (a `lax.scan` over chunks, the
-gradient summed in the carry) keeps a chunk's activations in cache. On a 2-core AMD EPYC
-(AVX-512, 2026-11-27): fitting 1.41x (float32) and 1.60x (bf16) the points per second of
-one pass (benchmarks/fit, chunks of 500), the training step 1.46x and 1.67x
-(benchmarks/train_step, chunks of 1,024 points; smaller ones make the weight-gradient
+gradient summed in the carry) keeps a chunk's activations in cache (benchmarks/fit and
+benchmarks/train_step measure both forms; too small chunks make the weight-gradient
 products too thin).
 
 GPUs and TPUs want the opposite (one wide pass keeps them busy), so `resolve` turns the

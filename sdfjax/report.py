@@ -220,7 +220,7 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                 f"SDF L1 {last['sdf_l1']:.4f} (augmented train sketches).")
         val_path = trained_lib.encoder_val_scores_path(workdir)
         val = json.loads(storage.read_text(val_path)) if storage.exists(val_path) else {}
-        if "val_score_x1000" in val:  # a file from before the near / far split has no such key: left out
+        if "val_score_x1000" in val:
             line += (f" On the {val['val_shapes']} val shapes (never trained on; {len(val['val_views'])} views each), "
                      f"the fitting loss of its latents on each shape's own SDF samples (clamped L1 x1000, median; "
                      f"samples near the surface and away from it weighed equally): {val['val_score_x1000']:.2f} "

@@ -68,7 +68,7 @@ def check_siamese_matches(meta: dict, siamese_config) -> None:
 
 def check_encoder_matches(meta: dict, encoder_config, latent_dim: int) -> None:
     """Raises ValueError when a sketch-to-latent checkpoint differs from `encoder_config` or the latent size."""
-    # encoders saved before `view_input` existed read sketches only
+    # a checkpoint's meta without `view_input` is an encoder that reads sketches only
     diff = _differences({"view_input": False, **meta["encoder"]}, encoder_config, ENCODER_KEYS)
     if meta.get("latent_dim") != latent_dim:
         diff["latent_dim"] = (meta.get("latent_dim"), latent_dim)

@@ -32,7 +32,7 @@ from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
 from sdfjax.losses import sdf_interval_errors
 
-CPU_POINTS_PER_CHUNK = 512  # benchmarks/fit: 500-point chunks 1.41x one 128,000-point pass, 1,000: 1.28x
+CPU_POINTS_PER_CHUNK = 512  # points per chunk of a fitting step on a CPU (sdfjax.chunking; benchmarks/fit)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from sdfjax import parallel
 from sdfjax.data import pipeline
+from sdfjax.train.loop import TrainingDiverged
 
 _OVERRIDE = re.compile(r"^--?(config(?:\.[A-Za-z0-9_]+)+)(?:=|$)")
 
@@ -114,6 +115,37 @@ def run_on_trained(main, workdir_help: str = "Training run folder (its latest ch
     flags.DEFINE_string("out_dir", "", "Where to write the results (default: a new <workdir>/<command>/<timestamp>).")
     flags.mark_flags_as_required(["workdir"])
     run(main)
+
+
+def run_job(job, report, workdir_help: str = "Training run folder (its latest checkpoint is used).") -> None:
+    """A launcher over a trained run: `result = job(config, workdir, out_dir=...)` with bad input as one line, then
+    `report(result)` prints what a person reads."""
+    def main(argv):
+        del argv
+        f = flags.FLAGS
+        quiet_logging()
+        with exit_on():
+            result = job(f.config, f.workdir, out_dir=f.out_dir or None)
+        report(result)
+
+    run_on_trained(main, workdir_help)
+
+
+def run_training(train, report, workdir_help: str) -> None:
+    """A training launcher: multi-host start-up, the dataset prepared, `summary = train(config, workdir)` with bad
+    input and divergence as one line, then `report(summary)` on process 0 when it trained."""
+    def main(argv):
+        del argv
+        f = flags.FLAGS
+        quiet_logging(logging.WARNING)  # Orbax logs every save at INFO
+        initialize_from_flags()
+        with exit_on(TrainingDiverged):
+            prepare_dataset(f.config)
+            summary = train(f.config, f.workdir)
+        if parallel.is_main_process() and summary.get("loss") is not None:
+            report(summary)
+
+    run_trainer(main, workdir_help)
 
 
 def run_trainer(main, workdir_help: str) -> None:

@@ -9,21 +9,15 @@ of `config.siamese.query_split` is a query. Writes <workdir>/siamese/eval/<times
 retrieval.json and retrieval.png (queries with their top 5; wrong shapes tinted red).
 """
 
-from absl import flags
-
-from sdfjax.launch import common
 from sdfjax.evaluators import retrieval
+from sdfjax.launch import common
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging()
-    with common.exit_on():
-        result = retrieval.evaluate_retrieval(f.config, f.workdir, out_dir=f.out_dir or None)
+def report(result: dict) -> None:
     print(retrieval.format_recall(result))
     print(f"results and picture in {result['out_dir']}")
 
 
 if __name__ == "__main__":
-    common.run_on_trained(main, "Run folder holding siamese/checkpoints (train_siamese's --workdir).")
+    common.run_job(retrieval.evaluate_retrieval, report,
+                   "Run folder holding siamese/checkpoints (train_siamese's --workdir).")

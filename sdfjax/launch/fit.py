@@ -9,22 +9,15 @@ Writes <workdir>/fit/<timestamp>/: metrics.csv, latents.npz, meshes/<obj_id>.obj
 (sdfjax.fit.reconstruct), and prints the metrics table.
 """
 
-from absl import flags
-
 from sdfjax.evaluators import tables
 from sdfjax.fit import reconstruct
 from sdfjax.launch import common
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging()
-    with common.exit_on():
-        summary = reconstruct.fit_split(f.config, f.workdir, out_dir=f.out_dir or None)
+def report(summary: dict) -> None:
     print(tables.format_table(summary["rows"] + [summary["mean"]]))
     print(f"chamfer is x1000 in the original frame; results in {summary['out_dir']}")
 
 
 if __name__ == "__main__":
-    common.run_on_trained(main)
+    common.run_job(reconstruct.fit_split, report)

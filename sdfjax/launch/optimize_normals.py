@@ -7,22 +7,15 @@ Writes <workdir>/optimize_normals/<timestamp>/: metrics.csv, latents.npz, meshes
 pictures/<obj_id>.png (ground truth | first render | final render per view).
 """
 
-from absl import flags
-
 from sdfjax.evaluators import tables
 from sdfjax.fit import normals
 from sdfjax.launch import common
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging()
-    with common.exit_on():
-        summary = normals.fit_normals_split(f.config, f.workdir, out_dir=f.out_dir or None)
+def report(summary: dict) -> None:
     print(tables.format_table(summary["rows"] + [summary["mean"]]))
     print(f"results and pictures in {summary['out_dir']}")
 
 
 if __name__ == "__main__":
-    common.run_on_trained(main)
+    common.run_job(normals.fit_normals_split, report)

@@ -8,26 +8,16 @@ holds a checkpoint. Multi-host: pass --coordinator_address/--num_processes/--pro
 or run under a TPU pod / Slurm, whose environment `jax.distributed.initialize()` reads itself.
 """
 
-from absl import flags, logging
-
-from sdfjax import parallel
 from sdfjax.launch import common
-from sdfjax.train import deepsdf, loop
+from sdfjax.train import deepsdf
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging(logging.WARNING)  # Orbax logs every save at INFO
-    common.initialize_from_flags()
-    with common.exit_on(loop.TrainingDiverged):
-        common.prepare_dataset(f.config)
-        summary = deepsdf.train(f.config, f.workdir)
-    if parallel.is_main_process() and summary.get("loss") is not None:
-        print(f"trained to epoch {summary['epoch']}: loss {summary['loss']:.5f}; "
-              f"checkpoint step {summary['checkpoint_step']} in {f.workdir}/checkpoints; "
-              f"metrics {f.workdir}/metrics.jsonl, curve {f.workdir}/loss.png")
+def report(summary: dict) -> None:
+    workdir = summary["workdir"]
+    print(f"trained to epoch {summary['epoch']}: loss {summary['loss']:.5f}; "
+          f"checkpoint step {summary['checkpoint_step']} in {workdir}/checkpoints; "
+          f"metrics {workdir}/metrics.jsonl, curve {workdir}/loss.png")
 
 
 if __name__ == "__main__":
-    common.run_trainer(main, "Run folder: checkpoints, metrics, pictures.")
+    common.run_training(deepsdf.train, report, "Run folder: checkpoints, metrics, pictures.")

@@ -9,26 +9,16 @@ checkpoint. The workdir is the DeepSDF run's, so sketch2shape finds both models 
 Multi-host flags as for sdfjax.launch.train.
 """
 
-from absl import flags, logging
-
-from sdfjax import parallel
 from sdfjax.launch import common
-from sdfjax.train import loop, siamese
+from sdfjax.train import siamese
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging(logging.WARNING)
-    common.initialize_from_flags()
-    with common.exit_on(loop.TrainingDiverged):
-        common.prepare_dataset(f.config)
-        summary = siamese.train_siamese(f.config, f.workdir)
-    if parallel.is_main_process() and summary.get("loss") is not None:
-        print(f"trained to step {summary['step']}: triplet loss {summary['loss']:.4f}, in-batch sketch->normal "
-              f"recall@1 {summary['batch_recall_at_1']:.3f}; checkpoint step {summary['checkpoint_step']} in "
-              f"{summary['workdir']}/checkpoints; metrics {summary['workdir']}/metrics.jsonl")
+def report(summary: dict) -> None:
+    print(f"trained to step {summary['step']}: triplet loss {summary['loss']:.4f}, in-batch sketch->normal "
+          f"recall@1 {summary['batch_recall_at_1']:.3f}; checkpoint step {summary['checkpoint_step']} in "
+          f"{summary['workdir']}/checkpoints; metrics {summary['workdir']}/metrics.jsonl")
 
 
 if __name__ == "__main__":
-    common.run_trainer(main, "Run folder (the DeepSDF run's): the encoder goes to <workdir>/siamese.")
+    common.run_training(siamese.train_siamese, report,
+                        "Run folder (the DeepSDF run's): the encoder goes to <workdir>/siamese.")

@@ -8,20 +8,13 @@ r"""Meshes along a path between two latent codes (Sketch2Shape's traverse_latent
 Writes <workdir>/traverse/<timestamp>/step=000.obj ... and latents.npz (sdfjax.fit.traverse).
 """
 
-from absl import flags
-
 from sdfjax.fit import traverse
 from sdfjax.launch import common
 
 
-def main(argv):
-    del argv
-    f = flags.FLAGS
-    common.quiet_logging()
-    with common.exit_on():
-        summary = traverse.traverse(f.config, f.workdir, out_dir=f.out_dir or None)
+def report(summary: dict) -> None:
     print(f"{len(summary['meshes'])} meshes in {summary['out_dir']}")
 
 
 if __name__ == "__main__":
-    common.run_on_trained(main)
+    common.run_job(traverse.traverse, report)

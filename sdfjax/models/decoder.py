@@ -174,8 +174,8 @@ def dropout_bits(key: jax.Array, n: int) -> jax.Array:
     """n uint32 words for dropout masks: a counter-based hash of (index, two 32-bit words drawn from `key`).
 
     The generator's own bits (threefry) cost as much as a 512 x 512 layer's product on a CPU
-    (benchmarks/train_step: about 59 ms per 16,384 x 512 mask on 2 cores); two rounds of an
-    integer hash over a counter cost about 9 ms. Word i is mix(mix(i * phi + s0) + s1): the first
+    (benchmarks/train_step measures both); two rounds of an integer hash over a counter cost
+    a fraction of that. Word i is mix(mix(i * phi + s0) + s1): the first
     seed alone would make two keys' masks shifted copies of one another, the second breaks that.
     Good enough for dropout (unbiased and uncorrelated bits, tested), not for cryptography.
     """

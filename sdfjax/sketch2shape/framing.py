@@ -7,17 +7,14 @@ A dataset sketch is framed by its camera: the normalised shape (DeepSDF: farthes
 1/1.03) seen from 4 units through a 512 px focal length. A user's drawing has no frame:
 `normalize_sketch` can only give its longer side a fixed share of the image
 (config.sketch.fill, the dataset's median) and centre it. But that share depends on the shape
-and the view: the 12 user-style drawings of val chairs would fill 59% to 95% of the camera's
-image, and the encoder, trained on the dataset's framing, reads the size of a drawing as part of
-the shape (one of them drawn at 84% instead of 59% came out at Chamfer 178 x1e-3; at its true
-framing, 2.4).
+and the view, and the encoder, trained on the dataset's framing, reads the size of a drawing
+as part of the shape: a drawing framed too large comes out as another chair.
 
 The frame is the one the drawing agrees with: drawn at fill f, the encoder predicts a shape
 whose own silhouette from the camera fills f_out(f) of the image. Where f_out(f) = f (going from
 above f to below it as f grows, where f <- f_out(f) settles), the encoder's shape and the drawing's
-framing agree; the drawing is centred where that shape's silhouette is. On those 12 drawings
-the mean |log(fill / true fill)| is 0.038 against the fixed 0.84's 0.090 and the centre is off
-by 1.2% of the image against 3.2% (README, "Sketch to shape", sixteenth session).
+framing agree; the drawing is centred where that shape's silhouette is (docs/experiments.md,
+"Framing", compares it with fixed framing and with the true framing).
 """
 
 from __future__ import annotations
@@ -28,10 +25,9 @@ import numpy as np
 
 from sdfjax.sketch2shape.sketches import normalize_sketch
 
-# The fills tried: the dataset's chairs256 sketches fill 0.59 to 0.97 of the image.
+# The fills tried: they span what the dataset's sketches fill of their image.
 FILLS = tuple(np.round(np.arange(0.55, 1.0001, 0.05), 2))
-# Pixels per side of the traced silhouettes: the fill's mean |log error| against the true framing on the 12 val /
-# 12 test user PNGs was 0.038 / 0.039 at 32, 0.045 / 0.040 at 64, 0.038 at 128 (val), for a quarter of 64's rays.
+# Pixels per side of the traced silhouettes: a box's fill needs few pixels, and finer traces framed no better.
 SILHOUETTE_RESOLUTION = 32
 
 

@@ -28,9 +28,8 @@ from sdfjax import chunking, parallel
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.losses import sdf_loss
 
-# The paper-size step on 16,384 points, 2-core AMD EPYC: 1,024-point chunks 1.42x (float32) and 1.65x (bf16)
-# one pass (benchmarks/train_step); in an earlier comparison of chunk sizes (before weight norm moved out of the
-# chunks), 512-point ones were no faster in float32 and slower in bf16 (thinner weight-gradient products).
+# Points per chunk of the training step on a CPU (sdfjax.chunking; benchmarks/train_step measures it): smaller
+# chunks make the weight-gradient products too thin.
 CPU_POINTS_PER_CHUNK = 1024
 
 
