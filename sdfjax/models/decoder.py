@@ -123,42 +123,63 @@ def normalized_weight(v: jax.Array, g: jax.Array) -> jax.Array:
     return v * (g / jnp.linalg.norm(v, axis=0))
 
 
-class Dense(nn.Module):
-    """A dense layer, optionally weight-normalised (params `v`, `g`, `bias`), over column blocks.
+class LayerParams(nn.Module):
+    """One layer's parameters, PyTorch `nn.Linear`-initialised: `v` (fan_in, features), `bias` and, weight-normalised,
+    `g` = ||v|| per output unit. Returns the effective weight w = g * v / ||v|| (or v) and the bias."""
 
-    `x` (..., K) is multiplied in `compute_dtype`; each array of `inputs` is a further block
-    of input columns (after x's, in order), multiplied in float32 at its own leading shape
-    and broadcast onto the result (`input_matmul`: blocks at most `NARROW` wide as broadcast
-    sums; a one-feature layer's product is a float32 row sum, `column_matmul`).
-    `Dense(n)(x, [a, b])` equals a dense layer on the concatenation [x, a, b] (one weight
-    matrix `v` of all their columns) without ever broadcasting a or b to x's shape.
-    """
-
+    fan_in: int
     features: int
     weight_norm: bool = True
-    compute_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, x: jax.Array | None, inputs: Sequence[jax.Array] = ()) -> jax.Array:
-        blocks = ([] if x is None else [x]) + list(inputs)
-        fan_in = sum(b.shape[-1] for b in blocks)
-        init = _torch_linear_init(fan_in)
-        v = self.param("v", init, (fan_in, self.features))
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        init = _torch_linear_init(self.fan_in)
+        v = self.param("v", init, (self.fan_in, self.features))
         bias = self.param("bias", init, (self.features,))
-        w = v
-        if self.weight_norm:
-            g = self.param("g", lambda _: jnp.linalg.norm(v, axis=0))
-            w = normalized_weight(v, g)
-        out = bias
-        row = 0
-        if x is not None:
-            w_x = w[:x.shape[-1]]
-            out = out + (column_matmul(x, w_x) if self.features == 1 else matmul(x, w_x, DTYPES[self.compute_dtype]))
-            row = x.shape[-1]
-        for block in inputs:
-            out = out + input_matmul(block, w[row:row + block.shape[-1]])
-            row += block.shape[-1]
-        return out
+        if not self.weight_norm:
+            return v, bias
+        g = self.param("g", lambda _: jnp.linalg.norm(v, axis=0))
+        return normalized_weight(v, g), bias
+
+
+def split_layer(w: jax.Array, b: jax.Array, sees_input: bool, latent_dim: int, input_width: int) -> dict:
+    """One layer's weight (rows: [hidden, latent, xyz features], as the network's input is concatenated) split by
+    input block: {"w_h" (absent on layer 0), "w_z", "w_x" (on layers that see the input), "b"}."""
+    if not sees_input:
+        return {"w_h": w, "b": b}
+    h_width = w.shape[0] - input_width
+    layer = {"w_z": w[h_width:h_width + latent_dim], "w_x": w[h_width + latent_dim:], "b": b}
+    if h_width:
+        layer["w_h"] = w[:h_width]
+    return layer
+
+
+def latent_terms(layers: Sequence[dict], z: jax.Array) -> list[jax.Array | None]:
+    """Per layer, z @ W_z + b for the layers that see the input (None for the others), at z's own shape (..., L):
+    the latent's share of a layer is the same for every point of a shape, so it is computed once per shape."""
+    return [z @ layer["w_z"] + layer["b"] if "w_z" in layer else None for layer in layers]
+
+
+def forward(layers: Sequence[dict], terms: Sequence[jax.Array | None], features: jax.Array, hidden_matmul,
+            activation=jax.nn.relu, dropout_fn=None) -> jax.Array:
+    """f(z, x): DeepSDF's MLP on split layers (`split_layer`), the one forward pass of training, fitting and rendering.
+
+    `terms` are `latent_terms` broadcasting against features (..., P, F) (the xyz features); `hidden_matmul(h, w)`
+    multiplies hidden activations (training: `matmul` in the compute dtype; fitting: a frozen product); the
+    network's input blocks and the one-column output layer are float32 (`input_matmul`, `column_matmul`).
+    `dropout_fn(h, i)` drops units of layer i's output (training). Returns (..., P) signed distances in (-1, 1).
+    """
+    h = None
+    for i, layer in enumerate(layers[:-1]):
+        pre = terms[i] if terms[i] is not None else layer["b"]
+        if h is not None:
+            pre = pre + hidden_matmul(h, layer["w_h"])
+        if "w_x" in layer:
+            pre = pre + input_matmul(features, layer["w_x"])
+        h = activation(pre)
+        if dropout_fn is not None:
+            h = dropout_fn(h, i)
+    return jnp.tanh((column_matmul(h, layers[-1]["w_h"]) + layers[-1]["b"])[..., 0])
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -253,18 +274,34 @@ class Decoder(nn.Module):
         features = fourier_features(xyz.astype(jnp.float32), self.fourier_frequencies)
         z = z.astype(jnp.float32)
         z = z.reshape((1,) * (features.ndim - z.ndim) + z.shape)  # broadcastable, never broadcast
-        inputs = [z, features]
-        input_width = z.shape[-1] + features.shape[-1]
-        h = None
+        layers = []
+        for i, (fan_in, width) in enumerate(self.layer_shapes()):
+            hidden = i < self.num_layers
+            w, b = LayerParams(fan_in, width, self.weight_norm and hidden, name=f"layer{i}")()
+            layers.append(split_layer(w, b, i == 0 or i in self.skip_layers, self.latent_dim, self.input_width))
+        dropout_fn = None
+        if self.dropout_rate > 0 and train:
+            keys = [self.make_rng("dropout") for _ in range(self.num_layers)]
+            dropout_fn = lambda h, i: dropout(h, self.dropout_rate, keys[i])  # noqa: E731
+        beta = self.relu_grad_beta
+        activation = (lambda h: relu_smooth_grad(h, beta)) if beta > 0 else jax.nn.relu  # noqa: E731
+        hidden_matmul = partial(matmul, compute_dtype=DTYPES[self.compute_dtype])
+        return forward(layers, latent_terms(layers, z), features, hidden_matmul, activation, dropout_fn)
+
+    @property
+    def input_width(self) -> int:
+        """Width of the network's input [z, xyz features]."""
+        return self.latent_dim + 3 * (1 + 2 * self.fourier_frequencies)
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, outputs) of each layer: the layer before a skip outputs hidden_dim - input_width, so the skip
+        layer's input [h, z, features] is hidden_dim wide (DeepSDF)."""
+        shapes, previous = [], 0
         for i in range(self.num_layers):
-            width = self.hidden_dim - input_width if i + 1 in self.skip_layers else self.hidden_dim
-            sees_input = i == 0 or i in self.skip_layers
-            h = Dense(width, self.weight_norm, self.compute_dtype, name=f"layer{i}")(h, inputs if sees_input else ())
-            h = relu_smooth_grad(h, self.relu_grad_beta) if self.relu_grad_beta > 0 else nn.relu(h)
-            if self.dropout_rate > 0 and train:
-                h = dropout(h, self.dropout_rate, self.make_rng("dropout"))
-        out = Dense(1, weight_norm=False, compute_dtype="float32", name=f"layer{self.num_layers}")(h)
-        return jnp.tanh(out[..., 0])
+            width = self.hidden_dim - self.input_width if i + 1 in self.skip_layers else self.hidden_dim
+            shapes.append((previous + (self.input_width if i == 0 or i in self.skip_layers else 0), width))
+            previous = width
+        return shapes + [(previous, 1)]
 
 
 def from_config(model_config) -> Decoder:
