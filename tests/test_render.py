@@ -199,7 +199,7 @@ def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu
         sdf = latent_render.decoder_sdf(decoder, beta)
         return jax.grad(lambda p: sdf({"decoder": params, "z": z}, p[None])[0])(point[0])
 
-    np.testing.assert_allclose(normal(z, 100.0), normal(z, 0.0), rtol=1e-6)  # same normals
+    np.testing.assert_allclose(normal(z, 100.0), normal(z, 0.0), rtol=1e-5)  # same normals (to float32 rounding)
     assert float(jnp.abs(jax.jacfwd(normal)(z, 0.0)).max()) < 1e-4  # ReLU: piecewise constant in z
     assert float(jnp.abs(jax.jacfwd(normal)(z, 100.0)).max()) > 1e-3
 
@@ -292,7 +292,7 @@ def test_on_a_trained_decoder_the_tracer_agrees_with_a_dense_march_and_reports_w
         # this barely trained field those are up to 0.03 apart, with |f| within a few thresholds between them;
         # stops on different surfaces would cross free space or the inside in between.
         _assert_same_hit_band(sdf, params, origins, directions, ours["depth"], ref["depth"], both,
-                              4 * settings.threshold, share_apart=1.0)
+                              4 * settings.threshold, share_apart=1.0, grazing_share=0.01)
         # A ray out of budget is flagged, never a hit; with the staged bulk alone some are.
         short = render(params, bulk_only)
         unfinished = np.asarray(short["unfinished"])
