@@ -249,21 +249,23 @@ def sketch() -> ml_collections.ConfigDict:
     c.views_together = False  # split mode: True: each shape is one object drawn from all those views
     c.style = "dataset"  # split mode: dataset | hand_drawn (each stroke redrawn; evaluation only)
     c.init = "encoder"  # encoder | retrieval (mean of the top-k retrieved train latents) | mean
-    # pixels the lines grow before the sketch-to-latent encoder reads a sketch: it was trained with lines thickened
-    # by 0..1 pixel (its input only; the masks and the Siamese embedding read the sketch as drawn)
-    c.encoder_line_growth = 1
+    # pixels the lines grow before the sketch-to-latent encoder reads a sketch (its input only; the masks and the
+    # Siamese embedding read the sketch as drawn)
+    c.encoder_line_growth = 0
     c.retrieval_k = 5
     c.iterations = 100  # refinement steps
     c.lr = 3e-3  # Adam on the latent
     c.embedding_weight = 1.0  # Siamese embedding distance
-    # soft silhouette (sdfjax.render.silhouette.soft_occupancy_loss), summed over the views: the outline is the
-    # strongest evidence a drawing gives
-    c.silhouette_weight = 30.0
-    c.silhouette_temperature = 0.03  # a ray missing by d is exp(-d / T) occupied
-    c.carve_margin = 1  # hit rays within this many pixels of the outline are not carved (a hand's lines lie off it)
-    c.line_band = 1  # background within this many pixels of the lines is not known
-    c.gap_carve_margin = 3  # a drawing with gaps is carved only farther than this from its lines; -1: not at all
-    c.outline_tolerance = 2  # pixels the lines grow before deciding what they enclose (closes gaps of 2k px)
+    # relu (two-sided, by distance: moves a start whose outline is far off) | soft (a soft pixel error that also
+    # carves: for a start already close); sdfjax.sketch2shape.losses
+    c.silhouette_form = "relu"
+    c.silhouette_weight = 1.0  # summed over the views: each outline is evidence of its own
+    c.surface_eps = 0.003  # relu: rays outside the outline are pushed this far off the surface
+    c.silhouette_temperature = 0.03  # soft: a ray missing by d is exp(-d / T) occupied
+    c.carve_margin = 0  # soft: hit rays within this many pixels of the outline are not carved
+    c.line_band = 0  # background within this many pixels of the lines is not known (a hand's lines lie off it)
+    c.gap_carve_margin = -1  # soft: a drawing with gaps is carved only farther than this from its lines; -1: never
+    c.outline_tolerance = 0  # pixels the lines grow before deciding what they enclose (closes gaps of 2k px)
     c.prior_weight = 1e-2  # Gaussian (Mahalanobis) prior fitted to the trained latents
     c.prior_shrinkage = 0.1  # covariance shrinkage towards its mean variance
     c.batch = 8  # objects optimised by one vmapped step

@@ -45,6 +45,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # user-style PNGs of test chairs drawn outside the dataset pipeline (data_gen.user_sketches); "": none
     config.results.user_sketches = "tests/data/user_sketches/sketches.json"
     config.results.picture_shapes = 8  # rows of the picture grids
+    # The refinement tuned on this set's val chairs (docs/experiments.md, "Sketch refinement").
+    config.sketch.silhouette_form = "soft"  # counts wrong pixels and carves: beats its start more often
+    config.sketch.silhouette_weight = 30.0  # the outline is the strongest evidence a drawing gives
+    config.sketch.carve_margin = 1  # a hand's lines lie a pixel off the outline: never carve next to them
+    config.sketch.line_band = 1  # nor read the object's own pixels beside them as background
+    config.sketch.outline_tolerance = 2  # close gaps of up to 4 px in a drawing's contours
+    config.sketch.gap_carve_margin = 3  # and carve a drawing with gaps only where plainly outside it
+    config.sketch.encoder_line_growth = 1  # the encoder was trained with lines thickened by 0..1 px
     config.sketch.fill = 0.84  # the median share of the image that this set's train sketches take
     config.sketch.user_framing = "fit"  # no fixed share fits every drawing (docs/experiments.md, "Framing")
     if variant == "cpu":

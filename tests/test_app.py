@@ -101,6 +101,7 @@ def _set_slider(page, elem_id: str, value: int):
     number.press("Enter")
 
 
+@pytest.mark.slow
 def test_drawing_with_the_mouse_gives_a_mesh_and_a_normal_map(server, browser_page, tmp_path):
     page = browser_page
     page.goto(server)
@@ -150,6 +151,7 @@ def _decompression_bomb(path):
     return path
 
 
+@pytest.mark.slow
 def test_bad_uploads_and_a_blank_canvas_get_a_message_and_the_page_keeps_serving(server, browser_page, tmp_path):
     page = browser_page
     page.goto(server)
@@ -185,6 +187,7 @@ def test_bad_uploads_and_a_blank_canvas_get_a_message_and_the_page_keeps_serving
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120000)
 
 
+@pytest.mark.slow
 def test_users_at_once_are_all_answered_each_with_their_own_shape(server):
     from gradio_client import Client, handle_file
 

@@ -10,6 +10,7 @@ from benchmarks.profile import dot_generals
 from sdfjax.models import decoder as decoder_lib
 
 
+@pytest.mark.slow
 def test_default_decoder_has_deepsdf_parameter_count():
     params = decoder_lib.init_params(decoder_lib.Decoder(), jax.random.key(0))
     assert decoder_lib.count_params(params) == 1_843_195
@@ -19,6 +20,7 @@ def test_default_decoder_has_deepsdf_parameter_count():
     assert "g" not in layers["layer8"]
 
 
+@pytest.mark.slow
 def test_output_shape_range_and_broadcast_of_codes():
     decoder = decoder_lib.Decoder(latent_dim=8, hidden_dim=32, num_layers=4, skip_layers=(2,))
     params = decoder_lib.init_params(decoder, jax.random.key(1))
@@ -45,6 +47,7 @@ def _plain_mlp(params, decoder, z, xyz, weight_norm=False):
     return jnp.tanh(h @ p["v"] + p["bias"])[..., 0]
 
 
+@pytest.mark.slow
 def test_weight_norm_at_init_equals_unnormalised_layer():
     decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
     params = decoder_lib.init_params(decoder, jax.random.key(4))
@@ -60,6 +63,7 @@ def test_weight_norm_at_init_equals_unnormalised_layer():
     assert not np.allclose(decoder.apply(doubled, z, xyz), _plain_mlp(params, decoder, z, xyz), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_dropout_only_in_training_and_bfloat16_close_to_float32():
     kwargs = dict(latent_dim=16, hidden_dim=64, num_layers=4, skip_layers=(2,))
     f32 = decoder_lib.Decoder(**kwargs)
@@ -114,6 +118,7 @@ def _training_grad_jaxpr(decoder, params, scenes=2, points=32):
     return jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, z).jaxpr, loss, z
 
 
+@pytest.mark.slow
 def test_latent_block_is_multiplied_once_per_scene_and_its_gradient_summed():
     decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,))
     params = decoder_lib.init_params(decoder, jax.random.key(10))
@@ -132,6 +137,7 @@ def test_latent_block_is_multiplied_once_per_scene_and_its_gradient_summed():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_narrow_input_columns_and_the_output_column_are_fused_sums_not_products():
     for k in (1, 3, decoder_lib.NARROW):
         x = jax.random.normal(jax.random.key(k), (2, 5, k))
@@ -156,6 +162,7 @@ def test_narrow_input_columns_and_the_output_column_are_fused_sums_not_products(
             assert tuple(var.aval.shape[-2:]) not in ((32, 3), (32, 1)), eqn
 
 
+@pytest.mark.slow
 def test_bfloat16_backward_products_are_bfloat16_with_float32_accumulation():
     decoder = decoder_lib.Decoder(latent_dim=16, hidden_dim=64, num_layers=6, skip_layers=(3,),
                                   compute_dtype="bfloat16")

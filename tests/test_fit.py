@@ -44,6 +44,7 @@ def _decoder(compute_dtype="float32", **overrides):
     return decoder, params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [{}, {"fourier_frequencies": 2}, {"skip_layers": (1, 3)}])
 def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(overrides):
     decoder, params = _decoder(**overrides)
@@ -63,6 +64,7 @@ def test_folded_decoder_equals_the_flax_decoder_and_its_latent_gradient(override
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bfloat16_folded_decoder_is_close_to_float32():
     decoder, params = _decoder("bfloat16")
     folded = folded_lib.fold_decoder(decoder, params)
@@ -93,6 +95,7 @@ def _target_samples(folded, z_true, rng, count=4000):
     return np.concatenate([xyz, sdf[:, None]], axis=1)
 
 
+@pytest.mark.slow
 def test_fitting_recovers_a_shape_of_the_decoder_and_keeps_the_best_restart():
     decoder, params = _decoder()
     folded = folded_lib.fold_decoder(decoder, params)
@@ -111,6 +114,7 @@ def test_fitting_recovers_a_shape_of_the_decoder_and_keeps_the_best_restart():
     assert np.all(result.losses < 1e-2)
 
 
+@pytest.mark.slow
 def test_one_shape_alone_fits_like_in_a_batch_and_sharding_over_8_devices_agrees():
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {ROOT!r})
@@ -204,6 +208,7 @@ def test_a_depth_view_of_a_concave_chair_never_claims_what_it_cannot_see():
     assert len(surface) > 1000 and np.mean(np.abs(first - distance) < 1e-3) > 0.999
 
 
+@pytest.mark.slow
 def test_completion_from_one_depth_view_recovers_a_shape_of_the_decoder():
     """Fit to one depth view of the decoder's own shape: the whole field (hidden side too) gets closer."""
     decoder, params = _decoder()
@@ -257,6 +262,7 @@ def trained_smoke(tmp_path_factory):
     return train_smoke_decoder(tmp_path_factory.mktemp("fit"))
 
 
+@pytest.mark.slow
 def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     config = config.copy_and_resolve_references()
@@ -275,6 +281,7 @@ def test_fit_split_writes_metrics_meshes_and_latents(trained_smoke, tmp_path):
     assert summary["mean"]["chamfer"] == pytest.approx(float(rows[1]["chamfer"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_partial_fit_and_prior_init_on_train_shapes(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     config = config.copy_and_resolve_references()
@@ -285,6 +292,7 @@ def test_partial_fit_and_prior_init_on_train_shapes(trained_smoke, tmp_path):
     assert not os.path.exists(tmp_path / "out" / "meshes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field,value,message", [
     ("fit.obj_ids", "chair_000_0000", "not in the preprocessed val split"),
     ("fit.split", "holdout", "expected one of"),
@@ -301,6 +309,7 @@ def test_bad_input_is_refused_before_fitting(trained_smoke, tmp_path, field, val
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_no_checkpoint_and_missing_split_are_clear(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     with pytest.raises(ValueError, match="no checkpoint"):
@@ -311,6 +320,7 @@ def test_no_checkpoint_and_missing_split_are_clear(trained_smoke, tmp_path):
         tfds_builder.split_index(empty, "val")
 
 
+@pytest.mark.slow
 def test_fit_launcher_and_traverse_launcher(trained_smoke, tmp_path):
     config, workdir = trained_smoke
     overrides = [f"--config={ROOT}/configs/chair16.py:smoke", f"--config.data.root={config.data.root}",
@@ -332,6 +342,7 @@ def test_fit_launcher_and_traverse_launcher(trained_smoke, tmp_path):
     assert files == ["latents.npz", "step=000.obj", "step=001.obj", "step=002.obj"]
 
 
+@pytest.mark.slow
 def test_fitting_to_normal_maps_writes_latents_pictures_and_metrics(trained_smoke, tmp_path):
     # That the step lowers its loss is test_normal_map_fitting_step_recovers_a_sphere's job: on this
     # 20-epoch smoke decoder the loss rises (the rendered shape inflates; see the sketch issue).
@@ -349,6 +360,7 @@ def test_fitting_to_normal_maps_writes_latents_pictures_and_metrics(trained_smok
         normals.fit_normals_split(config, workdir, progress=False)
 
 
+@pytest.mark.slow
 def test_normal_map_fitting_step_recovers_a_sphere():
     """The batched step on an analytic SDF: z = (centre, radius offset) of a sphere."""
     def sdf(p, x):
@@ -381,6 +393,7 @@ def test_gt_normals_decode_the_png_convention():
 
 
 
+@pytest.mark.slow
 def test_pictures_trace_every_latent_and_ray_count_with_one_program_and_match_a_single_trace(trained_smoke,
                                                                                                monkeypatch):
     from sdfjax.render import latent_render
@@ -423,6 +436,7 @@ def test_pictures_trace_every_latent_and_ray_count_with_one_program_and_match_a_
     assert np.abs(grid[34:66, 34:66].astype(int) - row).max() <= 1  # latent 1 from 90 degrees
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_points,points_per_chunk", [(1000, 300), (1001, 300), (512, 0), (64, 512)])
 def test_chunked_fitting_loss_and_gradient_equal_one_pass(num_points, points_per_chunk):
     decoder, params = _decoder()

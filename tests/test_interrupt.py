@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from sdfjax import checkpoint
 from sdfjax.data import layout, tfds_builder
@@ -58,6 +59,7 @@ def _shape_files(root: str) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_preprocessing_killed_at_a_random_point_reruns_to_the_same_files(tiny_dataset, tmp_path):
     root = tiny_dataset.data.root
     clean = str(tmp_path / "clean")
@@ -79,6 +81,7 @@ def test_preprocessing_killed_at_a_random_point_reruns_to_the_same_files(tiny_da
     assert len(source) == 2 and source[1]["sdf_samples"].shape[1] == 4
 
 
+@pytest.mark.slow
 def test_training_killed_at_a_random_point_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
     config = tiny_dataset
     root = config.data.root

@@ -40,6 +40,7 @@ def test_synthetic_shapes_are_deterministic_and_varied(tmp_path):
     assert layout.read_metainfo(str(tmp_path / "c")) == shapes
 
 
+@pytest.mark.slow
 def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
     results = pipeline.preprocess_dataset(config, progress=False)
@@ -63,6 +64,7 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     assert after[layout.SURFACE_SAMPLES] == before[layout.SURFACE_SAMPLES]
 
 
+@pytest.mark.slow
 def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
     serial = tiny_dataset
     pipeline.preprocess_dataset(serial, stages=("normalize", "sdf"), progress=False)
@@ -77,6 +79,7 @@ def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
             np.load(os.path.join(layout.shape_dir(parallel.data.root, s.obj_id), layout.SDF_SAMPLES)))
 
 
+@pytest.mark.slow
 def test_bad_shape_is_listed_and_loses_nothing(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
     pipeline.preprocess_dataset(config, stages=("normalize", "sdf"), progress=False)
@@ -106,6 +109,7 @@ def crash_on_chair_1(root, obj_id, **kwargs):
     return pipeline.preprocess_shape(root, obj_id, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
     config.data.num_workers = 2
@@ -119,6 +123,7 @@ def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
     assert tfds_builder.split_index(config, "train")[0] == ["chair_000_0000"]
 
 
+@pytest.mark.slow
 def test_a_corrupt_preprocessed_file_is_listed_and_the_other_shapes_are_packed(tiny_dataset):
     config, root = tiny_dataset, tiny_dataset.data.root
     pipeline.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
@@ -136,6 +141,7 @@ def test_a_corrupt_preprocessed_file_is_listed_and_the_other_shapes_are_packed(t
         tfds_builder.data_source(config, "val")
 
 
+@pytest.mark.slow
 def test_cli_exits_nonzero_only_when_every_shape_fails(tiny_dataset):
     root = tiny_dataset.data.root
     args = ["--config=configs/chair16.py:smoke", f"--config.data.root={root}", "--skip=surface,tfds"]
@@ -164,6 +170,7 @@ def test_bad_metainfo_names_file_and_line(tmp_path, rows, message):
         layout.read_metainfo(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_unknown_config_field_is_one_clear_message(tiny_dataset):
     result = _run("data_gen.preprocess", "--config=configs/chair16.py:smoke",
                   f"--config.data.root={tiny_dataset.data.root}", "--config.data.num_sampels=10")
@@ -223,6 +230,7 @@ TFDS_ROUND_TRIP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_tfds_round_trip_without_tensorflow(tiny_dataset):
     root = tiny_dataset.data.root
     pipeline.preprocess_dataset(tiny_dataset, stages=pipeline.SHAPE_STAGES, progress=False)
@@ -238,6 +246,7 @@ def test_tfds_round_trip_without_tensorflow(tiny_dataset):
         tfds_builder.data_source(tiny_dataset, "nope")
 
 
+@pytest.mark.slow
 def test_a_dataset_larger_than_tfds_shuffle_buffer_packs_without_tensorflow(tiny_dataset, monkeypatch):
     """TFDS spills a buffer over its limit (1 GB) through tf.io.gfile: packing must keep it in memory."""
     from tensorflow_datasets.core import shuffle as tfds_shuffle

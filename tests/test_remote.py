@@ -74,6 +74,7 @@ def test_training_logs_and_a_cut_line_on_a_bucket(bucket):
     assert (store / "run" / "loss.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_fit_writes_its_run_folder_to_a_bucket(bucket, tmp_path):
     store, _ = bucket
     config, workdir = train_smoke_decoder(tmp_path / "local")

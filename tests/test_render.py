@@ -60,6 +60,7 @@ def test_camera_conventions():
     assert views[5].azimuth == 20.0 and views[0].focal == 512 and views[0].distance == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sphere", "box", "torus"])
 def test_tracer_depth_and_normals_match_closed_forms(name):
     origins, directions = CAMERA.rays()
@@ -91,6 +92,7 @@ def test_tracer_depth_and_normals_match_closed_forms(name):
     assert float(out["decoder_evals"]) / len(origins) < 25
 
 
+@pytest.mark.slow
 def test_mesh_and_sdf_of_the_same_sphere_render_alike():
     mesh = trimesh.creation.icosphere(subdivisions=6, radius=0.5)
     params = {"c": jnp.zeros(3), "r": jnp.float32(0.5)}
@@ -106,6 +108,7 @@ def test_mesh_and_sdf_of_the_same_sphere_render_alike():
     assert image.shape == (128, 128, 3) and np.all(image[0, 0] == 255)
 
 
+@pytest.mark.slow
 def test_gradients_of_depth_and_normals_match_finite_differences():
     origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
     disc, _, _ = _sphere_truth(np.asarray(origins), np.asarray(directions), SPHERE["c"], 0.5)
@@ -136,6 +139,7 @@ def test_silhouette_gradient_flows_through_min_sdf():
     assert float(grad["r"]) < 0  # a bigger sphere lowers every ray's minimum
 
 
+@pytest.mark.slow
 def test_normal_gradients_are_finite_where_the_field_is_flat():
     # A trained ReLU decoder is often exactly flat far from the shape: missed rays end there.
     flat = lambda p, x: jnp.minimum(jnp.linalg.norm(x - p["c"], axis=-1) - p["r"], 0.2)  # noqa: E731
@@ -145,6 +149,7 @@ def test_normal_gradients_are_finite_where_the_field_is_flat():
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grad)), grad
 
 
+@pytest.mark.slow
 def test_gradient_memory_does_not_grow_with_the_step_count():
     origins, directions = (jnp.asarray(a) for a in CAMERA.rays())
 
@@ -170,6 +175,7 @@ def test_sketch_lines_are_black_on_white_and_follow_the_silhouette():
     assert 0.02 < np.mean(lines == 0) < 0.3
 
 
+@pytest.mark.slow
 def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
     config = tiny_dataset
     pipeline.preprocess_dataset(config, progress=False)
@@ -182,6 +188,7 @@ def test_render_stage_writes_pngs_views_and_tfds_images(tiny_dataset):
     assert np.mean(example["normal_maps"][0] < 255) > 0.05  # the chair is in the picture
 
 
+@pytest.mark.slow
 def test_decoder_normals_have_a_derivative_in_the_latent_only_with_smoothed_relu_curvature():
 
     x = jnp.linspace(-1.0, 1.0, 11)
@@ -248,6 +255,7 @@ def _overestimating_plate(p, x):
     return jnp.where(d < 0.1, d, 0.1 + 5.0 * (d - 0.1))
 
 
+@pytest.mark.slow
 def test_steps_limited_to_the_clamp_find_a_thin_part_that_unlimited_steps_jump_through():
     camera = camera_lib.Camera(180.0, 0.0, 4.0, 128.0, 32, 32)  # at (0, 0, -4) looking along +z: the plate face on
     origins, directions = (jnp.asarray(a) for a in camera.rays())
@@ -264,6 +272,7 @@ def test_steps_limited_to_the_clamp_find_a_thin_part_that_unlimited_steps_jump_t
     assert not np.asarray(limited["unfinished"]).any()
 
 
+@pytest.mark.slow
 def test_on_a_trained_decoder_the_tracer_agrees_with_a_dense_march_and_reports_what_it_could_not_finish(tmp_path):
     from sdfjax import trained as trained_lib
     from tests.conftest import train_smoke_decoder
@@ -300,6 +309,7 @@ def test_on_a_trained_decoder_the_tracer_agrees_with_a_dense_march_and_reports_w
         assert np.all(np.asarray(short["hit"]) | unfinished | ~np.asarray(ref["hit"]))  # lost hits are all flagged
 
 
+@pytest.mark.slow
 def test_the_shipped_decoder_is_traced_whole_from_behind():
     """The chairs256 decoder seen from behind (view 47), where unlimited steps lost its chair backs."""
     from sdfjax import trained as trained_lib

@@ -1,3 +1,4 @@
+import pytest
 """The results command end to end on the tiny variant: every stage, the tables from the files, and a resume."""
 
 import json
@@ -16,6 +17,7 @@ def _results(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
+@pytest.mark.slow
 def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_path):
     (tmp_path / "README.md").write_text("# Title\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
     first = _results(tmp_path)
@@ -39,13 +41,13 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
 
     from sdfjax import shipped
 
-    shipped = shipped.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
-    assert shipped["config"] == "configs/chairs256.py:tiny" and set(shipped["source_steps"]) == set(shipped.PARTS)
+    manifest = shipped.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
+    assert manifest["config"] == "configs/chairs256.py:tiny" and set(manifest["source_steps"]) == set(shipped.PARTS)
     assert not list(tmp_path.glob("shipped.partial"))
 
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]
-    assert shipped.verify(str(tmp_path / "shipped")) == shipped
+    assert shipped.verify(str(tmp_path / "shipped")) == manifest
     assert again.stderr.count("done before, skipped") == 12
     assert len((out / "timings.jsonl").read_text().splitlines()) == 12
 

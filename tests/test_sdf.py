@@ -31,6 +31,7 @@ def test_box_distances_match_analytic_sdf():
     assert (got < 0).mean() > 0.2  # both signs are exercised
 
 
+@pytest.mark.slow
 def test_sphere_distances_match_analytic_sdf():
     # Subdivision 8: the polyhedron is within 3e-6 of the unit sphere.
     sphere = trimesh.creation.icosphere(subdivisions=8, radius=1.0)
@@ -50,6 +51,7 @@ def _damage(mesh, rng, remove=0.02, flip=0.10):
     return trimesh.Trimesh(mesh.vertices, faces, process=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sphere", "torus", "chair"])
 def test_signs_survive_holes_and_flipped_faces(name):
     from data_gen import synthetic
@@ -76,6 +78,7 @@ def test_flipped_faces_are_oriented_outward():
     assert np.all(np.einsum("ij,ij->i", normals, tri.mean(axis=1)) > 0)
 
 
+@pytest.mark.slow
 def test_sample_statistics_follow_deepsdf():
     sphere = trimesh.creation.icosphere(6, radius=0.8)
     spec = sdf_lib.SamplingSpec(num_samples=200_000)

@@ -71,6 +71,7 @@ def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
         shipped.verify(str(copy))
 
 
+@pytest.mark.slow
 def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_trained_again(tmp_path):
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
     shutil.copytree(SHIPPED, run)  # an export is a run folder: it exports like one

@@ -63,6 +63,7 @@ def test_triplet_losses_match_brute_force(kind):
         assert 0.0 <= float(stats["active_triplets"]) <= 1.0
 
 
+@pytest.mark.slow
 def test_triplet_loss_is_zero_for_separated_clusters_and_finite_for_duplicates():
     labels = jnp.array([0, 0, 1, 1])
     far = jnp.array([[0.0, 0.0], [0.0, 0.01], [5.0, 0.0], [5.0, 0.01]])
@@ -95,6 +96,7 @@ def _sphere_normal_map(centre, camera):
     return np.asarray(tracer.normal_image(out["normals"], out["hit"], camera.height, camera.width))
 
 
+@pytest.mark.slow
 def test_flipping_a_normal_map_renders_the_mirrored_shape():
     camera = camera_lib.Camera(azimuth=30.0, elevation=20.0, focal=48.0, width=32, height=32)
     _, right, up = camera.axes()
@@ -113,6 +115,7 @@ def test_flipping_a_normal_map_renders_the_mirrored_shape():
 
 # --- the encoder ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_encoder_embeddings_are_unit_length_per_image_and_towers_can_be_separate():
     config = chair16.get_config("smoke").siamese
     model = siamese_lib.from_config(config)
@@ -205,6 +208,7 @@ def test_image_files_of_any_mode_load_and_bad_files_are_refused(tmp_path):
 
 # --- training, retrieval and sketch-to-shape on a smoke model ----------------------------------
 
+@pytest.mark.slow
 def test_siamese_training_logs_checkpoints_and_resumes_to_the_same_result(trained_pair, tmp_path):
     config, workdir, full = trained_pair
     records = logs.read_metrics(trained_lib.siamese_dir(workdir))
@@ -227,6 +231,7 @@ def test_siamese_training_logs_checkpoints_and_resumes_to_the_same_result(traine
         trained_lib.load_siamese(str(tmp_path / "empty"))
 
 
+@pytest.mark.slow
 def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
     config, _, _ = trained_pair
     script = textwrap.dedent(f"""
@@ -269,6 +274,7 @@ def test_siamese_step_on_8_devices_matches_one_device(trained_pair):
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_retrieval_evaluation_writes_recalls_and_a_picture(trained_pair, tmp_path):
     config, workdir, _ = trained_pair
     config = config.copy_and_resolve_references()

@@ -12,6 +12,7 @@ import zlib
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -70,6 +71,7 @@ def _sphere_mask(radius):
     return tracer.render(lambda p, x: jnp.linalg.norm(x, axis=-1) - p, jnp.float32(radius), origins, directions)["hit"]
 
 
+@pytest.mark.slow
 def test_two_sided_silhouette_shrinks_a_large_sphere_and_grows_a_small_one():
     mask = _sphere_mask(0.5)
     threshold = tracer.TraceSettings().threshold
@@ -79,6 +81,7 @@ def test_two_sided_silhouette_shrinks_a_large_sphere_and_grows_a_small_one():
     assert _fit_radius(0.7, mask, 0.0, 0.0) >= 0.7
 
 
+@pytest.mark.slow
 def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_sphere_both_ways():
     rng = np.random.default_rng(0)
     min_sdf = jnp.asarray(rng.choice([-1e-4, 1e-4, 0.05, 0.2], size=500).astype(np.float32))
@@ -88,6 +91,9 @@ def test_soft_occupancy_silhouette_is_the_pixel_error_in_the_limit_and_moves_a_s
     pixel_error = np.mean((hit != np.asarray(mask))[np.asarray(known)])
     np.testing.assert_allclose(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4, known), pixel_error, atol=1e-5)
     assert abs(float(soft_occupancy_loss(min_sdf, mask, 1e-5, 2e-4)) - np.mean(hit != np.asarray(mask))) < 1e-5
+    bad = ml_collections.ConfigDict({"silhouette_form": "nope"})
+    with pytest.raises(ValueError, match="config.sketch.silhouette_form='nope'"):
+        losses.RefineSettings.from_config(bad, tracer.TraceSettings(), 32)
     sphere = _sphere_mask(0.5)
     soft = lambda m, k: soft_occupancy_loss(m, k, 0.03, tracer.TraceSettings().threshold)  # noqa: E731
     assert abs(_fit_radius(0.7, sphere, 0, 0, loss_fn=soft) - 0.5) < 0.03
@@ -179,6 +185,7 @@ def test_the_carvable_mask_spares_the_rays_next_to_the_drawing_and_every_ray_of_
         sketches.view_masks(frame, carve_margin=-1)
 
 
+@pytest.mark.slow
 def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_and_keeps_its_other_terms():
     origins, directions = (jnp.asarray(a)[None] for a in CAMERA.rays())  # one view
     inside = _sphere_mask(0.5)[None]
@@ -207,6 +214,7 @@ def test_without_the_siamese_term_the_sketch_loss_never_renders_for_the_tower_an
     np.testing.assert_allclose(same_prior, np.mean(np.square(z)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_each_drawn_view_adds_its_silhouette_and_the_embedding_term_stays_a_mean():
     origins, directions = (jnp.asarray(a)[None] for a in CAMERA.rays())
     inside = _sphere_mask(0.5)[None]
@@ -302,6 +310,7 @@ def trained_models(trained_pair):
     return config, workdir, summary
 
 
+@pytest.mark.slow
 def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, tmp_path):
     config, workdir, summary = trained_models
     assert summary["holdout_views"] == [1]
@@ -340,6 +349,7 @@ def test_encoder_training_lowers_latent_error_on_held_out_views(trained_models, 
         trained_lib.load_encoder(str(tmp_path / "empty"))
 
 
+@pytest.mark.slow
 def test_shape_errors_equal_the_fitting_loss_written_out(trained_models):
     config, workdir, _ = trained_models
     deepsdf = trained_lib.load_trained(config, workdir)
@@ -379,6 +389,7 @@ def test_view_planes_are_the_sines_and_cosines_of_each_sketchs_angles():
     assert np.all(planes == planes[:, :1, :1])  # constant over the image
 
 
+@pytest.mark.slow
 def test_an_encoder_that_reads_views_trains_and_answers_each_view_differently(trained_models, tmp_path):
     config, workdir, _ = trained_models
     config = config.copy_and_resolve_references()
@@ -423,6 +434,7 @@ def test_an_encoder_that_reads_views_trains_and_answers_each_view_differently(tr
                                           config.model.latent_dim)
 
 
+@pytest.mark.slow
 def test_encoder_sdf_term_is_the_clamped_l1_to_each_sketchs_own_latent(trained_models):
     config, workdir, _ = trained_models
     deepsdf = trained_lib.load_trained(config, workdir)
@@ -471,6 +483,7 @@ def _decoder_sketch(trace, decoder_params, z, camera):
                                     np.asarray(out["hit"]).reshape(h, w))
 
 
+@pytest.mark.slow
 def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(trained_models):
     config, workdir, _ = trained_models
     trained = trained_lib.load_trained(config, workdir)
@@ -549,6 +562,7 @@ def test_bad_sketch_files_are_refused_with_their_name(tmp_path):
         sketches.load_image(str(tmp_path / "bomb.png"))
 
 
+@pytest.mark.slow
 def test_split_sketches_of_one_shape_from_several_views_make_one_object(trained_models):
     config, _, _ = trained_models
     config = config.copy_and_resolve_references()
@@ -572,6 +586,7 @@ def _meshes(out_dir) -> list[str]:
     return sorted(os.listdir(folder)) if folder.is_dir() else []
 
 
+@pytest.mark.slow
 def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_models, tmp_path):
     config, workdir, _ = trained_models
     config = config.copy_and_resolve_references()

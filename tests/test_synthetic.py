@@ -39,6 +39,7 @@ def test_shapes_are_a_pure_function_of_seed_and_index(category):
     assert other.vertices.shape != late.vertices.shape or not np.allclose(other.vertices, late.vertices)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("category", sorted(synthetic.CATEGORIES))
 def test_64_shapes_cover_every_structure_choice(category):
     seen = {key: set() for key in EVERY_CHOICE[category]}
@@ -50,6 +51,7 @@ def test_64_shapes_cover_every_structure_choice(category):
     assert seen == EVERY_CHOICE[category]
 
 
+@pytest.mark.slow
 def test_defects_are_real_and_signs_survive_them():
     """Open parts have boundary edges, duplicated parts overlap; preprocessing's signs still match the clean shape."""
     kinds = {}
@@ -73,6 +75,7 @@ def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
     return 1000 * (np.mean(da**2) + np.mean(db**2))
 
 
+@pytest.mark.slow
 def test_no_two_of_256_chairs_are_near_duplicates():
     meshes = [_normalized("chair", i) for i in range(256)]
     coarse = [np.asarray(trimesh.sample.sample_surface(m, 256, seed=i)[0]) for i, m in enumerate(meshes)]

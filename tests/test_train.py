@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from configs import chair16
-from sdfjax import checkpoint, trained
+from sdfjax import checkpoint, losses, trained
 from sdfjax.data import layout, pipeline
 from sdfjax.models import decoder as decoder_lib
-from sdfjax.train import deepsdf, logs, losses, loop, step as step_lib
+from sdfjax.train import deepsdf, logs, loop, step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +42,7 @@ def test_latents_are_projected_into_the_code_bound():
     np.testing.assert_allclose(step_lib.project_latents(z, 1.0), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_smoke_training_lowers_loss_and_resumes_to_the_same_result(smoke_data, tmp_path):
     config = smoke_data
     config.train.num_epochs = 16
@@ -61,6 +62,7 @@ def test_smoke_training_lowers_loss_and_resumes_to_the_same_result(smoke_data, t
     assert meta["obj_ids"] == full["obj_ids"] and meta["config"]["model"]["hidden_dim"] == 32
 
 
+@pytest.mark.slow
 def test_decoder_mismatch_and_divergence_are_clear(smoke_data, tmp_path):
     config = smoke_data
     config.train.num_epochs = 2
@@ -77,6 +79,7 @@ def test_decoder_mismatch_and_divergence_are_clear(smoke_data, tmp_path):
     assert checkpoint.manager(str(tmp_path / "run")).latest_step() == logs.read_metrics(str(tmp_path / "run"))[1]["step"]
 
 
+@pytest.mark.slow
 def test_a_train_shape_that_failed_preprocessing_has_no_latent_in_the_trained_model(tiny_dataset, tmp_path):
     config = tiny_dataset
     with open(os.path.join(layout.shape_dir(config.data.root, "chair_000_0000"), layout.MESH), "w") as f:
@@ -93,6 +96,7 @@ def test_a_train_shape_that_failed_preprocessing_has_no_latent_in_the_trained_mo
     np.testing.assert_array_equal(trained.resolve_latent("mean", model), table[1])
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_falls_back_and_a_cut_metrics_line_is_dropped(smoke_data, tmp_path):
     config = smoke_data
     config.train.num_epochs, config.train.checkpoint_every_epochs = 4, 2
@@ -147,6 +151,7 @@ def _run_sharded(root, devices, shard_latents, workdir):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eight_simulated_devices_match_one(smoke_data, tmp_path):
     root = smoke_data.data.root
     one = _run_sharded(root, 1, False, str(tmp_path / "one"))
@@ -176,6 +181,7 @@ MULTI_HOST = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo_match_one_process(smoke_data, tmp_path):
     import socket
 
@@ -198,6 +204,7 @@ def test_two_processes_with_gloo_match_one_process(smoke_data, tmp_path):
     assert checkpoint.manager(str(tmp_path / "multi")).latest_step() == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_a_step_in_chunks_of_points_equals_one_pass(compute_dtype):
     config = chair16.get_config("smoke")

@@ -5,7 +5,7 @@ at most the hit threshold when it hits (the tracer stops there, so it is never m
 below 0), and it is differentiable in the shape's parameters. A target object mask
 pulls the surface onto the rays inside it and pushes it off the rays outside it.
 
-Two-sided form (Sketch2Shape's silhouette term, with a surface epsilon; normal-map fitting):
+Two-sided form (Sketch2Shape's silhouette term, with a surface epsilon):
 
     inside the mask:  relu(min_sdf - hit_threshold)   missed rays pulled in; hit rays left alone
     outside the mask: relu(margin - min_sdf)          rays that hit or pass within `margin` pushed off
@@ -27,11 +27,20 @@ import jax.numpy as jnp
 
 
 def silhouette_loss(min_sdf: jax.Array, mask: jax.Array, margin: float = 0.0, hit_threshold: float = 0.0,
-                    known: jax.Array | None = None) -> jax.Array:
-    """The module docstring's two-sided loss, the mean over all rays; rays where `known` is False count 0."""
+                    known: jax.Array | None = None, balanced: bool = False) -> jax.Array:
+    """The module docstring's two-sided loss; rays where `known` is False count 0.
+
+    balanced=False: the mean over all rays. balanced=True: the mean over the known rays
+    inside the mask plus the mean over those outside it, so that a thin object (a sketch's
+    lines, a few percent of the pixels) weighs as much as its background.
+    """
     inside = jax.nn.relu(min_sdf - hit_threshold)
     outside = jax.nn.relu(margin - min_sdf)
     known = jnp.ones_like(mask) if known is None else known
+    if balanced:
+        inside_rays, outside_rays = known & mask, known & ~mask
+        return (jnp.sum(jnp.where(inside_rays, inside, 0.0)) / jnp.maximum(jnp.sum(inside_rays), 1)
+                + jnp.sum(jnp.where(outside_rays, outside, 0.0)) / jnp.maximum(jnp.sum(outside_rays), 1))
     return jnp.mean(jnp.where(known, jnp.where(mask, inside, outside), 0.0))
 
 

@@ -7,17 +7,20 @@ the smallest SDF along each pixel's ray, and each sketch's masks (inside, known,
 carvable) from sdfjax.sketch2shape.sketches.view_masks:
 
     L(z) = w_e * mean_v || E_sketch(S_v) - E_normal(N(z, C_v)) ||_2
-           + w_s * sum_v soft_occupancy(min_sdf_v; inside_v, known_v, carvable_v, T)
+           + w_s * sum_v silhouette(min_sdf_v; inside_v, known_v, carvable_v)
            + w_p * mean_dims (W (z - mu))^2                              a Gaussian prior
 
 Each view's outline is evidence of its own, so the silhouette term sums over the views: a
 mean would give each of three drawings a third of one drawing's pull against the prior
 and the Siamese term. One drawing's loss is the same either way.
 
-The silhouette term is the soft pixel error of sdfjax.render.silhouette.soft_occupancy_loss
-(a ray missing by d counts exp(-d / T) occupied; hit rays outside the outline are carved):
-it counts wrong pixels rather than how far they miss, so a few far misses cannot outweigh
-many wrong pixels. mu and W = (Sigma + lambda I)^(-1/2) come from the trained latent table
+The silhouette term (sdfjax.render.silhouette) has two forms. `soft`, a soft pixel error
+(`soft_occupancy_loss`: a ray missing by d counts exp(-d / T) occupied; hit rays outside
+the outline are carved), counts wrong pixels rather than how far they miss, so a few far
+misses cannot outweigh many wrong pixels: the form for an encoder's start, already close.
+`relu`, two-sided and balanced between the object's and the background's rays
+(`silhouette_loss`, margin `surface_eps`), pulls a ray in by how far it misses, so it also
+moves a start whose outline is far off (a small, barely trained decoder). mu and W = (Sigma + lambda I)^(-1/2) come from the trained latent table
 (`gaussian_prior`), so the prior is the squared Mahalanobis distance per dimension: about 1
 for a trained latent, and large where the decoder never learned a shape.
 
@@ -34,11 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sdfjax.render import tracer
-from sdfjax.render.silhouette import soft_occupancy_loss
+from sdfjax.render.silhouette import silhouette_loss, soft_occupancy_loss
 
 # One object's views: origins, directions (V, R*R, 3) of the sketch cameras' rays, targets (V, D) the
 # sketches' Siamese embeddings E_sketch(S_v), inside, known, carvable (V, R*R) bool the outline masks.
 VIEW_KEYS = ("origins", "directions", "targets", "inside", "known", "carvable")
+SILHOUETTE_FORMS = ("soft", "relu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +54,19 @@ class RefineSettings:
     embedding_weight: float = 1.0  # w_e
     silhouette_weight: float = 1.0  # w_s
     prior_weight: float = 1e-2  # w_p
-    temperature: float = 0.03  # T, in SDF units
+    form: str = "soft"  # one of SILHOUETTE_FORMS
+    temperature: float = 0.03  # soft: T, in SDF units
+    surface_eps: float = 0.003  # relu: rays outside the outline are pushed this far off the surface
 
     @classmethod
     def from_config(cls, sketch_config, trace: tracer.TraceSettings, resolution: int) -> RefineSettings:
         sk = sketch_config
+        if sk.silhouette_form not in SILHOUETTE_FORMS:
+            raise ValueError(f"config.sketch.silhouette_form={sk.silhouette_form!r}: expected one of "
+                             f"{SILHOUETTE_FORMS}")
         return cls(trace, int(resolution), float(sk.embedding_weight), float(sk.silhouette_weight),
-                   float(sk.prior_weight), float(sk.silhouette_temperature))
+                   float(sk.prior_weight), sk.silhouette_form, float(sk.silhouette_temperature),
+                   float(sk.surface_eps))
 
 
 def shrunk_gaussian(latents: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +111,11 @@ def sketch_loss(sdf_fn, encoder, settings: RefineSettings, decoder_params, prior
         embedding = jnp.mean(jnp.sqrt(distances + 1e-12))
     else:  # no Siamese term: neither the normal maps nor the tower are computed (nor, unused, the normals)
         embedding = jnp.zeros(())
-    one_view = lambda m, i, k, c: soft_occupancy_loss(m, i, s.temperature, s.trace.threshold, k, c)  # noqa: E731
+    if s.form == "relu":
+        one_view = lambda m, i, k, c: silhouette_loss(m, i, s.surface_eps, s.trace.threshold, k,  # noqa: E731
+                                                      balanced=True)
+    else:
+        one_view = lambda m, i, k, c: soft_occupancy_loss(m, i, s.temperature, s.trace.threshold, k, c)  # noqa: E731
     silhouette = jnp.sum(jax.vmap(one_view)(out["min_sdf"], views["inside"], views["known"], views["carvable"]))
     prior_term = prior_energy(z, prior)
     loss = s.embedding_weight * embedding + s.silhouette_weight * silhouette + s.prior_weight * prior_term
