@@ -16,7 +16,7 @@ PYTHON312 := $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 RESULTS_CONFIG ?= configs/chairs256.py:cpu
 RESULTS_RUN ?= runs/chairs256_cpu
 
-.PHONY: setup test demo app results bench clean-venv
+.PHONY: setup test test-quick demo app results bench clean-venv
 
 setup: $(STAMP)
 
@@ -40,6 +40,10 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
+# The quick tier: every test that takes under a few seconds (no training, launchers, page or processes).
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
@@ -62,10 +66,10 @@ app: $(STAMP)
 	  $(PY) -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu $(APP_FLAGS); \
 	fi
 
-# Every results table of the README, from generation to the report; resumes where it stopped.
+# Every results table (docs/results.md), from generation to the report; resumes where it stopped.
 results: $(STAMP)
 	$(PY) -m sdfjax.launch.results --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN) \
-	  --readme=README.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu
+	  --readme=docs/results.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling

@@ -1,4 +1,4 @@
-r"""Procedural chairs and tables, written in the dataset layout of DESIGN.md.
+r"""Procedural chairs and tables, written in the dataset layout of docs/design.md.
 
 Each shape is a union of closed parts concatenated without any boolean operation, so
 parts overlap and interpenetrate the way ShapeNet's parts do: boxes, cylinders, rounded

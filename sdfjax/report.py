@@ -68,7 +68,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def reconstruction_table(workdir: str) -> tuple[str, dict]:
-    """Markdown rows of mean and median metrics per split, and the numbers the targets need."""
+    """Markdown rows of mean and median metrics per split, and the median Chamfer of each split."""
     lines = ["| split | shapes | Chamfer x1000 mean | median | EMD | F@0.01 | F@0.02 | NC | empty meshes |",
              "|---|---|---|---|---|---|---|---|---|"]
     medians = {}
@@ -97,7 +97,7 @@ SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand
 
 def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
     """Markdown: per method the mean and median Chamfer and the mean EMD, F-score and normal consistency of
-    the sketches of `run`, then how often refinement beat its start and the ratios the targets name."""
+    the sketches of `run`, then how often refinement beat its start and its median against the baselines'."""
     rows = _rows(storage.join(results_dir(workdir), run, "metrics.csv"))
     if not rows:
         return "(no sketch-to-shape results)"
@@ -206,7 +206,7 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                      f"seconds in metrics.jsonl), final loss {records[-1]['loss']:.5f}; {fall}.")
     parts += ["", "Reconstruction (Chamfer x1000 in the original frame, DeepSDF's definition):", "", table]
     if medians.get("test") is not None and medians.get("train"):
-        parts.append(f"\nTest median / train median: {medians['test'] / medians['train']:.2f} (target <= 2).")
+        parts.append(f"\nTest median / train median: {medians['test'] / medians['train']:.2f}.")
     if retrieval:
         parts += ["", f"Retrieval ({retrieval['queries']} test sketches against {retrieval['index_shapes']} shapes x "
                   f"{retrieval['views_per_shape']} views of `{retrieval['index_split']}`): Recall@1 "
@@ -235,8 +235,7 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                       sketch_table(workdir, run)]
     clean, hand = (_median_chamfer(workdir, run, "sketch2shape") for run, _ in SKETCH_RUNS[:2])
     if clean and hand:
-        parts.append(f"\nHand-drawn style / dataset sketches, median Chamfer of sketch2shape: {hand / clean:.2f} "
-                     "(target <= 1.5).")
+        parts.append(f"\nHand-drawn style / dataset sketches, median Chamfer of sketch2shape: {hand / clean:.2f}.")
     for name, picture in (("reconstruction.png", reconstruction_picture(config, workdir,
                                                                         config.results.picture_shapes)),
                           ("sketch_to_shape.png", sketch_picture(workdir, config.results.picture_shapes))):
@@ -260,7 +259,11 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
 
 
 def update_readme(path: str, markdown: str) -> None:
-    """Replaces what stands between the results markers of `path` (ValueError when they are missing)."""
+    """Replaces what stands between the results markers of `path` (ValueError when they are missing); picture
+    links are made relative to `path`'s folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    markdown = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)",
+                      lambda m: f"![{m.group(1)}]({os.path.relpath(os.path.abspath(m.group(2)), folder)})", markdown)
     text = storage.read_text(path)
     if BEGIN not in text or END not in text:
         raise ValueError(f"{path}: no {BEGIN} ... {END} markers to write the results between")

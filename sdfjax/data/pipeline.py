@@ -3,7 +3,7 @@
 Per shape (`data/<name>/shapes/<obj_id>/`, see sdfjax.data.layout):
 
   normalize  normalized_mesh.obj, normalization.json   (DeepSDF's unit-sphere frame)
-  sdf        sdf_samples.npy      (N, 4) float32       (DeepSDF's sampling, DESIGN.md)
+  sdf        sdf_samples.npy      (N, 4) float32       (DeepSDF's sampling, docs/design.md)
   surface    surface_samples.npy  (M, 6) float32       (points + normals, for metrics)
   render     normals/00000.png ..., sketches/00000.png ..., views.json (one per view of
              config.render: ground-truth normal maps by ray casting, and their sketches)

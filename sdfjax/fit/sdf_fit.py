@@ -4,7 +4,7 @@
     result = fit_latents(folded, samples, initial, settings)    # many shapes at once
 
 For each shape, z_hat = argmin_z sum_j L(f(z, x_j), s_j) + reg * ||z||^2 over its SDF
-samples, by Adam (DESIGN.md "Reconstruction": 800 steps, lr 5e-3 x0.1 at step 400,
+samples, by Adam (docs/design.md, "Published numbers": 800 steps, lr 5e-3 x0.1 at step 400,
 8,000 samples per step, half positive and half negative, loss = clamped L1 +
 1e-4 * mean(z^2)). One jitted step is `vmap`-ed over shapes and restarts, each with its
 own Adam state, and sharded over devices along the shape axis.

@@ -5,7 +5,7 @@
 
 `sdf_fn` maps an (n, 3) float32 array of points in the normalised frame to (n,) signed
 distances (negative inside). The grid is N^3 vertices spanning [-1, 1]^3 with voxel size
-2 / (N - 1), so vertex i sits at -1 + 2 i / (N - 1) (DESIGN.md: DeepSDF's released grid
+2 / (N - 1), so vertex i sits at -1 + 2 i / (N - 1) (docs/design.md: DeepSDF's released grid
 uses 2 / N and is off by one voxel).
 
 Coarse to fine. The grid's cells are grouped in cubic blocks of b^3 cells for block

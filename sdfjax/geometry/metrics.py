@@ -3,7 +3,7 @@
     points, normals = sdf_lib.sample_surface(mesh, 30_000, rng)
     report = evaluate_mesh(mesh, gt_points, gt_normals, normalization)
 
-Definitions (DESIGN.md, "Chamfer distance"):
+Definitions (docs/design.md, "Conventions"):
 
   chamfer             DeepSDF (Park et al. 2019, Sec. 6 and its evaluate.py): 30,000 points
                       on each surface, *in the original frame*,

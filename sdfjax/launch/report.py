@@ -1,9 +1,9 @@
 r"""Writes the results tables and pictures of a run from its files (`make results` ends with it).
 
     python -m sdfjax.launch.report --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
-        --readme=README.md --pictures=docs/results
+        --readme=docs/results.md --pictures=docs/results
 
-Writes <workdir>/results/results.md; with --readme, also the README between its
+Writes <workdir>/results/results.md; with --readme, also that markdown file between its
 <!-- results:begin --> and <!-- results:end --> markers; --pictures: where the PNGs go.
 """
 

@@ -1,7 +1,7 @@
 r"""One command for every results table: generate, preprocess, train, fit, encoders, retrieve, sketch, report.
 
     python -m sdfjax.launch.results --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu
-    make results                                     # the same, then the README's tables
+    make results                                     # the same, then docs/results.md's tables
 
 Each stage is one of the project's own commands, run as a subprocess with the config and
 its overrides; a stage that finished is skipped on a rerun (its marker is

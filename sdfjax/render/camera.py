@@ -12,7 +12,7 @@ column j from the left; the ray of pixel (i, j) goes through the pixel's centre:
     d = normalize(forward + (j + 0.5 - W/2) / f * right - (i + 0.5 - H/2) / f * up)
 
 with `forward` towards the origin, `right = normalize(forward x y)`, `up = right x forward`,
-and focal length f in pixels. Sketch2Shape's views (DESIGN.md): 18 azimuths 0..340 step
+and focal length f in pixels. Sketch2Shape's views (docs/design.md, "Published numbers"): 18 azimuths 0..340 step
 20 x 5 elevations -50..30 step 20, 256 x 256, f = 512, r = 4; view index =
 azimuth index * 5 + elevation index.
 """

@@ -34,6 +34,6 @@ def cast_mesh(vertices: np.ndarray, faces: np.ndarray, camera: camera_lib.Camera
 
 
 def normal_map_uint8(normals: np.ndarray, hit: np.ndarray, camera: camera_lib.Camera) -> np.ndarray:
-    """(H, W, 3) uint8 image of (n + 1) / 2 on white (DESIGN.md, "Views")."""
+    """(H, W, 3) uint8 image of (n + 1) / 2 on white (docs/design.md, "Conventions")."""
     image = np.where(hit[:, None], (normals + 1.0) / 2.0, 1.0).reshape(camera.height, camera.width, 3)
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Differentiable sphere tracing of signed distance functions (DESIGN.md, "Rendering").
+"""Differentiable sphere tracing of signed distance functions (docs/design.md, "Conventions").
 
     out = render(sdf_fn, params, origins, directions, settings)
 
@@ -243,6 +243,6 @@ def march_densely(sdf_fn: SdfFn, params, origins: jax.Array, directions: jax.Arr
 
 
 def normal_image(normals: jax.Array, hit: jax.Array, height: int, width: int) -> jax.Array:
-    """(H, W, 3) float image (n + 1) / 2 on a white background (DESIGN.md, "Views")."""
+    """(H, W, 3) float image (n + 1) / 2 on a white background (docs/design.md, "Conventions")."""
     image = jnp.where(hit[:, None], (normals + 1.0) / 2.0, 1.0)
     return image.reshape(height, width, 3)
