@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -75,14 +76,28 @@ def source_digests(workdir: str, steps: dict[str, int]) -> dict[str, str]:
     return digests
 
 
+def check_target(workdir: str, out: str) -> None:
+    """errors.DataError, before anything is written, when exporting `workdir` to `out` could lose a file: `out` is
+    the run folder or holds it, or it exists and is neither empty nor an earlier export (its manifest)."""
+    run, target = os.path.realpath(workdir), os.path.realpath(out)
+    if run == target or run.startswith(target.rstrip(os.sep) + os.sep):
+        raise errors.DataError(f"--out={out}: that folder is or holds the run {workdir}; export to a folder of its own")
+    if os.path.exists(target) and not os.path.isfile(os.path.join(target, MANIFEST)):
+        if not os.path.isdir(target) or os.listdir(target):
+            raise errors.DataError(f"--out={out}: it exists and is not an sdfjax export (no {MANIFEST}); nothing "
+                                   "was written, choose another folder")
+
+
 def export(workdir: str, out: str, config_arg: str, command: str = "make results") -> dict:
     """Writes the inference copy of run `workdir` to `out` and returns its manifest.
 
     Skipped (the existing manifest returned) when `out` already holds an export of the
     same source checkpoints (steps and digests) that verifies, so rerunning the results
-    command leaves the committed files byte for byte as they are. The copy is written next
-    to `out` and moved into place at the end: an interrupted export never leaves a half folder.
+    command leaves the committed files byte for byte as they are. `out` must be new, empty or
+    an earlier export (`check_target`). The copy is written in a fresh folder beside `out`
+    and moved into place at the end: an interrupted export never leaves a half folder.
     """
+    check_target(workdir, out)
     steps = source_steps(workdir)
     digests = source_digests(workdir, steps)
     if storage.exists(os.path.join(out, MANIFEST)):
@@ -93,8 +108,9 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         if (manifest is not None and manifest.get("source_steps") == steps
                 and manifest.get("source_digests") == digests):
             return manifest
-    staging = out.rstrip("/") + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.partial-", dir=parent)
     sharding = parallel.replicated(parallel.make_mesh())
     for part in PARTS:
         restored = checkpoint.restore_good(_part_dir(workdir, part), sharding=sharding, keys=("params",))
@@ -113,8 +129,13 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         "files": files,
     }
     storage.atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=1) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(staging, out)
+    if os.path.exists(out):  # an earlier export (check_target): set aside, then removed once the new one is in place
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.old-", dir=parent)
+        os.replace(out, os.path.join(old, "export"))
+        os.replace(staging, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, out)
     return manifest
 
 

@@ -45,7 +45,7 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
 
     manifest = shipped.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
     assert manifest["config"] == "configs/chairs256.py:tiny" and set(manifest["source_steps"]) == set(shipped.PARTS)
-    assert not list(tmp_path.glob("shipped.partial"))
+    assert not list(tmp_path.glob(".shipped.partial*"))
 
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]

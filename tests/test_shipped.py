@@ -71,6 +71,21 @@ def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
         shipped.verify(str(copy))
 
 
+def test_export_never_writes_over_a_users_folder_or_the_run(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(SHIPPED, run)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    for out, message in ((mine, "is not an sdfjax export"), (run, "is or holds the run"),
+                         (tmp_path, "is or holds the run")):
+        with pytest.raises(errors.DataError, match=message):
+            shipped.export(str(run), str(out), "configs/chairs256.py:cpu")
+    assert (mine / "notes.txt").read_text() == "my notes" and sorted(os.listdir(mine)) == ["notes.txt"]
+    assert shipped.verify(str(run))["config"] == "configs/chairs256.py:cpu"  # the run untouched
+    assert not list(tmp_path.glob(".*partial*"))
+
+
 @pytest.mark.slow
 def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_trained_again(tmp_path):
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
@@ -92,6 +107,7 @@ def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_traine
     assert second["source_digests"]["encoder"] != first["source_digests"]["encoder"]
     assert {p: second["source_digests"][p] for p in ("decoder", "siamese")} == {
         p: first["source_digests"][p] for p in ("decoder", "siamese")}
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*old*"))
     _, exported, _ = trained.load_encoder(out)
     for a, b in zip(jax.tree.leaves(exported), jax.tree.leaves(moved)):
         np.testing.assert_array_equal(a, b)

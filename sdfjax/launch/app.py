@@ -43,5 +43,5 @@ if __name__ == "__main__":
     flags.DEFINE_integer("port", 7860, "Port to listen on.")
     flags.DEFINE_integer("max_views", 3, "Sketch tabs: sketches of one object from different views.")
     flags.DEFINE_integer("warm_views", None, "Compile the refinement at start-up for 1..this many sketches (default "
-                         "--max_views); more compile on their first request (about 10 s here), for a faster start.")
+                         "--max_views); more compile on their first request, for a faster start.")
     common.run_on_trained(main, "A trained run (DeepSDF, Siamese and sketch encoder) or an exported model folder.")

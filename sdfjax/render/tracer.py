@@ -13,8 +13,7 @@ are background at once) and steps by the SDF value, at most `max_step`, until it
 within `threshold` of the surface or leaves the sphere. A DeepSDF decoder is trained on
 distances clamped to +-delta (Park et al. 2019, Eq. 9): beyond delta its value is only
 "more than delta", often several times the true distance, and a step of that length
-jumps through thin parts (a chair's back seen from behind: on the shipped chairs256
-decoder, unlimited steps lost up to 80% of the pixels a dense march hits). So a trained
+jumps through thin parts (a chair's back seen from behind vanishes). So a trained
 decoder is traced with `max_step` = delta, as Sketch2Shape's renderer clamps its steps
 to 0.1; `march_densely` is the reference that assumes nothing of the field.
 
