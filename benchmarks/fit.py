@@ -103,7 +103,7 @@ def time_fit(dtype: str, shapes: int, iters: int) -> dict:
                  for d in data[:2]) * shapes / 2
     return {"batched_points_per_s": points / batched, "one_at_a_time_points_per_s": points / single,
             "batched_one_pass_points_per_s": points / one_pass, "batched_unfolded_points_per_s": points / unfolded,
-            "points_per_chunk": chunking.resolve(settings.points_per_chunk, sdf_fit.CPU_POINTS_PER_CHUNK),
+            "points_per_chunk": chunking.resolve(settings.points_per_chunk, "fit"),
             "batched_seconds": batched}
 
 

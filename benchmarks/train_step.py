@@ -133,7 +133,7 @@ def main(argv):
             "seconds_per_step": seconds, "points_per_s": points / seconds,
             "points_per_s_no_dropout": points / seconds_no_dropout,
             "points_per_s_one_pass": points / seconds_one_pass,
-            "points_per_chunk": chunking.resolve(config.train.points_per_chunk, step_lib.CPU_POINTS_PER_CHUNK),
+            "points_per_chunk": chunking.resolve(config.train.points_per_chunk, "train"),
             "achieved_flops_per_s": flops / seconds, "matmul_flops_per_s": peak,
             "efficiency": flops / seconds / peak,
             "model_flops": flops, "executed_product_flops": timed["product_flops"],

@@ -28,10 +28,16 @@ import jax.numpy as jnp
 AUTO = -1
 
 
-def resolve(points_per_chunk: int, cpu_default: int) -> int:
-    """A config's `points_per_chunk`: -1 (auto) is `cpu_default` on a CPU and 0 (one pass) on a GPU or TPU."""
+# Points per chunk on a CPU, per job (benchmarks/train_step and benchmarks/fit measure them): the training step's
+# weight-gradient products get too thin in smaller chunks; fitting forms no weight gradient.
+CPU_POINTS_PER_CHUNK = {"train": 1024, "fit": 512}
+
+
+def resolve(points_per_chunk: int, job: str, platform: str | None = None) -> int:
+    """A config's `points_per_chunk` for `job` ("train" or "fit"): -1 (auto) is CPU_POINTS_PER_CHUNK[job] on a CPU
+    and 0 (one pass) on a GPU or TPU; `platform` ("cpu", "cuda", "tpu", ...) defaults to the running backend."""
     if points_per_chunk == AUTO:
-        return cpu_default if jax.default_backend() == "cpu" else 0
+        return CPU_POINTS_PER_CHUNK[job] if (platform or jax.default_backend()) == "cpu" else 0
     if points_per_chunk < 0:
         raise ValueError(f"points_per_chunk={points_per_chunk}: expected -1 (auto), 0 (one pass) or a chunk size")
     return points_per_chunk

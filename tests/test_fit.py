@@ -473,7 +473,10 @@ def test_chunk_layouts_cover_the_points_with_little_padding():
     assert chunking.divisor_layout(16, 1000, 1024) == 20  # 16 x 50 = 800 points per chunk
     assert chunking.divisor_layout(1, 1021, 512) == 1  # prime: only 1-point chunks would divide it
     assert chunking.divisor_layout(16, 1024, 0) == 1 and chunking.divisor_layout(2, 256, 1024) == 1
-    assert chunking.resolve(chunking.AUTO, 512) == (512 if jax.default_backend() == "cpu" else 0)
-    assert chunking.resolve(0, 512) == 0 and chunking.resolve(300, 512) == 300
+    assert chunking.resolve(chunking.AUTO, "fit") == (512 if jax.default_backend() == "cpu" else 0)
+    assert chunking.resolve(chunking.AUTO, "train", platform="cpu") == 1024
+    assert chunking.resolve(chunking.AUTO, "train", platform="tpu") == 0
+    assert chunking.resolve(chunking.AUTO, "fit", platform="cuda") == 0
+    assert chunking.resolve(0, "fit") == 0 and chunking.resolve(300, "fit") == 300
     with pytest.raises(ValueError, match="points_per_chunk=-2"):
         sdf_fit.FitSettings(points_per_chunk=-2)

@@ -32,7 +32,6 @@ from sdfjax.fit.folded import folded_sdf, latent_biases
 from sdfjax.fit.optimizer import latent_step
 from sdfjax.losses import sdf_interval_errors
 
-CPU_POINTS_PER_CHUNK = 512  # points per chunk of a fitting step on a CPU (sdfjax.chunking; benchmarks/fit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +46,10 @@ class FitSettings:
     clamp_distance: float = 0.1
     code_reg_weight: float = 1e-4
     fourier_frequencies: int = 0
-    points_per_chunk: int = chunking.AUTO  # per decoder pass; -1: CPU_POINTS_PER_CHUNK on a CPU, else one pass
+    points_per_chunk: int = chunking.AUTO  # per decoder pass; -1: chunking.CPU_POINTS_PER_CHUNK on a CPU, else one pass
 
     def __post_init__(self):
-        chunking.resolve(self.points_per_chunk, CPU_POINTS_PER_CHUNK)  # refuses a bad value here, not in a trace
+        chunking.resolve(self.points_per_chunk, "fit")  # refuses a bad value here, not in a trace
 
     @classmethod
     def from_config(cls, config) -> "FitSettings":
@@ -132,7 +131,7 @@ def _errors_sum(folded, z, chunk, settings: FitSettings):
 def _chunks(points, settings: FitSettings):
     """points (N, 5) as (C, P, 5) chunks and (C, P) weights, 0 on the padding (copies of the last row)."""
     n = points.shape[0]
-    count, size = chunking.padded_layout(n, chunking.resolve(settings.points_per_chunk, CPU_POINTS_PER_CHUNK))
+    count, size = chunking.padded_layout(n, chunking.resolve(settings.points_per_chunk, "fit"))
     pad = count * size - n
     padded = jnp.pad(points, ((0, pad), (0, 0)), mode="edge")
     weights = (jnp.arange(count * size) < n).astype(jnp.float32)

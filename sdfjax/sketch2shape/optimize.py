@@ -269,7 +269,7 @@ def encoder_predictor(config, workdir: str, resolution: int, optional: bool = Fa
     return latent_predictor(model, params, batch=batch, line_growth=int(config.sketch.get("encoder_line_growth", 0)))
 
 
-def initial_latents(trained, batch: SketchBatch, retrieved, predict) -> dict[str, np.ndarray]:
+def starting_latents(trained, batch: SketchBatch, retrieved, predict) -> dict[str, np.ndarray]:
     """{"encoder" (with a `predict`or, `encoder_predictor`), "retrieval", "mean"}: (B, L) starting latents of each
     object."""
     out = {"mean": np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))}
@@ -368,7 +368,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     targets = targets.reshape(b, v, -1)
     # Retrieval among the training shapes (from the object's first sketch): an init and a baseline.
     retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets[:, 0], max(1, sk.retrieval_k))
-    starts = initial_latents(trained, batch, retrieved, predict)
+    starts = starting_latents(trained, batch, retrieved, predict)
     initial = starts[sk.init]
 
     prior = {k: jnp.asarray(a) for k, a in gaussian_prior(trained.latents, sk.prior_shrinkage).items()}

@@ -25,12 +25,8 @@ import numpy as np
 import optax
 
 from sdfjax import chunking, parallel
-from sdfjax.models import decoder as decoder_lib
 from sdfjax.losses import sdf_loss
-
-# Points per chunk of the training step on a CPU (sdfjax.chunking; benchmarks/train_step measures it): smaller
-# chunks make the weight-gradient products too thin.
-CPU_POINTS_PER_CHUNK = 1024
+from sdfjax.models import decoder as decoder_lib
 
 
 def lr_schedule(base_lr: float, train_config, steps_per_epoch: int) -> optax.Schedule:
@@ -93,12 +89,12 @@ def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps
     """step(state, batch) -> (state, metrics); batch = {labels (B,), xyz (B,S,3), sdf (B,S)}.
 
     The batch's points pass through the decoder in chunks of about `train.points_per_chunk`
-    (sdfjax.chunking: -1 is CPU_POINTS_PER_CHUNK on a CPU, one pass on a GPU or TPU), every
+    (sdfjax.chunking: -1 is its CPU size on a CPU, one pass on a GPU or TPU), every
     scene in every chunk, each chunk with its own dropout masks; the loss is the same mean.
     """
     base_key = jax.random.key(seed)
     plain = decoder.clone(weight_norm=False)  # applied to fold_weight_norm's params
-    points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), CPU_POINTS_PER_CHUNK)
+    points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), "train")
 
     def step(state, batch):
         epoch = state["step"] // steps_per_epoch
