@@ -26,13 +26,11 @@ import os
 import re
 import statistics
 
-import jax.numpy as jnp
 import numpy as np
 
 from sdfjax import storage, trained as trained_lib
-from sdfjax.data import tfds_builder
-from sdfjax.render import camera as camera_lib
-from sdfjax.render import latent_render, pictures, tracer
+from sdfjax.evaluators import reconstruction
+from sdfjax.render import pictures
 from sdfjax.train import logs
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -131,32 +129,6 @@ def _median_chamfer(workdir: str, run: str, method: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def reconstruction_picture(config, workdir: str, count: int) -> np.ndarray | None:
-    """Rows of: the test shape's ground-truth normal map | the render of its fitted latent, at two views."""
-    fit_dir = storage.join(results_dir(workdir), "fit_test")
-    if not storage.exists(storage.join(fit_dir, "latents.npz")):
-        return None
-    saved = storage.load_npz(storage.join(fit_dir, "latents.npz"))
-    trained = trained_lib.load_trained(config, workdir)
-    source = tfds_builder.data_source(config, "test")
-    ids, _ = tfds_builder.split_index(config, "test")
-    views = list(config.results.test_views)
-    settings = tracer.TraceSettings.from_config(config.render)
-    render = latent_render.views_renderer(latent_render.decoder_sdf(trained.decoder), settings)
-    rows = []
-    for obj_id, z in list(zip([str(o) for o in saved["obj_ids"]], saved["latents"]))[:count]:
-        example = source[ids.index(obj_id)]
-        row = []
-        for v in views:
-            camera = camera_lib.Camera(*map(float, example["views"][v]), width=example["normal_maps"].shape[2],
-                                       height=example["normal_maps"].shape[1])
-            image = latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z)},
-                                                     [camera])[0]
-            row += [example["normal_maps"][v], image]
-        rows.append(row)
-    return pictures.picture_grid(rows) if rows else None
-
-
 def sketch_picture(workdir: str, count: int) -> np.ndarray | None:
     """The first sketch-to-shape pictures (sketch | start | end | three other views), stacked."""
     folder = storage.join(results_dir(workdir), "sketch2shape", "pictures")
@@ -236,8 +208,9 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     clean, hand = (_median_chamfer(workdir, run, "sketch2shape") for run, _ in SKETCH_RUNS[:2])
     if clean and hand:
         parts.append(f"\nHand-drawn style / dataset sketches, median Chamfer of sketch2shape: {hand / clean:.2f}.")
-    for name, picture in (("reconstruction.png", reconstruction_picture(config, workdir,
-                                                                        config.results.picture_shapes)),
+    fitted = reconstruction.reconstruction_picture(config, workdir, storage.join(out, "fit_test"),
+                                                   config.results.picture_shapes)
+    for name, picture in (("reconstruction.png", fitted),
                           ("sketch_to_shape.png", sketch_picture(workdir, config.results.picture_shapes))):
         if picture is not None:
             storage.write_png(storage.join(picture_dir, name), picture)

@@ -14,13 +14,18 @@ import os
 import sys
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from sdfjax import storage
+from sdfjax import trained as trained_lib
+from sdfjax.data import tfds_builder
 from sdfjax.fit.meshing import mesh_of_latent
 from sdfjax.geometry import isosurface, metrics
 from sdfjax.geometry import mesh as mesh_lib
+from sdfjax.render import camera as camera_lib
+from sdfjax.render import latent_render, pictures, tracer
 
 
 def mesh_and_score(config, folded: dict, z: np.ndarray, example: dict, obj_id: str, out_dir: str) -> dict:
@@ -57,3 +62,29 @@ def score_latents(config, folded: dict, latents: np.ndarray, examples: Sequence[
         rows.append({"obj_id": names[i], **(extra[i] if extra else {}),
                      **mesh_and_score(config, folded, latents[i], examples[i], names[i], out_dir)})
     return rows
+
+
+def reconstruction_picture(config, workdir: str, fit_dir: str, count: int) -> np.ndarray | None:
+    """Rows of: a test shape's ground-truth normal map | the render of its latent fitted in `fit_dir` (a `fit`
+    run's folder), at each of config.results.test_views; None when the fit wrote no latents."""
+    if not storage.exists(storage.join(fit_dir, "latents.npz")):
+        return None
+    saved = storage.load_npz(storage.join(fit_dir, "latents.npz"))
+    trained = trained_lib.load_trained(config, workdir)
+    source = tfds_builder.data_source(config, "test")
+    ids, _ = tfds_builder.split_index(config, "test")
+    views = list(config.results.test_views)
+    settings = tracer.TraceSettings.from_config(config.render)
+    render = latent_render.views_renderer(latent_render.decoder_sdf(trained.decoder), settings)
+    rows = []
+    for obj_id, z in list(zip([str(o) for o in saved["obj_ids"]], saved["latents"]))[:count]:
+        example = source[ids.index(obj_id)]
+        row = []
+        for v in views:
+            camera = camera_lib.Camera(*map(float, example["views"][v]), width=example["normal_maps"].shape[2],
+                                       height=example["normal_maps"].shape[1])
+            image = latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z)},
+                                                     [camera])[0]
+            row += [example["normal_maps"][v], image]
+        rows.append(row)
+    return pictures.picture_grid(rows) if rows else None
