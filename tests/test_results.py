@@ -1,10 +1,11 @@
-import pytest
 """The results command end to end on the tiny variant: every stage, the tables from the files, and a resume."""
 
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +51,7 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
     assert again.returncode == 0, again.stderr[-4000:]
     assert shipped.verify(str(tmp_path / "shipped")) == manifest
-    assert again.stderr.count("done before, skipped") == 12
+    assert again.stderr.count("done before with these settings, skipped") == 12
     assert len((out / "timings.jsonl").read_text().splitlines()) == 12
 
 
@@ -78,3 +79,20 @@ def test_a_stage_run_again_counts_once_with_its_last_time():
     assert report.latest_timings(jsonl + "\n\n") == [{"stage": "train", "seconds": 5.0},
                                                      {"stage": "sketch2shape", "seconds": 4.0},
                                                      {"stage": "report", "seconds": 1.0}]
+
+
+def test_a_stage_runs_again_when_its_command_or_config_changed():
+    from configs import chairs256
+    from sdfjax.launch import results
+
+    config = chairs256.get_config("tiny")
+    fit = [sys.executable, "-m", "sdfjax.launch.fit", "--config.fit.split=val"]
+    record = results.stage_record(fit, config)
+    assert results.rerun_reason(json.dumps({**record, "seconds": 3.0}), record) is None
+    other = results.stage_record(fit[:-1] + ["--config.fit.split=test"], config)
+    reason = results.rerun_reason(json.dumps(record), other)
+    assert "command changed" in reason and "--config.fit.split=test" in reason
+    changed = config.copy_and_resolve_references()
+    changed.fit.lr = 1.0
+    assert results.rerun_reason(json.dumps(record), results.stage_record(fit, changed)) == "the config changed"
+    assert results.rerun_reason("12.5\n", record) == "its marker records no settings"

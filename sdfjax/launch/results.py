@@ -4,12 +4,14 @@ r"""One command for every results table: generate, preprocess, train, fit, encod
     make results                                     # the same, then docs/results.md's tables
 
 Each stage is one of the project's own commands, run as a subprocess with the config and
-its overrides; a stage that finished is skipped on a rerun (its marker is
-<workdir>/results/<stage>.done), and the training stages resume from their checkpoints,
+its overrides; a stage that finished is skipped on a rerun with the same command and config
+(its marker <workdir>/results/<stage>.done records both), run again when either changed
+(the reason is printed), and the training stages resume from their checkpoints,
 so an interrupted run goes on where it stopped. Seconds per stage go to
 <workdir>/results/timings.jsonl; the last stage writes the tables (sdfjax.launch.report).
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -73,6 +75,29 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
     ]
 
 
+def stage_record(command: list[str], config) -> dict:
+    """What a stage's .done marker records: its command line (without the interpreter) and a digest of the
+    resolved config."""
+    digest = hashlib.sha256(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()
+    return {"command": list(command[2:]), "config_sha256": digest}
+
+
+def rerun_reason(marker_text: str, record: dict) -> str | None:
+    """None when a stage's marker says it finished with `record`'s command and config, else why it runs again."""
+    try:
+        done = json.loads(marker_text)
+    except ValueError:
+        done = None
+    if not isinstance(done, dict) or "command" not in done:
+        return "its marker records no settings"
+    if done["command"] != record["command"]:
+        changed = sorted(set(done["command"]) ^ set(record["command"]))
+        return f"its command changed ({' '.join(changed)})"
+    if done.get("config_sha256") != record["config_sha256"]:
+        return "the config changed"
+    return None
+
+
 def main(argv):
     del argv
     f = flags.FLAGS
@@ -81,9 +106,13 @@ def main(argv):
     config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
     for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained):
         marker = storage.join(out, f"{name}.done")
+        record = stage_record(command, f.config)
         if name not in ALWAYS_RUN and storage.exists(marker):
-            print(f"[results] {name}: done before, skipped", file=sys.stderr)
-            continue
+            reason = rerun_reason(storage.read_text(marker), record)
+            if reason is None:
+                print(f"[results] {name}: done before with these settings, skipped", file=sys.stderr)
+                continue
+            print(f"[results] {name}: run again: {reason}", file=sys.stderr)
         print(f"[results] {name}: {' '.join(command[2:])}", file=sys.stderr)
         start = time.monotonic()
         finished = subprocess.run(command, env=dict(os.environ, PYTHONPATH=os.getcwd()))
@@ -92,7 +121,7 @@ def main(argv):
         seconds = round(time.monotonic() - start, 1)
         if name not in ALWAYS_RUN:
             storage.append_text(storage.join(out, "timings.jsonl"), json.dumps({"stage": name, "seconds": seconds}) + "\n")
-            storage.atomic_write_text(marker, f"{seconds}\n")
+            storage.atomic_write_json(marker, {**record, "seconds": seconds})
     print(f"[results] tables in {storage.join(out, 'results.md')}", file=sys.stderr)
 
 
