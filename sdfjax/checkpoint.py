@@ -111,6 +111,10 @@ def _abstract_as_saved(workdir: str, step: int, sharding: jax.sharding.Sharding)
                         metadata.item_metadata.tree)
 
 
+# Errors of the machine or the moment, not of a checkpoint's files: raised, never a reason to fall back.
+NOT_THE_DATA = (MemoryError, TimeoutError, ConnectionError, PermissionError, InterruptedError)
+
+
 def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Sharding | None = None,
                  meta_only: bool = False, keys: tuple[str, ...] | None = None):
     """(state, meta, step) of the latest checkpoint that reads back, or None when there is none.
@@ -120,8 +124,10 @@ def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Shard
     `sharding` (optimiser states then come back as plain dicts and lists); `keys` then reads
     only those top-level entries of the state (`("params",)` for inference: the optimiser's
     moments are never read). `meta_only` restores only the meta item (state None). A
-    checkpoint that fails to read (a file cut short, a disk error) is skipped for the one
-    before it, with a CheckpointFallbackWarning naming both; ValueError when none reads.
+    checkpoint whose data cannot be read (a file cut short or overwritten) is skipped for the
+    one before it, with a CheckpointFallbackWarning naming both; ValueError when none reads.
+    An error that says nothing about the data (`NOT_THE_DATA`: memory, a timeout, a lost
+    connection, permissions) is raised as it is: a good checkpoint is never passed over for it.
     """
     mngr = manager(workdir)
     steps = sorted(mngr.all_steps(), reverse=True)
@@ -137,7 +143,9 @@ def restore_good(workdir: str, abstract_state=None, sharding: jax.sharding.Shard
                 if keys is not None:
                     abstract = {k: abstract[k] for k in keys}
                 state, meta = restore(mngr, abstract, step, partial=keys is not None)
-        except Exception as e:  # noqa: BLE001 (any read error: fall back to an earlier step)
+        except NOT_THE_DATA:
+            raise
+        except Exception as e:  # noqa: BLE001 (the data cannot be read: fall back to an earlier step)
             failures.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
             continue
         if failures:

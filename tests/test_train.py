@@ -121,6 +121,15 @@ def test_a_corrupt_latest_checkpoint_falls_back_and_a_cut_metrics_line_is_droppe
         lines = f.read().splitlines()
     assert all(json.loads(line)["step"] != 99 for line in lines)  # every line parses; the cut one is gone
     assert [r["epoch"] for r in logs.read_metrics(workdir)] == list(range(6))
+    # An error that is not the data's (memory, a lost connection) is raised: no checkpoint is passed over for it.
+    for error in (MemoryError("out of memory"), ConnectionError("bucket unreachable")):
+        def failing_restore(*args, error=error, **kwargs):
+            raise error
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(checkpoint, "restore", failing_restore)
+            with pytest.raises(type(error)):
+                checkpoint.restore_good(workdir, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]),
+                                        keys=("params",))
 
 
 SHARDED = textwrap.dedent("""
