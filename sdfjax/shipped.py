@@ -142,8 +142,9 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
 def verify(folder: str) -> dict:
     """The manifest of an exported folder after checking every file's SHA-256.
 
-    Raises errors.DataError naming the folder's manifest when it is missing or unreadable,
-    and naming the file when one is missing, changed or not listed.
+    Raises errors.DataError naming the folder's manifest when it is missing, unreadable or
+    lists a file outside the folder (`..`, an absolute path, a link out), and naming the file
+    when one is missing, changed or not listed.
     """
     path = os.path.join(folder, MANIFEST)
     if not os.path.isfile(path):
@@ -153,8 +154,11 @@ def verify(folder: str) -> dict:
         listed = dict(manifest["files"])
     except (ValueError, KeyError, TypeError) as e:
         raise errors.DataError(f"{path}: not a readable manifest ({type(e).__name__}: {e})") from None
+    root = os.path.realpath(folder)
     for name, digest in sorted(listed.items()):
         file = os.path.join(folder, name)
+        if os.path.isabs(name) or not os.path.realpath(file).startswith(root + os.sep):
+            raise errors.DataError(f"{path}: lists {name!r}, a file outside the folder; this is not an sdfjax export")
         if not os.path.isfile(file):
             raise errors.DataError(f"{file}: listed in {MANIFEST} but missing")
         if sha256(file) != digest:

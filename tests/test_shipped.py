@@ -1,5 +1,6 @@
 """The model shipped in pretrained/: it verifies, loads like a run with its own config, and damage is named."""
 
+import json
 import os
 import shutil
 
@@ -66,6 +67,12 @@ def test_a_damaged_missing_or_unlisted_file_is_named(tmp_path):
     (copy / "stray.bin").write_bytes(b"x")
     with pytest.raises(errors.DataError, match="stray.bin: not listed"):
         shipped.verify(str(copy))
+    (copy / "stray.bin").unlink()
+    manifest = json.loads((copy / "MANIFEST.json").read_text())
+    for outside in ("../secret.txt", "/etc/hostname"):
+        (copy / "MANIFEST.json").write_text(json.dumps({**manifest, "files": {**manifest["files"], outside: "0"}}))
+        with pytest.raises(errors.DataError, match="a file outside the folder"):
+            shipped.verify(str(copy))
     (copy / "MANIFEST.json").unlink()
     with pytest.raises(errors.DataError, match="no manifest"):
         shipped.verify(str(copy))
