@@ -40,7 +40,7 @@ from io import StringIO
 import numpy as np
 from tqdm import tqdm
 
-from sdfjax import errors, storage
+from sdfjax import errors, locks, storage
 from sdfjax.data import layout, tfds_builder
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
@@ -213,11 +213,18 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
     """Preprocesses every shape of `config.data.root` (or `obj_ids`), then packs TFDS.
 
     `shape_fn` (default `preprocess_shape`, same arguments) does one shape; shapes whose
-    files cannot be packed are listed in failures.csv with the stage `tfds`.
+    files cannot be packed are listed in failures.csv with the stage `tfds`. The data root
+    is locked for the run (sdfjax.locks): a second run on it refuses in one line.
 
     Raises:
-      errors.DataError: metainfo.csv is missing or malformed, or an obj_id is unknown.
+      errors.DataError: metainfo.csv is missing or malformed, an obj_id is unknown, or another
+        process is preprocessing the same data root.
     """
+    with locks.hold(config.data.root, "preprocessing", enabled=os.path.isdir(config.data.root)):
+        return _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn)
+
+
+def _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn) -> list[ShapeResult]:
     unknown = [s for s in stages if s not in ALL_STAGES]
     if unknown:
         raise errors.DataError(f"unknown preprocessing stage(s) {unknown}; expected some of {ALL_STAGES}")

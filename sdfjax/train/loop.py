@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from sdfjax import checkpoint, parallel, storage
+from sdfjax import checkpoint, locks, parallel, storage
 from sdfjax.train import logs as logs_lib
 from sdfjax.train.logs import MetricsLog
 
@@ -90,24 +90,26 @@ class Trainer:
 
 def train(trainer: Trainer, progress: bool = True, stop_after_steps: int | None = None) -> tuple[Any, dict]:
     """Resumes or starts `trainer`'s run and trains it to its last step (or `stop_after_steps` more); returns
-    (state, summary: the last record, `workdir` and `checkpoint_step`). Writes loss.png on process 0."""
+    (state, summary: the last record, `workdir` and `checkpoint_step`). Writes loss.png on process 0, which holds
+    the run folder's lock (sdfjax.locks) meanwhile: a second trainer on it refuses in one line."""
     spec = trainer.spec
-    storage.makedirs(spec.workdir)
-    mngr = checkpoint.manager(spec.workdir)
-    state = resume_or_init(mngr, trainer.abstract, trainer.shardings, trainer.init_fn, trainer.check_meta,
-                           trainer.init_key, spec.workdir)
-    start = int(jax.device_get(state["step"]))
-    end = spec.total_steps if stop_after_steps is None else min(spec.total_steps, start + stop_after_steps)
-    state, record, last_good = run_steps(trainer.train_step, state, trainer.batches(start, end), spec, start, end,
-                                         mngr, progress)
-    if parallel.is_main_process() and record:
-        if spec.plot_labels is None:
-            logs_lib.plot_loss(spec.workdir)
-        else:
-            logs_lib.plot_loss(spec.workdir, spec.plot_labels, x=spec.plot_x)
-    if not record:  # nothing left to train: the last record of an earlier run
-        record = (logs_lib.read_metrics(spec.workdir) or [{}])[-1]
-    return state, {**record, "workdir": spec.workdir, "checkpoint_step": last_good}
+    with locks.hold(spec.workdir, "training", enabled=parallel.is_main_process()):
+        storage.makedirs(spec.workdir)
+        mngr = checkpoint.manager(spec.workdir)
+        state = resume_or_init(mngr, trainer.abstract, trainer.shardings, trainer.init_fn, trainer.check_meta,
+                               trainer.init_key, spec.workdir)
+        start = int(jax.device_get(state["step"]))
+        end = spec.total_steps if stop_after_steps is None else min(spec.total_steps, start + stop_after_steps)
+        state, record, last_good = run_steps(trainer.train_step, state, trainer.batches(start, end), spec, start, end,
+                                             mngr, progress)
+        if parallel.is_main_process() and record:
+            if spec.plot_labels is None:
+                logs_lib.plot_loss(spec.workdir)
+            else:
+                logs_lib.plot_loss(spec.workdir, spec.plot_labels, x=spec.plot_x)
+        if not record:  # nothing left to train: the last record of an earlier run
+            record = (logs_lib.read_metrics(spec.workdir) or [{}])[-1]
+        return state, {**record, "workdir": spec.workdir, "checkpoint_step": last_good}
 
 
 def run_steps(train_step, state, batches, spec: RunSpec, start: int, end: int, mngr, progress: bool = True):
