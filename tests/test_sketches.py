@@ -149,3 +149,36 @@ def test_bad_sketch_files_are_refused_with_their_name(tmp_path):
     _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
     with pytest.raises(errors.DataError, match="bomb.png: "):
         sketches.load_image(str(tmp_path / "bomb.png"))
+
+
+def test_sixteen_bit_turned_animated_and_other_format_images_are_read_as_people_mean_them(tmp_path):
+    lines = np.full((60, 80), 60000, np.uint16)
+    lines[10:50, 20] = lines[10, 20:60] = 16000  # a 16-bit line drawing: not clamped into a blank page
+    Image.fromarray(lines).save(tmp_path / "deep.png")
+    grey = sketches.load_image(str(tmp_path / "deep.png"))
+    np.testing.assert_allclose(grey[30, 20], 16000 / 65535, atol=1e-6)
+    assert sketches.normalize_sketch(grey, 32, name="deep.png").min() == 0
+    drawing = np.full((40, 100), 255, np.uint8)
+    drawing[5:35, 10] = 0
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone held upright: the pixels are stored turned by 90 degrees
+    Image.fromarray(drawing).save(tmp_path / "phone.jpg", exif=exif)
+    assert sketches.load_image(str(tmp_path / "phone.jpg")).shape == (100, 40)
+    frames = [Image.fromarray(drawing), Image.fromarray(255 - drawing)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="moving.gif: an animated image; its first frame"):
+        assert sketches.load_image(str(tmp_path / "moving.gif"))[20, 10] < 0.1
+    Image.fromarray(drawing).save(tmp_path / "scan.tiff")
+    with pytest.raises(errors.DataError, match="scan.tiff: not a readable image in an accepted format"):
+        sketches.load_image(str(tmp_path / "scan.tiff"))
+    with pytest.raises(errors.DataError, match="dot.png: the image is 1 x 1 pixels"):
+        sketches.normalize_sketch(np.zeros((1, 1), np.float32), 32, name="dot.png")
+
+
+def test_a_view_must_be_finite_degrees_with_the_elevation_within_a_half_turn():
+    from sdfjax.app.service import view_angles
+
+    assert view_angles("30", 10, "sketch 1") == (30.0, 10.0)
+    for azimuth, elevation in ((float("nan"), 10.0), (30.0, float("inf")), (30.0, 91.0), ("left", 0.0), (None, 0.0)):
+        with pytest.raises(errors.DataError, match="sketch 1: "):
+            view_angles(azimuth, elevation, "sketch 1")

@@ -37,6 +37,19 @@ OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "
 OTHER_ELEVATION = 20.0
 
 
+def view_angles(azimuth, elevation, name: str) -> tuple[float, float]:
+    """(azimuth, elevation) as floats in degrees; errors.DataError naming `name` when either is not a finite number
+    or the elevation lies outside [-90, 90] (a slider's value sent by hand, NaN included)."""
+    try:
+        azimuth, elevation = float(azimuth), float(elevation)
+    except (TypeError, ValueError):
+        raise errors.DataError(f"{name}: the view's azimuth and elevation must be numbers") from None
+    if not (np.isfinite(azimuth) and np.isfinite(elevation)) or abs(elevation) > 90:
+        raise errors.DataError(f"{name}: azimuth {azimuth} and elevation {elevation} are no view "
+                               "(finite degrees, elevation within [-90, 90])")
+    return azimuth, elevation
+
+
 @dataclasses.dataclass(frozen=True)
 class View:
     """One sketch of the object: the normalised sketch (R, R) uint8 and its camera angles in degrees."""
@@ -88,7 +101,8 @@ class ShapeService:
 
     def preview(self, azimuth: float, elevation: float) -> np.ndarray:
         """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
-        return self._mean_view(round(float(azimuth)) % 360, round(float(elevation)))
+        azimuth, elevation = view_angles(azimuth, elevation, "the preview")
+        return self._mean_view(round(azimuth) % 360, round(elevation))
 
     def view_of(self, drawing: np.ndarray | None, name: str, azimuth: float, elevation: float,
                 framed: bool = True) -> View:
@@ -98,6 +112,7 @@ class ShapeService:
 
         Raises errors.DataError naming `name` when there is no drawing, it is blank or not a line drawing.
         """
+        azimuth, elevation = view_angles(azimuth, elevation, name)
         grey = self._grey(drawing, name)
         camera = self.model.camera(azimuth, elevation)
         return View(self.model.frame(grey, camera, name, fit=framed), float(azimuth), float(elevation))

@@ -15,10 +15,11 @@ the sketches of the dataset (sdfjax.render.edges).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import scipy.ndimage
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage import measure, morphology
 
 from sdfjax import errors
@@ -26,29 +27,44 @@ from sdfjax import errors
 MAX_PIXELS = 4096 * 4096  # a sketch larger than this is refused before it is decoded
 
 
-def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Any image file as float greyscale (H, W) in [0, 1], transparency composited on white.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # as Pillow names them
 
-    Raises errors.DataError naming the file when it is missing, not an image, or larger
+
+def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file (PNG, JPEG, WebP, BMP or GIF) as float greyscale (H, W) in [0, 1], transparency composited on
+    white, turned as its EXIF orientation says (a phone's photo of a drawing); 16-bit and palette images keep
+    their full range. An animated image gives its first frame, with a warning.
+
+    Raises errors.DataError naming the file when it is missing, not an image, in another format, or larger
     than `max_pixels` (checked from the header, before decoding: a decompression bomb,
     a small file that decodes to gigabytes, is refused without being decoded).
     """
     if not os.path.isfile(path):
         raise errors.DataError(f"{path}: no such sketch file")
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=FORMATS) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise errors.DataError(f"{path}: the image is {width} x {height} pixels, more than the "
                                        f"{max_pixels:,} a sketch may have; scale it down")
+            if getattr(im, "n_frames", 1) > 1:
+                warnings.warn(f"{path}: an animated image; its first frame is the sketch", stacklevel=2)
             im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # one channel of more than 8 bits
+                wide = np.asarray(im, np.float32)
+                top = 65535.0 if im.mode != "F" and wide.max() <= 65535 else max(float(wide.max()), 1e-12)
+                return np.clip(wide / top, 0.0, 1.0)
             rgba = im.convert("RGBA")
     except errors.DataError:
         raise
     except Image.DecompressionBombError as e:  # Pillow's own header check, for sizes far above ours
         raise errors.DataError(f"{path}: refused as a decompression bomb ({e}); a sketch may have at most "
                                f"{max_pixels:,} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise errors.DataError(f"{path}: not a readable image in an accepted format ({', '.join(FORMATS[:2])}, "
+                               "WebP, BMP or GIF)") from None
+    except (OSError, ValueError) as e:
         raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return grey_of_pixels(np.asarray(rgba))
 
@@ -86,8 +102,11 @@ def normalize_sketch(grey: np.ndarray, resolution: int, fill: float = 0.8, name:
     than half the largest difference. Raises errors.DataError when nothing does (blank).
     """
     grey = np.asarray(grey, np.float32)
-    if grey.ndim != 2 or min(grey.shape) < 2:
+    if grey.ndim != 2:
         raise errors.DataError(f"{name}: expected a 2-D image, got shape {grey.shape}")
+    if min(grey.shape) < 2:
+        raise errors.DataError(f"{name}: the image is {grey.shape[1]} x {grey.shape[0]} pixels; a sketch needs at "
+                               "least 2 x 2")
     ink = np.abs(grey - np.median(grey))  # either polarity: lines differ from the background
     contrast = float(ink.max())
     if contrast < 0.1:
