@@ -171,11 +171,13 @@ def forward(layers: Sequence[dict], terms: Sequence[jax.Array | None], features:
     """
     h = None
     for i, layer in enumerate(layers[:-1]):
-        pre = terms[i] if terms[i] is not None else layer["b"]
-        if h is not None:
-            pre = pre + hidden_matmul(h, layer["w_h"])
+        parts = [] if h is None else [hidden_matmul(h, layer["w_h"])]
         if "w_x" in layer:
-            pre = pre + input_matmul(features, layer["w_x"])
+            parts.append(input_matmul(features, layer["w_x"]))
+        parts.append(terms[i] if terms[i] is not None else layer["b"])
+        pre = parts[0]
+        for part in parts[1:]:  # hidden, xyz, then latent columns: one order of sums for every caller
+            pre = pre + part
         h = activation(pre)
         if dropout_fn is not None:
             h = dropout_fn(h, i)
