@@ -336,3 +336,31 @@ def test_drawings_are_read_whatever_their_alpha_and_colour_and_blank_ones_are_re
     # ... but not for the live guess, which must stay quick: framed at config.sketch.fill
     np.testing.assert_array_equal(service.view_of(colour, "sketch 1", 40.0, -20.0, framed=False).sketch, smaller)
     assert len(seen) == 1
+
+
+def test_answers_files_are_kept_for_the_newest_requests_only(tmp_path, monkeypatch):
+    from sdfjax.app import service as service_lib
+
+    monkeypatch.setattr(service_lib, "KEEP_ANSWERS", 3)
+    service = object.__new__(service_lib.ShapeService)
+    service.model, service.display_resolution, service.out_root = _HeldRefinement(), 8, str(tmp_path)
+    service.model.release.set()  # refinements run through
+    service.resolution, service.quick_mesh_resolution, service.max_views = 8, 8, 3
+    service._refine_turn = threading.Lock()
+    views = [service_lib.View(np.zeros((8, 8), np.uint8), 0.0, 0.0)]
+    latents = [list(service.shape(views))[-1].files["latent"] for _ in range(5)]
+    assert len(os.listdir(tmp_path)) == 3  # the disk a page uses is bounded by its retention
+    assert all(os.path.exists(p) for p in latents[-3:]) and not any(os.path.exists(p) for p in latents[:2])
+
+
+def test_serving_beyond_this_machine_needs_a_login(tmp_path):
+    from sdfjax.launch import app as app_launcher
+
+    assert app_launcher.login("127.0.0.1", "") is None and app_launcher.login("::1", "") is None
+    with pytest.raises(ValueError, match="--host=0.0.0.0 serves beyond this machine: give --auth"):
+        app_launcher.login("0.0.0.0", "")
+    assert app_launcher.login("0.0.0.0", "ada:lovelace") == ("ada", "lovelace")
+    (tmp_path / "login").write_text("ada:secret\n")
+    assert app_launcher.login("192.168.1.5", str(tmp_path / "login")) == ("ada", "secret")
+    with pytest.raises(ValueError, match="expected user:password"):
+        app_launcher.login("0.0.0.0", "ada")

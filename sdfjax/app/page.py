@@ -165,10 +165,12 @@ def _upload_to_canvas(path: str | None):
     return {"background": rgba, "layers": [], "composite": rgba}
 
 
-def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True, queue_size: int = 64):
-    """Serves `page` on host:port with a request queue; returns (app, local_url) when `block` is False."""
+def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True, queue_size: int = 64,
+          auth: tuple[str, str] | None = None):
+    """Serves `page` on host:port with a request queue, behind a login when `auth` (user, password) is given;
+    returns the local URL when `block` is False."""
     page.queue(default_concurrency_limit=1, max_size=queue_size)
     _, url, _ = page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                             max_file_size=UPLOAD_LIMIT, quiet=not block, show_error=True, ssr_mode=False,
-                            footer_links=[])
+                            footer_links=[], auth=auth)
     return url

@@ -17,9 +17,11 @@ turns behind one lock, so a request's encoder shape never waits for another's re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -35,6 +37,8 @@ from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image
 
 OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
 OTHER_ELEVATION = 20.0
+PREVIEW_CACHE = 256  # views' previews kept (one per whole degree asked for)
+KEEP_ANSWERS = 64  # requests whose files (meshes, latents) stay in the output folder; older ones are removed
 
 
 def view_angles(azimuth, elevation, name: str) -> tuple[float, float]:
@@ -94,7 +98,7 @@ class ShapeService:
         self.out_root = out_root or tempfile.mkdtemp(prefix="sdfjax_app_")
         # One refinement at a time: two would share the CPU and both finish late.
         self._refine_turn = threading.Lock()
-        self._mean_view = functools.lru_cache(maxsize=None)(
+        self._mean_view = functools.lru_cache(maxsize=PREVIEW_CACHE)(
             lambda azimuth, elevation: self.model.normal_map(self.mean_latent,
                                                              self.model.camera(azimuth, elevation,
                                                                                self.display_resolution)))
@@ -163,7 +167,8 @@ class ShapeService:
         """
         self._check(views)
         start = time.monotonic()
-        out = os.path.join(self.out_root, uuid.uuid4().hex[:12])
+        out = os.path.join(self.out_root, f"{time.time_ns()}-{uuid.uuid4().hex[:8]}")
+        self._remove_old_answers()
         sketches = np.stack([v.sketch for v in views])
         cameras = self._cameras(views, self.resolution)
         z0 = self.model.encode(sketches, cameras)
@@ -171,6 +176,13 @@ class ShapeService:
         with self._refine_turn:
             z = self.model.refine(sketches, cameras, z0, on_step=on_step)
         yield self._answer("refined", z, views, out, start, None, other_views=True)
+
+    def _remove_old_answers(self) -> None:
+        """Keeps the KEEP_ANSWERS newest requests' folders under out_root (named by their start time)."""
+        with contextlib.suppress(FileNotFoundError):
+            folders = sorted(os.listdir(self.out_root))
+            for old in folders[:max(0, len(folders) - KEEP_ANSWERS + 1)]:
+                shutil.rmtree(os.path.join(self.out_root, old), ignore_errors=True)
 
     def _answer(self, stage: str, z: np.ndarray, views: list[View], out: str, start: float,
                 mesh_resolution: int | None, other_views: bool) -> Shape:

@@ -4,12 +4,14 @@ r"""The local sketch-to-shape page: draw a chair in a browser, get its shape.
     python -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu # the shipped model (its manifest's config)
     python -m sdfjax.launch.app --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu --port=8080
 
-Serves on 127.0.0.1 only unless --host says otherwise. Every jitted step compiles before the
+Serves on 127.0.0.1 only unless --host says otherwise; another interface needs --auth (user:password, or a
+file holding it) and is warned about. Every jitted step compiles before the
 address is printed, so the first click is as fast as the others. A workdir that holds an
 exported model (sdfjax.shipped) is checked against its checksums first, and without an
 explicit --config its manifest's config is used.
 """
 
+import ipaddress
 import os
 import sys
 
@@ -21,12 +23,34 @@ from sdfjax.app.service import ShapeService
 from sdfjax.launch import common
 
 
+def login(host: str, auth: str) -> tuple[str, str] | None:
+    """(user, password) from --auth (`user:password`, or a file holding it), None on a loopback host without one;
+    ValueError when another interface has none (a page that anyone on the network could use and fill the disk of)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not auth:
+        if loopback:
+            return None
+        raise ValueError(f"--host={host} serves beyond this machine: give --auth=user:password (or a file holding it)")
+    text = open(auth).read().strip() if os.path.isfile(auth) else auth
+    user, _, password = text.partition(":")
+    if not user or not password:
+        raise ValueError("--auth: expected user:password, or a file holding it")
+    return user, password
+
+
 def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
     config = f.config
     with common.exit_on():
+        auth = login(f.host, f.auth)
+        if auth is not None and f.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"[app] warning: serving on {f.host}, reachable by others on the network (login required)",
+                  file=sys.stderr)
         if os.path.isfile(os.path.join(f.workdir, shipped.MANIFEST)):
             manifest = shipped.verify(f.workdir)
             if common.config_spec(sys.argv) is None:
@@ -35,12 +59,13 @@ def main(argv):
         service = ShapeService(config, f.workdir, max_views=f.max_views, warm_views=f.warm_views)
     page = page_lib.build_page(service)
     print(f"[app] serving on http://{f.host}:{f.port}", file=sys.stderr)
-    page_lib.serve(page, host=f.host, port=f.port)
+    page_lib.serve(page, host=f.host, port=f.port, auth=auth)
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0: every interface; mind who can reach it).")
+    flags.DEFINE_string("host", "127.0.0.1", "Interface to listen on (0.0.0.0: every interface; needs --auth).")
     flags.DEFINE_integer("port", 7860, "Port to listen on.")
+    flags.DEFINE_string("auth", "", "user:password (or a file holding it) that the page asks for; needed off loopback.")
     flags.DEFINE_integer("max_views", 3, "Sketch tabs: sketches of one object from different views.")
     flags.DEFINE_integer("warm_views", None, "Compile the refinement at start-up for 1..this many sketches (default "
                          "--max_views); more compile on their first request, for a faster start.")
