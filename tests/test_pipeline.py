@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from data_gen import import_meshes, synthetic
-from sdfjax import errors
+from sdfjax import errors, storage
 from sdfjax.data import layout, pipeline, tfds_builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +121,31 @@ def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
         rows = list(csv.DictReader(f))
     assert [r["obj_id"] for r in rows] == ["chair_000_0001"] and "worker process died" in rows[0]["reason"]
     assert tfds_builder.split_index(config, "train")[0] == ["chair_000_0000"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_only_the_shape_being_written_and_the_run_goes_on(tiny_dataset, monkeypatch):
+    import errno
+
+    config, root = tiny_dataset, tiny_dataset.data.root
+    config.data.num_workers = 1  # in this process, where the disk is made to fill up
+    save = storage.atomic_save_npy
+
+    def full_for_chair_1(path, array):
+        if "chair_000_0001" in path:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        save(path, array)
+
+    monkeypatch.setattr(storage, "atomic_save_npy", full_for_chair_1)
+    results = pipeline.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
+    assert {r.obj_id: r.status for r in results} == {
+        "chair_000_0000": "done", "chair_000_0001": "failed", "chair_000_0002": "done", "chair_000_0003": "done"}
+    with open(os.path.join(root, "failures.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["obj_id"] for r in rows] == ["chair_000_0001"] and "No space left on device" in rows[0]["reason"]
+    monkeypatch.setattr(storage, "atomic_save_npy", save)  # room again: the rerun finishes the shape
+    again = pipeline.preprocess_dataset(config, stages=("normalize", "sdf", "surface"), progress=False)
+    assert {r.obj_id: r.status for r in again}["chair_000_0001"] == "done"
 
 
 @pytest.mark.slow

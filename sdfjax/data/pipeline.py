@@ -127,16 +127,19 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     except Exception as e:  # one bad shape must not stop the others: report it instead.
         reason = str(e) if isinstance(e, (mesh_lib.MeshError, errors.DataError)) else f"{type(e).__name__}: {e}"
         return ShapeResult(obj_id, "failed", tuple(todo), reason)
-    for name, content in outputs.items():
-        path = os.path.join(shape_path, name)
-        if isinstance(content, bytes):
-            storage.atomic_write_bytes(path, content)
-        elif isinstance(content, np.ndarray):
-            storage.atomic_save_npy(path, content)
-        elif isinstance(content, dict):
-            storage.atomic_write_json(path, content)
-        else:
-            storage.atomic_export_mesh(path, content)
+    try:
+        for name, content in outputs.items():
+            path = os.path.join(shape_path, name)
+            if isinstance(content, bytes):
+                storage.atomic_write_bytes(path, content)
+            elif isinstance(content, np.ndarray):
+                storage.atomic_save_npy(path, content)
+            elif isinstance(content, dict):
+                storage.atomic_write_json(path, content)
+            else:
+                storage.atomic_export_mesh(path, content)
+    except OSError as e:  # a full disk, a quota: this shape fails (its finished files stay whole), the run goes on
+        return ShapeResult(obj_id, "failed", tuple(todo), f"writing {name}: {type(e).__name__}: {e}")
     return ShapeResult(obj_id, "done", tuple(todo))
 
 
