@@ -12,7 +12,7 @@ one pass instead of chunks of `points_per_chunk` (`one_pass`), and once through 
 unfolded decoder (`Decoder.apply` on [z, xyz] with z broadcast to every point: weight norm
 each step and the latent's product per point, one pass), so the gains from chunking,
 folding and batching show apart. When `--torch_python` names an interpreter with torch,
-`../shared/reference/torch_deepsdf.py reconstruct` (DeepSDF's one-shape loop) runs in
+`benchmarks/torch_baseline.py reconstruct` (DeepSDF's one-shape loop) runs in
 float32 and in bf16 autocast in subprocesses between our measurements, and the ratios
 are reported against both.
 
@@ -45,10 +45,10 @@ from sdfjax.losses import sdf_interval_loss
 
 _SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
 _ITERS = flags.DEFINE_integer("iters", 20, "Adam steps per shape (DeepSDF: 800).")
-_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference loop.")
+_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch for benchmarks/torch_baseline.py.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "A trained run: also compare float32 and bfloat16 Chamfer.")
 _CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --workdir's run.")
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
+REFERENCE = os.path.join(os.path.dirname(__file__), "torch_baseline.py")  # the project's PyTorch baseline
 
 
 def _fit_seconds(folded, samples: sdf_fit.ShapeSamples, settings: sdf_fit.FitSettings, latent_dim: int) -> float:

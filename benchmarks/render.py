@@ -48,12 +48,12 @@ from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 64, "Image side in pixels.")
-_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference render.")
+_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch for benchmarks/torch_baseline.py.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "A trained run: also check the tracer against a dense march on its decoder.")
 _CONFIG = flags.DEFINE_string("config", "configs/chair16.py:cpu", "Config of --workdir's run.")
 _LATENTS = flags.DEFINE_integer("latents", 4, "With --workdir: trained latents to render.")
 _VIEWS = flags.DEFINE_list("views", ["0", "11", "47", "62"], "With --workdir: dataset views to render.")
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
+REFERENCE = os.path.join(os.path.dirname(__file__), "torch_baseline.py")  # the project's PyTorch baseline
 
 
 def make_sdf(dtype: str = "float32"):

@@ -5,7 +5,7 @@ r"""DeepSDF training-step throughput, float32 and bfloat16, with a profile; last
 
 The step is the paper-size one (8 x 512, weight norm, dropout 0.2, latent 256) on
 16,384 points (16 scenes x 1,024), Adam on decoder and latents, as
-`../shared/reference/torch_deepsdf.py train-step` does it. Reported in one run, per
+`benchmarks/torch_baseline.py train-step` does it. Reported in one run, per
 compute dtype: points/s (median step), the same step without dropout and in one pass
 instead of chunks of `train.points_per_chunk` points (sdfjax.chunking), the matmul FLOP/s
 this machine reaches (a 2048^3 product, bf16 inputs with f32 accumulation for bfloat16)
@@ -41,8 +41,8 @@ from sdfjax.train import step as step_lib
 _POINTS = flags.DEFINE_integer("points", 16_384, "Points per step.")
 _SCENES = flags.DEFINE_integer("scenes", 16, "Scenes per step (points split evenly).")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed steps per measurement.")
-_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch==2.13.0 for the reference step.")
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "torch_deepsdf.py")
+_TORCH = flags.DEFINE_string("torch_python", "", "Python with torch for benchmarks/torch_baseline.py.")
+REFERENCE = os.path.join(os.path.dirname(__file__), "torch_baseline.py")  # the project's PyTorch baseline
 
 
 def matmul_flops_per_s(dtype: str, n: int = 2048, repeats: int = 5) -> float:

@@ -176,9 +176,9 @@ def test_sixteen_bit_turned_animated_and_other_format_images_are_read_as_people_
 
 
 def test_a_view_must_be_finite_degrees_with_the_elevation_within_a_half_turn():
-    from sdfjax.app.service import view_angles
+    from sdfjax.app.service import checked_view
 
-    assert view_angles("30", 10, "sketch 1") == (30.0, 10.0)
+    assert checked_view("30", 10, "sketch 1") == (30.0, 10.0)
     for azimuth, elevation in ((float("nan"), 10.0), (30.0, float("inf")), (30.0, 91.0), ("left", 0.0), (None, 0.0)):
         with pytest.raises(errors.DataError, match="sketch 1: "):
-            view_angles(azimuth, elevation, "sketch 1")
+            checked_view(azimuth, elevation, "sketch 1")

@@ -41,7 +41,7 @@ PREVIEW_CACHE = 256  # views' previews kept (one per whole degree asked for)
 KEEP_ANSWERS = 64  # requests whose files (meshes, latents) stay in the output folder; older ones are removed
 
 
-def view_angles(azimuth, elevation, name: str) -> tuple[float, float]:
+def checked_view(azimuth, elevation, name: str) -> tuple[float, float]:
     """(azimuth, elevation) as floats in degrees; errors.DataError naming `name` when either is not a finite number
     or the elevation lies outside [-90, 90] (a slider's value sent by hand, NaN included)."""
     try:
@@ -105,7 +105,7 @@ class ShapeService:
 
     def preview(self, azimuth: float, elevation: float) -> np.ndarray:
         """(D, D, 3) uint8: the mean trained chair's normal map from this view (cached per whole degree)."""
-        azimuth, elevation = view_angles(azimuth, elevation, "the preview")
+        azimuth, elevation = checked_view(azimuth, elevation, "the preview")
         return self._mean_view(round(azimuth) % 360, round(elevation))
 
     def view_of(self, drawing: np.ndarray | None, name: str, azimuth: float, elevation: float,
@@ -116,7 +116,7 @@ class ShapeService:
 
         Raises errors.DataError naming `name` when there is no drawing, it is blank or not a line drawing.
         """
-        azimuth, elevation = view_angles(azimuth, elevation, name)
+        azimuth, elevation = checked_view(azimuth, elevation, name)
         grey = self._grey(drawing, name)
         camera = self.model.camera(azimuth, elevation)
         return View(self.model.frame(grey, camera, name, fit=framed), float(azimuth), float(elevation))
