@@ -87,12 +87,13 @@ def test_a_stage_runs_again_when_its_command_or_config_changed():
 
     config = chairs256.get_config("tiny")
     fit = [sys.executable, "-m", "sdfjax.launch.fit", "--config.fit.split=val"]
-    record = results.stage_record(fit, config)
+    record = results.stage_record(fit, results.config_digest(config))
     assert results.rerun_reason(json.dumps({**record, "seconds": 3.0}), record) is None
-    other = results.stage_record(fit[:-1] + ["--config.fit.split=test"], config)
+    other = results.stage_record(fit[:-1] + ["--config.fit.split=test"], results.config_digest(config))
     reason = results.rerun_reason(json.dumps(record), other)
     assert "command changed" in reason and "--config.fit.split=test" in reason
     changed = config.copy_and_resolve_references()
     changed.fit.lr = 1.0
-    assert results.rerun_reason(json.dumps(record), results.stage_record(fit, changed)) == "the config changed"
+    changed_record = results.stage_record(fit, results.config_digest(changed))
+    assert results.rerun_reason(json.dumps(record), changed_record) == "the config changed"
     assert results.rerun_reason("12.5\n", record) == "its marker records no settings"

@@ -75,10 +75,13 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
     ]
 
 
-def stage_record(command: list[str], config) -> dict:
-    """What a stage's .done marker records: its command line (without the interpreter) and a digest of the
-    resolved config."""
-    digest = hashlib.sha256(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()
+def config_digest(config) -> str:
+    """SHA-256 of the resolved config, as a stage's .done marker records it."""
+    return hashlib.sha256(config.to_json_best_effort(sort_keys=True).encode()).hexdigest()
+
+
+def stage_record(command: list[str], digest: str) -> dict:
+    """What a stage's .done marker records: its command line (without the interpreter) and the config's digest."""
     return {"command": list(command[2:]), "config_sha256": digest}
 
 
@@ -104,9 +107,10 @@ def main(argv):
     out = report.results_dir(f.workdir)
     storage.makedirs(out)
     config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
+    digest = config_digest(f.config)
     for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained):
         marker = storage.join(out, f"{name}.done")
-        record = stage_record(command, f.config)
+        record = stage_record(command, digest)
         if name not in ALWAYS_RUN and storage.exists(marker):
             reason = rerun_reason(storage.read_text(marker), record)
             if reason is None:

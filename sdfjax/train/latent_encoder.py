@@ -193,15 +193,16 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
         plot_labels={"loss": "encoder loss", "latent_mse": "latent MSE", "sdf_l1": "SDF L1 (clamped)"})
     held_errors = []  # the held-out views' latent error of a fresh run's initial state
 
-    def batches(start, end):
+    def on_start(state, start):
         if start == 0:
-            fresh = jax.device_get(jax.jit(init_fn)(init_key)["params"])
-            held_errors.append(encoder_evaluation.latent_mse_on_views(model, fresh, source, rows, deepsdf.latents,
-                                                                      held))
+            held_errors.append(encoder_evaluation.latent_mse_on_views(
+                model, jax.device_get(state["params"]), source, rows, deepsdf.latents, held))
+
+    def batches(start, end):
         return (parallel.global_batch({k: b[k] for k in BATCH_KEYS}, mesh) for b in batcher.iterate(start, end))
 
     state, summary = loop.train(loop.Trainer(spec, init_fn, init_key, abstract, shardings, check_meta, train_step,
-                                             batches), progress, stop_after_steps)
+                                             batches, on_start), progress, stop_after_steps)
     trained_params = jax.device_get(state["params"])
     summary.update(holdout_views=held.tolist(),
                    holdout_latent_mse=encoder_evaluation.latent_mse_on_views(model, trained_params, source, rows,

@@ -86,6 +86,7 @@ class Trainer:
     check_meta: Callable[[dict], None]  # raises ValueError when a saved run cannot be resumed with this config
     train_step: Callable  # (state, global batch) -> (state, metrics)
     batches: Callable[[int, int], Iterator]  # (start, end) -> global batches of steps start..end-1
+    on_start: Callable[[Any, int], None] | None = None  # (state, start step) once the run is resumed or started
 
 
 def train(trainer: Trainer, progress: bool = True, stop_after_steps: int | None = None) -> tuple[Any, dict]:
@@ -99,6 +100,8 @@ def train(trainer: Trainer, progress: bool = True, stop_after_steps: int | None 
         state = resume_or_init(mngr, trainer.abstract, trainer.shardings, trainer.init_fn, trainer.check_meta,
                                trainer.init_key, spec.workdir)
         start = int(jax.device_get(state["step"]))
+        if trainer.on_start is not None:
+            trainer.on_start(state, start)
         end = spec.total_steps if stop_after_steps is None else min(spec.total_steps, start + stop_after_steps)
         state, record, last_good = run_steps(trainer.train_step, state, trainer.batches(start, end), spec, start, end,
                                              mngr, progress)
