@@ -24,12 +24,18 @@ warm-up; the last line printed is one JSON object.
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
+import sys
 import time
 
-import torch
-from torch import nn
+# Run as a script, this file's folder comes first on the path, and its benchmarks/profile.py would shadow the
+# standard library's `profile`, which torch imports: the folder is dropped before torch is imported.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 CLAMP = 0.1  # DeepSDF's delta, of the loss and of the tracer's steps
 
