@@ -10,7 +10,7 @@
    `retrieval` takes the mean trained latent of the `retrieval_k` training shapes the
    Siamese encoder retrieves, `mean` the mean trained latent.
 2. Refinement (decoder and encoders frozen): z minimises the loss of
-   sdfjax.sketch2shape.losses (Siamese embedding + soft silhouette + Gaussian prior), all
+   sdfjax.sketch2shape.losses (Siamese embedding + silhouette + Gaussian prior), all
    sketches of the object at once. One jitted step (sdfjax.fit.optimizer.latent_step) is
    vmapped over objects, each with its own cameras and Adam state. The loss is not smooth
    (pixels enter and leave the silhouette), so each object keeps the iterate with the
