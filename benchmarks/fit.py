@@ -34,14 +34,12 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
-
 from configs import chair16
-from sdfjax import chunking
+from sdfjax import chunking, config_files
 from sdfjax.fit import reconstruct, sdf_fit
 from sdfjax.fit.folded import fold_decoder
-from sdfjax.launch import common
-from sdfjax.models import decoder as decoder_lib
 from sdfjax.losses import sdf_interval_loss
+from sdfjax.models import decoder as decoder_lib
 
 _SHAPES = flags.DEFINE_integer("shapes", 16, "Shapes fitted at once.")
 _ITERS = flags.DEFINE_integer("iters", 20, "Adam steps per shape (DeepSDF: 800).")
@@ -120,7 +118,7 @@ def torch_reference(python: str, shapes: int, iters: int, dtype: str) -> dict | 
 def chamfer_by_dtype(config_spec: str, workdir: str) -> dict:
     result = {}
     for dtype in ("float32", "bfloat16"):
-        config = common.load_config_file(config_spec)
+        config = config_files.load(config_spec)
         config.model.compute_dtype = dtype
         config.fit.save_mesh = False
         out = reconstruct.fit_split(config, workdir, progress=False,

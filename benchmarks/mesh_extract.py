@@ -23,12 +23,11 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
-
+from sdfjax import config_files
 from sdfjax import trained as trained_lib
 from sdfjax.fit import meshing
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.geometry import isosurface, metrics
-from sdfjax.launch import common
 
 _RESOLUTION = flags.DEFINE_integer("resolution", 256, "Grid vertices per axis.")
 _WORKDIR = flags.DEFINE_string("workdir", "", "Also measure a trained decoder (its first train latent).")
@@ -89,7 +88,7 @@ def main(argv):
               "backend": jax.default_backend(), "resolution": n, "margins": margins}
     result["procedural_chair"] = compare(procedural_chair_sdf(), n, margins)
     if _WORKDIR.value:
-        config = common.load_config_file(_CONFIG.value)
+        config = config_files.load(_CONFIG.value)
         trained = trained_lib.load_trained(config, _WORKDIR.value)
         folded = fold_decoder(trained.decoder, trained.params)
         for row in range(min(_LATENTS.value, len(trained.latents))):

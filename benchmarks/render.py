@@ -39,10 +39,9 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
-
 from configs import chair16
+from sdfjax import config_files
 from sdfjax import trained as trained_lib
-from sdfjax.launch import common
 from sdfjax.models import decoder as decoder_lib
 from sdfjax.render import camera as camera_lib
 from sdfjax.render import latent_render, tracer
@@ -201,7 +200,7 @@ def main(argv):
                                  "scene": torch["scene"], "camera": torch["camera"], "focal_px": torch["focal_px"]}
         result["speedup_vs_torch"] = result["ours"]["rays_per_s"] / torch["rays_per_s"]
     if _WORKDIR.value:
-        config = common.load_config_file(_CONFIG.value)
+        config = config_files.load(_CONFIG.value)
         result["trained_decoder"] = trained_decoder_check(config, _WORKDIR.value, _LATENTS.value,
                                                           [int(v) for v in _VIEWS.value])
     print(json.dumps(result))

@@ -35,11 +35,10 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import machine
-from sdfjax import storage
+from sdfjax import config_files, storage
 from sdfjax.data import tfds_builder
-from sdfjax.geometry import metrics
 from sdfjax.geometry import mesh as mesh_lib
-from sdfjax.launch import common
+from sdfjax.geometry import metrics
 from sdfjax.render import camera as camera_lib
 from sdfjax.sketch2shape import interactive, optimize
 from sdfjax.sketch2shape import sketches as sketches_lib
@@ -67,7 +66,7 @@ def _median(values: list[float]) -> float | None:
 
 def main(argv):
     del argv
-    config = common.load_config_file(_CONFIG.value)
+    config = config_files.load(_CONFIG.value)
     if _DATA_ROOT.value:
         config.data.root = _DATA_ROOT.value
     start = time.perf_counter()

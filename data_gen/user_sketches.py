@@ -10,8 +10,9 @@ face towards the camera meets one away from it) are projected through the camera
 where the surface hides them (a ray-cast depth test), joined into polylines and drawn
 as anti-aliased strokes `--line_width` pixels wide on a `--width` x `--height` canvas,
 with the drawing off-centre and smaller than the dataset's framing. Each PNG comes with
-its shape and view in `sketches.json`, so sketch-to-shape can score it against the
-true shape (`python -m sdfjax.launch.sketch2shape --user_set=<out>/sketches.json`).
+its shape and view in `sketches.json`, and the shape's mesh as imported (`shapes/<obj_id>.obj`),
+so sketch-to-shape scores it against the true shape with or without the dataset
+(`python -m sdfjax.launch.sketch2shape --user_set=<out>/sketches.json`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def main(argv):
         drawing = draw_user_sketch(mesh, azimuth, elevation, line_width=FLAGS.line_width)
         name = f"{obj_id}_az{azimuth:g}_el{elevation:g}.png"
         Image.fromarray(drawing).save(os.path.join(FLAGS.out, name))
-        manifest.append({"file": name, "obj_id": obj_id, "azimuth": azimuth, "elevation": elevation})
+        shape = os.path.join("shapes", f"{obj_id}.obj")
+        storage.atomic_write_bytes(os.path.join(FLAGS.out, shape),
+                                   storage.read_bytes(storage.join(layout.shape_dir(FLAGS.data, obj_id), layout.MESH)))
+        manifest.append({"file": name, "obj_id": obj_id, "azimuth": azimuth, "elevation": elevation, "mesh": shape})
         print(os.path.join(FLAGS.out, name))
     storage.atomic_write_text(os.path.join(FLAGS.out, "sketches.json"), json.dumps(manifest, indent=1) + "\n")
 

@@ -1,0 +1,21 @@
+"""sdfjax: DeepSDF and Sketch2Shape in JAX/Flax.
+
+    import sdfjax
+    model = sdfjax.load_pretrained("pretrained/chairs256_cpu")   # or a training run's folder
+    mesh = model.mesh(model.latents.mean(axis=0))                 # a trimesh.Trimesh
+
+The Python API is `sdfjax.api` (docs/api.md); the command lines are `python -m sdfjax.launch.<name>`.
+"""
+
+from sdfjax.version import __version__
+
+__all__ = ["__version__", "load_pretrained"]
+
+
+def __getattr__(name):
+    # The API pulls in JAX, Flax and the models: loaded on first use, so `import sdfjax.<module>` stays light.
+    if name == "load_pretrained":
+        from sdfjax.api import load_pretrained
+
+        return load_pretrained
+    raise AttributeError(f"module 'sdfjax' has no attribute {name!r}")

@@ -1,15 +1,18 @@
 """The small trained model shipped with the project: a run's inference weights, with a manifest and checksums.
 
-    export(workdir, out, config_arg="configs/chairs256.py:cpu")   # what `make results` does last
-    manifest = verify(out)                                         # DataError naming a changed or missing file
-    trained = trained.load_trained(config, out)                    # then loaded like any run
+    export(workdir, out, config, "chairs256:cpu")   # what `make results` does last
+    manifest = verify(out)                           # DataError naming a changed or missing file
+    model = sdfjax.load_pretrained(out)              # then loaded like any run, from any folder
 
 An exported folder is a run folder cut down to what inference reads: the latest DeepSDF
 checkpoint (decoder and latent table), `siamese/` and `encoder/`, each holding the
 parameters only (no optimiser state), with the trainer's own `meta`, so `sdfjax.trained`
-loads it with the same code as a run. `MANIFEST.json` names the config it was trained
-with, the command that made it, the source steps and checkpoint digests, and the SHA-256
-of every file.
+loads it with the same code as a run. Beside them: `config.json`, the resolved config it
+was made with (read as data: no config file is needed to use it), and `retrieval/`, the
+Siamese embeddings of every training view (sdfjax.sketch2shape.retrieval), so sketch to
+shape retrieves training chairs without the dataset. `MANIFEST.json` names the config,
+the command that made it, the source steps and checkpoint digests, and the SHA-256 of
+every file.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import tempfile
 import jax
 import numpy as np
 
-from sdfjax import checkpoint, errors, parallel, storage
+from sdfjax import checkpoint, config_files, errors, parallel, storage
 from sdfjax import trained as trained_lib
+from sdfjax.sketch2shape import retrieval
 
 MANIFEST = "MANIFEST.json"
 PARTS = ("decoder", "siamese", "encoder")
@@ -88,11 +92,12 @@ def check_target(workdir: str, out: str) -> None:
                                    "was written, choose another folder")
 
 
-def export(workdir: str, out: str, config_arg: str, command: str = "make results") -> dict:
-    """Writes the inference copy of run `workdir` to `out` and returns its manifest.
+def export(workdir: str, out: str, config, config_spec: str, command: str = "make results") -> dict:
+    """Writes the inference copy of run `workdir`, trained with `config` (named `config_spec` on the command line),
+    to `out` and returns its manifest.
 
-    Skipped (the existing manifest returned) when `out` already holds an export of the
-    same source checkpoints (steps and digests) that verifies, so rerunning the results
+    Skipped (the existing manifest returned) when `out` already holds a complete export of
+    the same source checkpoints (steps and digests) that verifies, so rerunning the results
     command leaves the committed files byte for byte as they are. `out` must be new, empty or
     an earlier export (`check_target`). The copy is written in a fresh folder beside `out`
     and moved into place at the end: an interrupted export never leaves a half folder.
@@ -106,7 +111,7 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         except errors.DataError:
             manifest = None
         if (manifest is not None and manifest.get("source_steps") == steps
-                and manifest.get("source_digests") == digests):
+                and manifest.get("source_digests") == digests and config_files.CONFIG_JSON in manifest["files"]):
             return manifest
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -118,17 +123,9 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
         params = jax.device_get(state["params"])
         checkpoint.save(checkpoint.manager(_part_dir(staging, part), max_to_keep=1),
                         {"params": params, "step": np.int64(step)}, meta, max_file_bytes=MAX_FILE_BYTES)
-    files = {f: sha256(os.path.join(staging, f)) for f in _files(staging)}
-    manifest = {
-        "config": config_arg,
-        "command": command,
-        "source": workdir,
-        "source_steps": steps,
-        "source_digests": digests,
-        "bytes": sum(os.path.getsize(os.path.join(staging, f)) for f in files),
-        "files": files,
-    }
-    storage.atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    write_extras(config, workdir, staging)
+    manifest = write_manifest(staging, {"config": config_spec, "command": command, "source": workdir,
+                                        "source_steps": steps, "source_digests": digests})
     if os.path.exists(out):  # an earlier export (check_target): set aside, then removed once the new one is in place
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.old-", dir=parent)
         os.replace(out, os.path.join(old, "export"))
@@ -137,6 +134,48 @@ def export(workdir: str, out: str, config_arg: str, command: str = "make results
     else:
         os.replace(staging, out)
     return manifest
+
+
+def write_extras(config, source: str, folder: str) -> None:
+    """folder/config.json (`config`, resolved) and folder/retrieval/ (the training views' embeddings by the
+    Siamese encoder in `folder`: `source`'s saved index, else the dataset's; left out when neither exists)."""
+    config_files.save(config, folder)
+    model, params, _ = trained_lib.load_siamese(folder)
+    index = retrieval.train_index(config, source, model, params)
+    if index is not None:
+        retrieval.save_index(index, folder)
+
+
+def write_manifest(folder: str, fields: dict) -> dict:
+    """Writes folder/MANIFEST.json: `fields` (config, command, source, source_steps, source_digests) with the
+    SHA-256 and total size of every file now in `folder`; returns it."""
+    files = {f: sha256(os.path.join(folder, f)) for f in _files(folder)}
+    manifest = {**fields, "bytes": sum(os.path.getsize(os.path.join(folder, f)) for f in files), "files": files}
+    storage.atomic_write_text(os.path.join(folder, MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def refresh(folder: str, config, config_spec: str) -> dict:
+    """Rewrites an export's config.json, retrieval index (from the dataset of `config`) and manifest in place,
+    its weights untouched (verified first): an export made before it carried these files."""
+    manifest = verify(folder)
+    model, params, _ = trained_lib.load_siamese(folder)
+    index = retrieval.dataset_train_index(config, model, params)  # before anything is removed: it may fail
+    for name in (config_files.CONFIG_JSON, retrieval.INDEX_DIR):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    config_files.save(config, folder)
+    retrieval.save_index(index, folder)
+    return write_manifest(folder, {**{k: manifest[k] for k in ("command", "source", "source_steps",
+                                                                "source_digests")}, "config": config_spec})
+
+
+def is_export(folder: str) -> bool:
+    """Whether `folder` is an exported model (it has a manifest), not a training run."""
+    return os.path.isfile(os.path.join(folder, MANIFEST))
 
 
 def verify(folder: str) -> dict:

@@ -313,7 +313,7 @@ def test_on_a_trained_decoder_the_tracer_agrees_with_a_dense_march_and_reports_w
 def test_the_shipped_decoder_is_traced_whole_from_behind():
     """The chairs256 decoder seen from behind (view 47), where unlimited steps lost its chair backs."""
     from sdfjax import trained as trained_lib
-    from sdfjax.launch.common import load_config_file
+    from sdfjax.config_files import load as load_config_file
 
     config = load_config_file("configs/chairs256.py:cpu")
     model = trained_lib.load_trained(config, "pretrained/chairs256_cpu")

@@ -8,17 +8,26 @@ import jax
 import numpy as np
 import pytest
 
-from sdfjax import checkpoint, errors, parallel, shipped, trained
-from sdfjax.launch.common import load_config_file
+from sdfjax import checkpoint, config_files, errors, parallel, shipped, trained
+from sdfjax.config_files import load as load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "pretrained", "chairs256_cpu")
 
 
-def test_the_shipped_model_verifies_and_loads_with_the_config_its_manifest_names():
+CONFIG = load_config_file("chairs256:cpu")
+
+
+def _plain(config) -> dict:
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def test_the_shipped_model_verifies_and_loads_with_the_config_it_carries():
     manifest = shipped.verify(SHIPPED)
-    assert manifest["bytes"] < 10e6  # a few MB: parameters only, no optimiser state
-    config = load_config_file(os.path.join(ROOT, manifest["config"]))
+    assert manifest["bytes"] < 15e6  # parameters only (no optimiser state) and the retrieval index
+    config = config_files.saved(SHIPPED)  # its config.json, read as data
+    assert manifest["config"] == "chairs256:cpu" and _plain(config) == _plain(CONFIG)
+    assert "config.json" in manifest["files"]
     model = trained.load_trained(config, SHIPPED)
     assert model.step == manifest["source_steps"]["decoder"]
     assert model.latents.shape == (config.data.num_train, config.model.latent_dim)
@@ -87,9 +96,9 @@ def test_export_never_writes_over_a_users_folder_or_the_run(tmp_path):
     for out, message in ((mine, "is not an sdfjax export"), (run, "is or holds the run"),
                          (tmp_path, "is or holds the run")):
         with pytest.raises(errors.DataError, match=message):
-            shipped.export(str(run), str(out), "configs/chairs256.py:cpu")
+            shipped.export(str(run), str(out), CONFIG, "chairs256:cpu")
     assert (mine / "notes.txt").read_text() == "my notes" and sorted(os.listdir(mine)) == ["notes.txt"]
-    assert shipped.verify(str(run))["config"] == "configs/chairs256.py:cpu"  # the run untouched
+    assert shipped.verify(str(run))["config"] == "chairs256:cpu"  # the run untouched
     assert not list(tmp_path.glob(".*partial*"))
 
 
@@ -97,10 +106,10 @@ def test_export_never_writes_over_a_users_folder_or_the_run(tmp_path):
 def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_trained_again(tmp_path):
     run, out = str(tmp_path / "run"), str(tmp_path / "out")
     shutil.copytree(SHIPPED, run)  # an export is a run folder: it exports like one
-    first = shipped.export(run, out, "configs/chairs256.py:cpu")
+    first = shipped.export(run, out, CONFIG, "chairs256:cpu")
     assert set(first["source_digests"]) == set(shipped.PARTS)
     written = os.path.getmtime(os.path.join(out, shipped.MANIFEST))
-    assert shipped.export(run, out, "configs/chairs256.py:cpu") == first  # nothing changed: left as it is
+    assert shipped.export(run, out, CONFIG, "chairs256:cpu") == first  # nothing changed: left as it is
     assert os.path.getmtime(os.path.join(out, shipped.MANIFEST)) == written
     # the encoder trained again to the same step count (a results stage rerun): other weights, same steps
     sharding = parallel.replicated(parallel.make_mesh())
@@ -109,7 +118,7 @@ def test_export_is_skipped_for_the_same_checkpoints_and_redone_for_a_part_traine
     shutil.rmtree(encoder_dir)
     moved = jax.tree.map(lambda a: np.asarray(a) + 1.0, state["params"])
     checkpoint.save(checkpoint.manager(encoder_dir), {"params": moved, "step": np.int64(step)}, meta)
-    second = shipped.export(run, out, "configs/chairs256.py:cpu")
+    second = shipped.export(run, out, CONFIG, "chairs256:cpu")
     assert second["source_steps"] == first["source_steps"]
     assert second["source_digests"]["encoder"] != first["source_digests"]["encoder"]
     assert {p: second["source_digests"][p] for p in ("decoder", "siamese")} == {

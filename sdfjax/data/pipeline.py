@@ -96,6 +96,31 @@ def pending_stages(shape_path: str, stages: Sequence[str], overwrite: bool) -> l
         os.path.isfile(os.path.join(shape_path, f)) for f in STAGE_OUTPUTS[s])]
 
 
+def normalized_shape(mesh_path: str):
+    """(normalization, the mesh in DeepSDF's unit-sphere frame, its SignedDistanceField) of a mesh file."""
+    mesh = mesh_lib.load_mesh(mesh_path)
+    normalization = mesh_lib.compute_normalization(mesh)
+    normalized = mesh_lib.normalize_mesh(mesh, normalization)
+    return normalization, normalized, sdf_lib.SignedDistanceField.from_mesh(normalized)
+
+
+def surface_samples(normalized, field, settings: Settings, obj_id: str) -> np.ndarray:
+    """(M, 6) float32 surface points and normals of a normalised shape: the surface stage's output."""
+    points, normals = sdf_lib.sample_surface(
+        normalized, settings.num_surface_samples, _rng(settings, obj_id, "surface"), faces=field.faces)
+    return np.concatenate([points, normals], 1).astype(np.float32)
+
+
+def surface_record(config, mesh_path: str, obj_id: str) -> dict:
+    """What scoring and pictures read of a shape's dataset record ("surface_samples", "offset", "scale", and the
+    "normalized_mesh" itself), computed from its mesh file as preprocessing computes them (the same numbers), for
+    shapes outside any dataset."""
+    normalization, normalized, field = normalized_shape(mesh_path)
+    return {"surface_samples": surface_samples(normalized, field, Settings.from_config(config), obj_id),
+            "offset": np.asarray(normalization.offset, np.float32), "scale": np.float32(normalization.scale),
+            "normalized_mesh": normalized}
+
+
 def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequence[str],
                      overwrite: bool = False) -> ShapeResult:
     """Runs the pending `stages` for one shape; never raises for bad input."""
@@ -105,10 +130,7 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     if not todo:
         return ShapeResult(obj_id, "skipped")
     try:
-        mesh = mesh_lib.load_mesh(os.path.join(shape_path, layout.MESH))
-        normalization = mesh_lib.compute_normalization(mesh)
-        normalized = mesh_lib.normalize_mesh(mesh, normalization)
-        field = sdf_lib.SignedDistanceField.from_mesh(normalized)
+        normalization, normalized, field = normalized_shape(os.path.join(shape_path, layout.MESH))
         outputs: dict[str, object] = {}  # file name -> content, written only once all succeed
         if "normalize" in todo:
             outputs[layout.NORMALIZED_MESH] = normalized
@@ -119,9 +141,7 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
                 raise mesh_lib.MeshError(f"{obj_id}: non-finite SDF samples")
             outputs[layout.SDF_SAMPLES] = samples
         if "surface" in todo:
-            points, normals = sdf_lib.sample_surface(
-                normalized, settings.num_surface_samples, _rng(settings, obj_id, "surface"), faces=field.faces)
-            outputs[layout.SURFACE_SAMPLES] = np.concatenate([points, normals], 1).astype(np.float32)
+            outputs[layout.SURFACE_SAMPLES] = surface_samples(normalized, field, settings, obj_id)
         if "render" in todo:
             outputs.update(render_views(normalized, settings.views))
     except Exception as e:  # one bad shape must not stop the others: report it instead.

@@ -6,6 +6,9 @@
              bound: what the decoder can represent at all). With config.sketch.sdf_fit_dir
              (a folder where sdfjax.launch.fit wrote metrics.csv for these shapes, as the
              results command's fit_test stage does) its rows are read, not fitted again.
+
+A sketch without a retrieval (no training shapes to retrieve from) has no retrieval row; a
+shape known only by its mesh (no SDF samples in a dataset, none fitted before) no sdf_fit row.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ def reference_rows(config, workdir: str, sketches, records, trained, retrieved, 
     """Metrics rows ("method" retrieval and sdf_fit) for each sketch `sketches.names[i]` of shape
     `sketches.obj_ids[i]` (a sdfjax.sketch2shape.optimize.SketchBatch).
 
-    `records[i]` is the shape's dataset record, `trained` the run's TrainedModel,
-    `retrieved[i][0]` the obj_id of its nearest training shape; the SDF fits go to
-    `out_dir/sdf_fit`.
+    `records[i]` is the shape's record, `trained` the run's TrainedModel, `retrieved[i][0]` the
+    obj_id of its nearest training shape (`retrieved` None: no retrieval rows); the SDF fits go
+    to `out_dir/sdf_fit`.
     """
     names, obj_ids = sketches.names, sketches.obj_ids
     folded = fold_decoder(trained.decoder, trained.params)
@@ -56,14 +59,14 @@ def reference_rows(config, workdir: str, sketches, records, trained, retrieved, 
     no_mesh = config.copy_and_resolve_references()
     no_mesh.fit.save_mesh = False
     rows, scored_by_shape = [], {}
-    for name, obj_id, example, nearest in zip(names, obj_ids, records, (r[0] for r in retrieved)):
+    for name, obj_id, example, nearest in zip(names, obj_ids, records, (r[0] for r in retrieved or [])):
         key = (obj_id, nearest)
         if key not in scored_by_shape:
             scored_by_shape[key] = reconstruction.mesh_and_score(
                 no_mesh, folded, trained.latents[row_of[nearest]], example, nearest, out_dir)
         rows.append({"obj_id": name, "method": "retrieval", "retrieved": nearest, **scored_by_shape[key]})
     by_obj = read_fit_rows(config.sketch.get("sdf_fit_dir", ""), set(obj_ids))
-    missing = sorted(set(obj_ids) - set(by_obj))
+    missing = sorted({o for o, r in zip(obj_ids, records) if "sdf_samples" in r} - set(by_obj))
     if missing:
         fit_config = config.copy_and_resolve_references()
         fit_config.fit.obj_ids = ",".join(missing)
@@ -72,5 +75,6 @@ def reference_rows(config, workdir: str, sketches, records, trained, retrieved, 
                                        out_dir=os.path.join(out_dir, "sdf_fit"))
         by_obj.update({r["obj_id"]: r for r in fitted["rows"]})
     for name, obj_id in zip(names, obj_ids):
-        rows.append({**by_obj[obj_id], "obj_id": name, "method": "sdf_fit"})
+        if obj_id in by_obj:
+            rows.append({**by_obj[obj_id], "obj_id": name, "method": "sdf_fit"})
     return rows

@@ -1,14 +1,14 @@
 r"""The local sketch-to-shape page: draw a chair in a browser, get its shape.
 
     make app                                                       # the demo's run, else the shipped model
-    python -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu # the shipped model (its manifest's config)
-    python -m sdfjax.launch.app --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu --port=8080
+    python -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu # the shipped model, with its own config
+    python -m sdfjax.launch.app --workdir=runs/chair16_cpu --port=8080
 
 Serves on 127.0.0.1 only unless --host says otherwise; another interface needs --auth (user:password, or a
 file holding it) and is warned about. Every jitted step compiles before the
 address is printed, so the first click is as fast as the others. A workdir that holds an
-exported model (sdfjax.shipped) is checked against its checksums first, and without an
-explicit --config its manifest's config is used.
+exported model (sdfjax.shipped) is checked against its checksums first; without --config,
+the folder's own config (its config.json) is used.
 """
 
 import ipaddress
@@ -51,10 +51,8 @@ def main(argv):
         if auth is not None and f.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"[app] warning: serving on {f.host}, reachable by others on the network (login required)",
                   file=sys.stderr)
-        if os.path.isfile(os.path.join(f.workdir, shipped.MANIFEST)):
-            manifest = shipped.verify(f.workdir)
-            if common.config_spec(sys.argv) is None:
-                config = common.load_config_file(manifest["config"])
+        if shipped.is_export(f.workdir):
+            shipped.verify(f.workdir)
         print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)
         service = ShapeService(config, f.workdir, max_views=f.max_views, warm_views=f.warm_views)
     page = page_lib.build_page(service)

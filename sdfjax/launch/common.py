@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
 import sys
 
@@ -11,7 +10,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sdfjax import parallel
+from sdfjax import config_files, parallel
 from sdfjax.data import pipeline
 from sdfjax.train.loop import TrainingDiverged
 
@@ -33,14 +32,22 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: {e}\nPass --helpshort or --helpfull to see help on flags.")
 
 
-def define_config_flag(default: str = "configs/chair16.py"):
-    """`config_flags.DEFINE_config_file("config", default)`, with clear errors.
+def define_config_flag(default: str = "chair16"):
+    """`config_flags.DEFINE_config_file("config", default)`, with clear errors, from any folder.
 
-    ml_collections already applies `--config.a.b=...` overrides while defining the flag
-    when the default file is used, so a typo must be caught here as well as in `run`.
+    The command line's --config may name a packaged config (`chair16:cpu`) and may be left out when --workdir
+    holds a run or an export that carries its config (sdfjax.config_files.launcher_argv rewrites sys.argv
+    before the flag exists). ml_collections already applies `--config.a.b=...` overrides while defining the
+    flag when the default file is used, so a typo must be caught here as well as in `run`.
     """
     try:
-        return config_flags.DEFINE_config_file("config", default, "Experiment config: file[:variant].")
+        sys.argv[:] = config_files.launcher_argv(sys.argv)
+        default = config_files.resolve(default)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    try:
+        return config_flags.DEFINE_config_file("config", default, "Experiment config: file[:variant], a packaged "
+                                               "name (chair16, chairs256) or, left out, the --workdir's own.")
     except (AttributeError, KeyError) as e:
         _exit_on_unknown_field(sys.argv, e, default)
         raise
@@ -70,16 +77,7 @@ def _load_config(argv: list[str], default: str | None = None):
     if default is None and "config" in flags.FLAGS:
         default = flags.FLAGS["config"].default_as_str
     spec = config_spec(argv) or default
-    return load_config_file(spec) if spec else None
-
-
-def load_config_file(spec: str):
-    """`get_config(arg)` of the config file `path[:arg]`, as `--config=path[:arg]` loads it."""
-    path, _, arg = spec.strip("'\"").partition(":")
-    module_spec = importlib.util.spec_from_file_location("_sdfjax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    return config_files.load(spec) if spec else None
 
 
 def _lookup(config, dotted: str):

@@ -1,18 +1,23 @@
 r"""Writes a run's inference weights as a shippable model folder (`make results` ends with it).
 
-    python -m sdfjax.launch.export --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
+    python -m sdfjax.launch.export --config=chairs256:cpu --workdir=runs/chairs256_cpu \
+        --out=pretrained/chairs256_cpu
+    # an export onto itself: its config.json, retrieval index and manifest written again, weights untouched
+    python -m sdfjax.launch.export --config=chairs256:cpu --workdir=pretrained/chairs256_cpu \
         --out=pretrained/chairs256_cpu
 
 The folder holds the decoder, latents, Siamese and sketch encoders without optimiser
-state, and MANIFEST.json (config, command, source steps, SHA-256 of every file); it loads
-like a run: `--workdir=pretrained/chairs256_cpu` works wherever a trained run is asked for.
+state, config.json, the training views' retrieval index, and MANIFEST.json (config,
+command, source steps, SHA-256 of every file); it loads like a run:
+`--workdir=pretrained/chairs256_cpu` works wherever a trained run is asked for.
 """
 
+import os
 import sys
 
 from absl import flags
 
-from sdfjax import shipped
+from sdfjax import config_files, shipped
 from sdfjax.launch import common
 
 
@@ -20,8 +25,13 @@ def main(argv):
     del argv
     f = flags.FLAGS
     common.quiet_logging()
+    spec = config_files.display(common.config_spec(sys.argv) or "")
     with common.exit_on():
-        manifest = shipped.export(f.workdir, f.out, common.config_spec(sys.argv) or "")
+        if os.path.realpath(f.workdir) == os.path.realpath(f.out) and os.path.isfile(
+                os.path.join(f.out, shipped.MANIFEST)):
+            manifest = shipped.refresh(f.out, f.config, spec)
+        else:
+            manifest = shipped.export(f.workdir, f.out, f.config, spec)
     print(f"{f.out}: {len(manifest['files'])} files, {manifest['bytes'] / 1e6:.1f} MB, "
           f"steps {manifest['source_steps']}, config {manifest['config']}")
 

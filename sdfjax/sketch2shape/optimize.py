@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from sdfjax import errors, storage
 from sdfjax import trained as trained_lib
-from sdfjax.data import tfds_builder
+from sdfjax.data import pipeline, tfds_builder
 from sdfjax.evaluators import reconstruction
 from sdfjax.evaluators import sketch_to_shape as sketch_evaluation
 from sdfjax.evaluators import tables
@@ -169,14 +169,18 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
 
 
 def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchBatch, list[dict]]:
-    """User-style PNGs of dataset shapes (data_gen.user_sketches' sketches.json: file, obj_id, azimuth,
-    elevation per entry), one object each, and the records of their shapes (from whichever split holds them)."""
+    """User-style PNGs of known shapes (data_gen.user_sketches' sketches.json: file, obj_id, azimuth, elevation
+    and, optionally, mesh per entry), one object each, and the records of their shapes: from whichever split of
+    config.data.root holds them, else computed from the entry's mesh file (sdfjax.data.pipeline.surface_record),
+    so a sketch set that carries its meshes is scored without a dataset."""
+    folder = os.path.dirname(manifest_path)
     try:
         entries = json.loads(storage.read_text(manifest_path))
-        files = [os.path.join(os.path.dirname(manifest_path), e["file"]) for e in entries]
+        files = [os.path.join(folder, e["file"]) for e in entries]
         views = [(float(e["azimuth"]), float(e["elevation"])) for e in entries]
         obj_ids = [str(e["obj_id"]) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        meshes = [os.path.join(folder, e["mesh"]) if e.get("mesh") else None for e in entries]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise errors.DataError(f"{manifest_path}: expected a JSON list of {{file, obj_id, azimuth, elevation}} "
                                f"({type(e).__name__}: {e})") from None
     where = {}
@@ -186,15 +190,18 @@ def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchB
         except errors.DataError:
             continue
         where.update({o: (split, i) for i, o in enumerate(ids) if o not in where})
-    missing = [o for o in obj_ids if o not in where]
+    missing = [o for o, m in zip(obj_ids, meshes) if o not in where and m is None]
     if missing:
-        raise errors.DataError(f"{manifest_path}: shapes {missing} are not in {config.data.root}")
+        raise errors.DataError(f"{manifest_path}: shapes {missing} are not in {config.data.root} and have no mesh")
     sources = {}
     records = []
-    for o in obj_ids:
-        split, index = where[o]
-        sources.setdefault(split, tfds_builder.data_source(config, split))
-        records.append(sources[split][index])
+    for o, mesh in zip(obj_ids, meshes):
+        if o in where:
+            split, index = where[o]
+            sources.setdefault(split, tfds_builder.data_source(config, split))
+            records.append(sources[split][index])
+        else:
+            records.append(pipeline.surface_record(config, mesh, o))
     parts = [user_batch(config, [f], [v], resolution) for f, v in zip(files, views)]
     batch = SketchBatch([p.names[0] for p in parts], np.concatenate([p.sketches for p in parts]),
                         [p.cameras[0] for p in parts], obj_ids, [p.drawings[0] for p in parts])
@@ -270,11 +277,12 @@ def encoder_predictor(config, workdir: str, resolution: int, optional: bool = Fa
 
 
 def starting_latents(trained, batch: SketchBatch, retrieved, predict) -> dict[str, np.ndarray]:
-    """{"encoder" (with a `predict`or, `encoder_predictor`), "retrieval", "mean"}: (B, L) starting latents of each
-    object."""
+    """{"encoder" (with a `predict`or, `encoder_predictor`), "retrieval" (with `retrieved` obj_ids, (B, k)),
+    "mean"}: (B, L) starting latents of each object."""
     out = {"mean": np.broadcast_to(trained.latents.mean(axis=0), (len(batch.names), trained.latents.shape[1]))}
     row_of = {o: i for i, o in enumerate(trained.obj_ids)}
-    out["retrieval"] = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
+    if retrieved is not None:
+        out["retrieval"] = trained.latents[[[row_of[o] for o in row] for row in retrieved]].mean(axis=1)
     if predict is not None:
         b, v = batch.sketches.shape[:2]
         predicted = predict(batch.sketches.reshape(b * v, *batch.sketches.shape[2:]),
@@ -367,7 +375,11 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
     targets = embedder(model, enc_params, "sketch")(batch.sketches.reshape(b * v, resolution, resolution))
     targets = targets.reshape(b, v, -1)
     # Retrieval among the training shapes (from the object's first sketch): an init and a baseline.
-    retrieved = retrieval.nearest_train_shapes(config, model, enc_params, targets[:, 0], max(1, sk.retrieval_k))
+    index = retrieval.train_index(config, workdir, model, enc_params)
+    if index is None and sk.init == "retrieval":
+        raise ValueError(f"config.sketch.init='retrieval' retrieves training shapes: {workdir} has no retrieval "
+                         f"index and {config.data.root} no dataset")
+    retrieved = None if index is None else retrieval.nearest_shapes(index, targets[:, 0], max(1, sk.retrieval_k))
     starts = starting_latents(trained, batch, retrieved, predict)
     initial = starts[sk.init]
 
@@ -394,15 +406,14 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
 
     out_dir = storage.run_dir(workdir, "sketch2shape", out_dir)
     storage.save_npz(storage.join(out_dir, "latents.npz"), names=np.asarray(batch.names), latents=z_final,
-                initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved), framings=framings,
+                initial=initial, loss_curve=losses, retrieved=np.asarray(retrieved or [[""]] * b), framings=framings,
                 obj_ids=np.asarray([o or "" for o in batch.obj_ids]),
                 **{f"start_{k}": a for k, a in starts.items()})
     if sketch_paths:
         write_pictures(config, out_dir, batch, trained, render, initial, z_final)
     else:
-        write_comparisons(config, out_dir, batch, trained, render,
-                          {"retrieval": starts["retrieval"], **({"encoder": starts["encoder"]} if "encoder" in starts
-                                                                else {}), "refined": z_final})
+        write_comparisons(config, out_dir, batch, records, trained, render,
+                          {**{k: starts[k] for k in ("retrieval", "encoder") if k in starts}, "refined": z_final})
 
     folded = fold_decoder(trained.decoder, trained.params)
     summary = {"out_dir": out_dir, "names": batch.names, "losses": losses, "rows": [], "means": {},
@@ -449,18 +460,20 @@ def write_pictures(config, out_dir, batch, trained, render, initial, final) -> N
         storage.write_png(os.path.join(out_dir, "pictures", f"{name}.png"), pictures.picture_grid(rows))
 
 
-def write_comparisons(config, out_dir, batch, trained, render, latents: dict[str, np.ndarray]) -> None:
+def write_comparisons(config, out_dir, batch, records, trained, render, latents: dict[str, np.ndarray]) -> None:
     """pictures/<name>.png for sketches of known shapes: two rows, the sketch's view and +90 degrees of azimuth
     at 20 up, each: sketch (first row) | one render per entry of `latents` (retrieval, encoder, refined) | the
-    true shape (its normalised mesh, ray-cast); traced by `render`, a `latent_render.views_renderer`."""
+    true shape (its normalised mesh: the record's "normalized_mesh", else the dataset's file, ray-cast); traced
+    by `render`, a `latent_render.views_renderer`."""
     size = config.render.preview_resolution
     for i, name in enumerate(batch.names):
         camera = batch.cameras[i][0]
         cameras = [camera.scaled(size), other_views(camera, size)[0]]
         columns = [latent_render.render_normal_maps(render, {"decoder": trained.params, "z": jnp.asarray(z[i])},
                                                     cameras) for z in latents.values()]
-        mesh = trimesh.load(trimesh.util.wrap_as_stream(storage.read_bytes(
-            reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))), file_type="obj", force="mesh", process=False)
+        mesh = records[i]["normalized_mesh"] if "normalized_mesh" in records[i] else trimesh.load(
+            trimesh.util.wrap_as_stream(storage.read_bytes(reconstruct.normalized_mesh_path(config, batch.obj_ids[i]))),
+            file_type="obj", force="mesh", process=False)
         truth = [mesh_normal_map(mesh, c) for c in cameras]
         blank = np.full((size, size), 255, np.uint8)
         rows = [[pictures.upsample(batch.sketches[i][0], size)] + [c[0] for c in columns] + [truth[0]],
