@@ -44,27 +44,22 @@ test: $(STAMP) $(CHROMIUM)
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
+# DeepSDF on 16 procedural chairs from nothing (generate, preprocess, train, fit the val chairs), then sketch to
+# shape with the shipped model on the 12 drawings of unseen chairs in tests/data/user_sketches (no dataset needed).
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val \
 	  --out_dir=$(WORKDIR)/fit_val
-	$(PY) -m sdfjax.launch.train_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
-	$(PY) -m sdfjax.launch.train_encoder --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
-	$(PY) -m sdfjax.launch.eval_siamese --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
-	VAL=$$(awk -F, '$$3 == "val" {print $$1; exit}' $(DATA)/metainfo.csv); \
-	$(PY) -m sdfjax.launch.sketch2shape --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) \
-	  --config.fit.split=val --config.fit.obj_ids=$$VAL --config.sketch.sdf_fit_dir=$(WORKDIR)/fit_val
+	$(PY) -m sdfjax.launch.sketch2shape --workdir=pretrained/chairs256_cpu --user_set=tests/data/user_sketches/sketches.json \
+	  --config.sketch.batch=12 --config.mesh.resolution=96 --out_dir=$(WORKDIR)/sketch2shape_shipped
 
-# The sketch-to-shape page on http://127.0.0.1:7860: the demo's run when it is complete, else the shipped model.
+# The sketch-to-shape page on http://127.0.0.1:7860 with the shipped model (APP_WORKDIR: another run or export).
 APP_FLAGS ?=
+APP_WORKDIR ?= pretrained/chairs256_cpu
 app: $(STAMP)
-	if test -d $(WORKDIR)/encoder/checkpoints; then \
-	  $(PY) -m sdfjax.launch.app --config=$(CONFIG) --workdir=$(WORKDIR) $(APP_FLAGS); \
-	else \
-	  $(PY) -m sdfjax.launch.app --workdir=pretrained/chairs256_cpu $(APP_FLAGS); \
-	fi
+	$(PY) -m sdfjax.launch.app --workdir=$(APP_WORKDIR) $(APP_FLAGS)
 
 # Every results table (docs/results.md), from generation to the report; resumes where it stopped.
 results: $(STAMP)

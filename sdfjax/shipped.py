@@ -8,9 +8,9 @@ An exported folder is a run folder cut down to what inference reads: the latest 
 checkpoint (decoder and latent table), `siamese/` and `encoder/`, each holding the
 parameters only (no optimiser state), with the trainer's own `meta`, so `sdfjax.trained`
 loads it with the same code as a run. Beside them: `config.json`, the resolved config it
-was made with (read as data: no config file is needed to use it), and `retrieval/`, the
-Siamese embeddings of every training view (sdfjax.sketch2shape.retrieval), so sketch to
-shape retrieves training chairs without the dataset. `MANIFEST.json` names the config,
+was made with (read as data: no config file is needed to use it), and what the caller's
+`extras` writes (sdfjax.launch.export adds `retrieval/`, the Siamese embeddings of every
+training view, so sketch to shape retrieves training chairs without the dataset). `MANIFEST.json` names the config,
 the command that made it, the source steps and checkpoint digests, and the SHA-256 of
 every file.
 """
@@ -22,13 +22,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
 from sdfjax import checkpoint, config_files, errors, parallel, storage
 from sdfjax import trained as trained_lib
-from sdfjax.sketch2shape import retrieval
 
 MANIFEST = "MANIFEST.json"
 PARTS = ("decoder", "siamese", "encoder")
@@ -92,9 +92,10 @@ def check_target(workdir: str, out: str) -> None:
                                    "was written, choose another folder")
 
 
-def export(workdir: str, out: str, config, config_spec: str, command: str = "make results") -> dict:
+def export(workdir: str, out: str, config, config_spec: str, command: str = "make results",
+           extras: Callable[[str], None] | None = None) -> dict:
     """Writes the inference copy of run `workdir`, trained with `config` (named `config_spec` on the command line),
-    to `out` and returns its manifest.
+    to `out` and returns its manifest. `extras(folder)` writes further files into the copy before its manifest.
 
     Skipped (the existing manifest returned) when `out` already holds a complete export of
     the same source checkpoints (steps and digests) that verifies, so rerunning the results
@@ -123,7 +124,9 @@ def export(workdir: str, out: str, config, config_spec: str, command: str = "mak
         params = jax.device_get(state["params"])
         checkpoint.save(checkpoint.manager(_part_dir(staging, part), max_to_keep=1),
                         {"params": params, "step": np.int64(step)}, meta, max_file_bytes=MAX_FILE_BYTES)
-    write_extras(config, workdir, staging)
+    config_files.save(config, staging)
+    if extras is not None:
+        extras(staging)
     manifest = write_manifest(staging, {"config": config_spec, "command": command, "source": workdir,
                                         "source_steps": steps, "source_digests": digests})
     if os.path.exists(out):  # an earlier export (check_target): set aside, then removed once the new one is in place
@@ -136,16 +139,6 @@ def export(workdir: str, out: str, config, config_spec: str, command: str = "mak
     return manifest
 
 
-def write_extras(config, source: str, folder: str) -> None:
-    """folder/config.json (`config`, resolved) and folder/retrieval/ (the training views' embeddings by the
-    Siamese encoder in `folder`: `source`'s saved index, else the dataset's; left out when neither exists)."""
-    config_files.save(config, folder)
-    model, params, _ = trained_lib.load_siamese(folder)
-    index = retrieval.train_index(config, source, model, params)
-    if index is not None:
-        retrieval.save_index(index, folder)
-
-
 def write_manifest(folder: str, fields: dict) -> dict:
     """Writes folder/MANIFEST.json: `fields` (config, command, source, source_steps, source_digests) with the
     SHA-256 and total size of every file now in `folder`; returns it."""
@@ -155,20 +148,13 @@ def write_manifest(folder: str, fields: dict) -> dict:
     return manifest
 
 
-def refresh(folder: str, config, config_spec: str) -> dict:
-    """Rewrites an export's config.json, retrieval index (from the dataset of `config`) and manifest in place,
-    its weights untouched (verified first): an export made before it carried these files."""
+def refresh(folder: str, config, config_spec: str, extras: Callable[[str], None] | None = None) -> dict:
+    """Rewrites an export's config.json, `extras` and manifest in place, its weights untouched (verified first):
+    an export made before it carried these files."""
     manifest = verify(folder)
-    model, params, _ = trained_lib.load_siamese(folder)
-    index = retrieval.dataset_train_index(config, model, params)  # before anything is removed: it may fail
-    for name in (config_files.CONFIG_JSON, retrieval.INDEX_DIR):
-        path = os.path.join(folder, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
     config_files.save(config, folder)
-    retrieval.save_index(index, folder)
+    if extras is not None:
+        extras(folder)
     return write_manifest(folder, {**{k: manifest[k] for k in ("command", "source", "source_steps",
                                                                 "source_digests")}, "config": config_spec})
 

@@ -150,3 +150,21 @@ def test_the_api_shapes_a_drawing_closer_to_its_chair_than_the_mean_chair(shippe
         return metrics.chamfer_distance(np.asarray(mesh.sample(5000, seed=0), np.float32), truth[:5000])
 
     assert chamfer(shape.mesh) < chamfer(shipped_model.mesh(shipped_model.latents.mean(axis=0), 64))
+
+
+def test_drawings_of_known_shapes_are_scored_without_a_dataset(tmp_path):
+    from sdfjax import errors
+    from sdfjax.sketch2shape import optimize
+
+    entries = json.loads(open(os.path.join(USER_SKETCHES, "sketches.json")).read())[:2]
+    config = config_files.load("chairs256:cpu")
+    config.data.root = str(tmp_path / "no_dataset")
+    batch, records = optimize.user_set_batch(config, os.path.join(USER_SKETCHES, "sketches.json"), 64)
+    assert batch.obj_ids[:2] == [e["obj_id"] for e in entries] and batch.sketches.shape[1:] == (1, 64, 64)
+    assert records[0]["surface_samples"].shape == (config.data.num_surface_samples, 6)
+    assert np.abs(records[0]["normalized_mesh"].vertices).max() < 1.0
+    (tmp_path / "sketches.json").write_text(json.dumps([{k: v for k, v in e.items() if k != "mesh"}
+                                                        for e in entries]))
+    with pytest.raises(errors.DataError, match=f"shapes .*{entries[0]['obj_id']}.* are not in .*no_dataset and "
+                                               "have no mesh"):
+        optimize.user_set_batch(config, str(tmp_path / "sketches.json"), 64)

@@ -105,6 +105,8 @@ def test_the_library_never_imports_its_command_lines():
                        "sdfjax.trained", "sdfjax.checkpoint")),
     ("sdfjax.app", ("sdfjax.train", "sdfjax.data", "sdfjax.launch")),
     ("sdfjax.shipped", ("sdfjax.train", "sdfjax.fit", "sdfjax.sketch2shape", "sdfjax.data", "sdfjax.app")),
+    ("sdfjax.config_files", ("sdfjax.train", "sdfjax.fit", "sdfjax.sketch2shape", "sdfjax.data", "sdfjax.models",
+                             "sdfjax.app", "sdfjax.launch")),  # read by every launcher before its flags exist
     ("sdfjax.fit", ("sdfjax.train",)),  # fitting shares losses with training, never its trainers
     ("sdfjax.evaluators", ("sdfjax.train", "sdfjax.app")),  # evaluators score models; trainers call them
     ("sdfjax.losses", ("sdfjax.train", "sdfjax.fit", "sdfjax.sketch2shape", "sdfjax.data", "sdfjax.trained")),
@@ -128,7 +130,29 @@ def test_fitting_and_sketch_to_shape_never_climb_into_a_trainer(driver):
     assert not trainers, f"{driver} reaches {trainers}"
 
 
+# `sdfjax.load_pretrained` is loaded on first use (PEP 562): the API pulls in every model, ten times the import
+# time of `import sdfjax.storage`, which data_gen's worker processes pay per process.
+LAZY_IMPORTS = {("sdfjax", "sdfjax.api")}
+
+
 def test_project_imports_sit_at_the_top_of_library_modules():
     inside = [f"{m}:{line} imports {i}" for m, p in MODULES.items() if _in(m, "sdfjax")
-              for i, line, in_function in project_imports(p) if in_function]
+              for i, line, in_function in project_imports(p) if in_function and (m, i) not in LAZY_IMPORTS]
     assert not inside, inside
+
+
+def test_the_wheel_installs_every_package_of_sdfjax_and_its_configs_and_pins_no_backend():
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    listed = set(project["tool"]["setuptools"]["packages"])
+    folders = {m for m, p in MODULES.items() if _in(m, "sdfjax") and p.endswith("__init__.py")}
+    assert listed == folders | {"sdfjax._configs"}, listed ^ (folders | {"sdfjax._configs"})
+    assert project["tool"]["setuptools"]["package-dir"] == {"sdfjax._configs": "configs"}
+    names = [d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["project"]["dependencies"]]
+    assert "jax" in names and not {"jaxlib", "pytest", "pytest-xdist", "playwright", "gradio"} & set(names)
+    assert all(">=" in d and "==" not in d for d in project["project"]["dependencies"])  # bounds, not pins
+    extras = project["project"]["optional-dependencies"]
+    assert {"cuda12", "tpu", "app", "test"} <= set(extras) and extras["cuda12"][0].startswith("jax[cuda12]")
+    assert "<" not in project["project"]["requires-python"]

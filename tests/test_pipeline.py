@@ -1,6 +1,7 @@
 """The data pipeline end to end: procedural shapes, import, preprocess, TFDS, bad input."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,13 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     np.testing.assert_array_equal(np.load(os.path.join(shape, layout.SDF_SAMPLES)), sdf)  # deterministic
     after = _files(root, obj_id)
     assert after[layout.SURFACE_SAMPLES] == before[layout.SURFACE_SAMPLES]
+    # a shape known only by its mesh file is scored with the numbers preprocessing would have written
+    record = pipeline.surface_record(config, os.path.join(shape, layout.MESH), obj_id)
+    np.testing.assert_array_equal(record["surface_samples"], surface)
+    norm = json.loads(open(os.path.join(shape, layout.NORMALIZATION)).read())
+    np.testing.assert_array_equal(record["offset"], np.float32(norm["offset"]))
+    assert record["scale"] == np.float32(norm["scale"])
+    np.testing.assert_allclose(record["normalized_mesh"].vertices, normalized.vertices, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -156,6 +156,27 @@ def test_recall_at_objects_on_a_hand_built_index():
     np.testing.assert_array_equal(retrieval.top_shapes(ranked[:, :2], 2), [[0, 0], [1, 1], [1, 2], [2, 2]])
 
 
+def test_a_saved_index_is_sharded_under_the_cap_and_retrieves_as_the_full_precision_one(tmp_path):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(40 * 6, 16)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # unit length, as the Siamese encoder's
+    index = retrieval.Index(embeddings, np.repeat(np.arange(40), 6), np.tile(np.arange(6), 40),
+                            [f"chair_{i:02d}" for i in range(40)], 6)
+    files = retrieval.save_index(index, str(tmp_path), max_shard_bytes=2048)
+    shards = [f for f in files if f.endswith(".npy")]
+    assert len(shards) == -(-len(embeddings) // ((2048 - 256) // 32)) and files[-1] == "retrieval/index.json"
+    assert max(os.path.getsize(tmp_path / f) for f in shards) <= 2048
+    loaded = retrieval.load_index(str(tmp_path))
+    assert loaded.obj_ids == index.obj_ids and loaded.views_per_shape == 6
+    np.testing.assert_allclose(loaded.embeddings, embeddings, atol=1e-3)  # float16
+    queries = embeddings[::7] + 0.05 * rng.normal(size=embeddings[::7].shape).astype(np.float32)
+    assert retrieval.nearest_shapes(loaded, queries, 3) == retrieval.nearest_shapes(index, queries, 3)
+    assert retrieval.load_index(str(tmp_path / "none")) is None
+    (tmp_path / shards[0]).write_bytes(b"not numpy")
+    with pytest.raises(errors.DataError, match="retrieval/index.json: not a readable retrieval index"):
+        retrieval.load_index(str(tmp_path))
+
+
 # --- user sketches ---------------------------------------------------------------------------------
 
 def _drawing(h, w, value_bg, value_line, width=3):

@@ -1,23 +1,25 @@
 r"""Sketch to shape: encoder start, then a DeepSDF latent refined until its renders match the sketches.
 
-    # a drawing of your own, seen from azimuth 40, elevation -30 (degrees)
-    python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
-        --sketch=my_chair.png --config.sketch.azimuth=40 --config.sketch.elevation=-30
-    # user-style drawings of dataset shapes (data_gen.user_sketches), scored against those shapes
-    python -m sdfjax.launch.sketch2shape --config=configs/chairs256.py:cpu --workdir=runs/chairs256_cpu \
+    # a drawing of your own, seen from azimuth 40, elevation 20 (degrees), with the shipped model (no dataset)
+    python -m sdfjax.launch.sketch2shape --workdir=pretrained/chairs256_cpu --sketch=my_chair.png \
+        --azimuths=40 --elevations=20
+    # drawings of known shapes (data_gen.user_sketches: PNGs, views and meshes), scored against those shapes
+    python -m sdfjax.launch.sketch2shape --workdir=pretrained/chairs256_cpu \
         --user_set=tests/data/user_sketches/sketches.json
     # one chair drawn from the front and from the side: one latent for both
-    python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
+    python -m sdfjax.launch.sketch2shape --workdir=runs/chair16_cpu \
         --sketch=front.png,side.png --azimuths=0,90 --elevations=10,10
     # the val sketches of the dataset (views config.sketch.views), scored against the true shapes
-    python -m sdfjax.launch.sketch2shape --config=configs/chair16.py:cpu --workdir=runs/chair16_cpu \
-        --config.fit.split=val
+    python -m sdfjax.launch.sketch2shape --config=chair16:cpu --workdir=runs/chair16_cpu --config.fit.split=val
 
 Needs the DeepSDF checkpoint, the Siamese encoder (train_siamese) and, for the default
---config.sketch.init=encoder, the sketch-to-latent encoder (train_encoder) in the workdir.
-Writes <workdir>/sketch2shape/<timestamp>/: meshes/, latents.npz, pictures/ and, for
-dataset sketches, metrics.csv (sketch2shape beside the encoder alone, retrieval alone and
-SDF fitting).
+--config.sketch.init=encoder, the sketch-to-latent encoder (train_encoder) in the workdir;
+without --config, the workdir's own config. Retrieval (a baseline, or --config.sketch.init=
+retrieval) searches the workdir's saved index (an export's retrieval/) or the dataset's
+training shapes; with neither, it is left out. Writes <workdir>/sketch2shape/<timestamp>/:
+meshes/, latents.npz, pictures/ and, for sketches of known shapes, metrics.csv
+(sketch2shape beside the encoder alone, retrieval alone and SDF fitting where the dataset
+has the shape's samples).
 """
 
 import os

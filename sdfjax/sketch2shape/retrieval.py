@@ -77,6 +77,7 @@ INDEX_DIR = "retrieval"
 INDEX_JSON = "index.json"
 # Each shard of a saved index stays below this (exports are committed to git, whose hosts limit file size).
 MAX_SHARD_BYTES = 1 << 20
+NPY_HEADER_BYTES = 256  # at least the .npy header of a 2-D float16 array (128 bytes for any realistic shape)
 
 
 def save_index(index: Index, folder: str, max_shard_bytes: int = MAX_SHARD_BYTES) -> list[str]:
@@ -84,7 +85,7 @@ def save_index(index: Index, folder: str, max_shard_bytes: int = MAX_SHARD_BYTES
     .npy shards of at most `max_shard_bytes` (float16 keeps the ranking: distances differ by ~1e-3 of their
     size). Returns the files written, relative to `folder`."""
     embeddings = np.asarray(index.embeddings, np.float16)
-    rows = max(1, max_shard_bytes // max(1, embeddings[0].nbytes) - 1)  # the .npy header fits in one row
+    rows = max(1, (max_shard_bytes - NPY_HEADER_BYTES) // embeddings[0].nbytes)
     names = []
     for i, start in enumerate(range(0, len(embeddings), rows)):
         names.append(f"embeddings_{i:03d}.npy")
