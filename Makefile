@@ -44,8 +44,14 @@ test: $(STAMP) $(CHROMIUM)
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
+# The demo's sketch to shape, sized so the whole demo stays within ten minutes on 2 cores: the first 8 of the 12
+# drawings in one batch, 10 refinement steps (the results use 30), meshes scored at 64 voxels a side (128) and
+# pictures at 64 px (128).
+DEMO_SKETCH_FLAGS ?= --config.fit.max_shapes=8 --config.sketch.batch=8 --config.sketch.iterations=10 \
+	--config.mesh.resolution=64 --config.mesh.coarse_to_fine=False --config.render.preview_resolution=64
+
 # DeepSDF on 16 procedural chairs from nothing (generate, preprocess, train, fit the val chairs), then sketch to
-# shape with the shipped model on the 12 drawings of unseen chairs in tests/data/user_sketches (no dataset needed).
+# shape with the shipped model on drawings of unseen chairs from tests/data/user_sketches (no dataset needed).
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
 	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
@@ -53,7 +59,7 @@ demo: $(STAMP)
 	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val \
 	  --out_dir=$(WORKDIR)/fit_val
 	$(PY) -m sdfjax.launch.sketch2shape --workdir=pretrained/chairs256_cpu --user_set=tests/data/user_sketches/sketches.json \
-	  --config.sketch.batch=12 --config.mesh.resolution=96 --out_dir=$(WORKDIR)/sketch2shape_shipped
+	  $(DEMO_SKETCH_FLAGS) --out_dir=$(WORKDIR)/sketch2shape_shipped
 
 # The sketch-to-shape page on http://127.0.0.1:7860 with the shipped model (APP_WORKDIR: another run or export).
 APP_FLAGS ?=

@@ -17,6 +17,7 @@ import csv
 import os
 
 from sdfjax import errors, storage
+from sdfjax.data import layout, tfds_builder
 from sdfjax.evaluators import reconstruction
 from sdfjax.fit import reconstruct
 from sdfjax.fit.folded import fold_decoder
@@ -51,7 +52,7 @@ def reference_rows(config, workdir: str, sketches, records, trained, retrieved, 
 
     `records[i]` is the shape's record, `trained` the run's TrainedModel, `retrieved[i][0]` the
     obj_id of its nearest training shape (`retrieved` None: no retrieval rows); the SDF fits go
-    to `out_dir/sdf_fit`.
+    to `out_dir/sdf_fit` (shapes of a split other than config.fit.split: `out_dir/sdf_fit_<split>`).
     """
     names, obj_ids = sketches.names, sketches.obj_ids
     folded = fold_decoder(trained.decoder, trained.params)
@@ -66,14 +67,19 @@ def reference_rows(config, workdir: str, sketches, records, trained, retrieved, 
                 no_mesh, folded, trained.latents[row_of[nearest]], example, nearest, out_dir)
         rows.append({"obj_id": name, "method": "retrieval", "retrieved": nearest, **scored_by_shape[key]})
     by_obj = read_fit_rows(config.sketch.get("sdf_fit_dir", ""), set(obj_ids))
-    missing = sorted({o for o, r in zip(obj_ids, records) if "sdf_samples" in r} - set(by_obj))
-    if missing:
+    missing = {o for o, r in zip(obj_ids, records) if "sdf_samples" in r} - set(by_obj)
+    for split in layout.SPLITS:  # the shapes may come from any split (drawings of known shapes)
+        in_split = sorted(missing & set(tfds_builder.split_index(config, split)[0])) if missing else []
+        if not in_split:
+            continue
         fit_config = config.copy_and_resolve_references()
-        fit_config.fit.obj_ids = ",".join(missing)
+        fit_config.fit.split, fit_config.fit.obj_ids = split, ",".join(in_split)
         fit_config.fit.save_mesh = False
         fitted = reconstruct.fit_split(fit_config, workdir, progress=progress,
-                                       out_dir=os.path.join(out_dir, "sdf_fit"))
+                                       out_dir=os.path.join(out_dir, "sdf_fit" if split == config.fit.split
+                                                            else f"sdf_fit_{split}"))
         by_obj.update({r["obj_id"]: r for r in fitted["rows"]})
+        missing -= set(in_split)
     for name, obj_id in zip(names, obj_ids):
         if obj_id in by_obj:
             rows.append({**by_obj[obj_id], "obj_id": name, "method": "sdf_fit"})

@@ -43,9 +43,9 @@ def write_metrics_csv(path: str, rows: list[dict], group_by: str | None = None):
     return means[None] if group_by is None else means
 
 
-def format_table(rows: list[dict]) -> str:
-    """The metrics as an aligned text table (what the launchers print)."""
-    header = ["obj_id", "chamfer", "emd", "F@0.01", "F@0.02", "NC"]
+def format_table(rows: list[dict], first: str = "obj_id") -> str:
+    """The metrics as an aligned text table (what the launchers print); `first` heads the rows' obj_id column."""
+    header = [first, "Chamfer x1000", "EMD", "F@0.01", "F@0.02", "NC"]
     keys = ["obj_id", "chamfer", "emd", "fscore@0.01", "fscore@0.02", "normal_consistency"]
     cells = [header] + [[str(r["obj_id"])] + [f"{r[k]:.4f}" for k in keys[1:]] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]

@@ -43,10 +43,16 @@ def nearest_distances(queries: np.ndarray, points: np.ndarray) -> tuple[np.ndarr
     return scipy.spatial.cKDTree(points).query(queries, k=1, workers=-1)
 
 
-def chamfer_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """DeepSDF's Chamfer distance: sum of the two mean squared nearest-neighbour distances."""
-    d_ab, _ = nearest_distances(a, b)
-    d_ba, _ = nearest_distances(b, a)
+def neighbours(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(distance, index) of each point of `a`'s nearest in `b`, then of each of `b`'s nearest in `a`: one query
+    each way, shared by Chamfer, F-score and normal consistency."""
+    return (*nearest_distances(a, b), *nearest_distances(b, a))
+
+
+def chamfer_distance(a: np.ndarray, b: np.ndarray, near=None) -> float:
+    """DeepSDF's Chamfer distance: sum of the two mean squared nearest-neighbour distances (`near`:
+    `neighbours(a, b)` when already known)."""
+    d_ab, _, d_ba, _ = neighbours(a, b) if near is None else near
     return float(np.mean(d_ab**2) + np.mean(d_ba**2))
 
 
@@ -59,17 +65,19 @@ def earth_movers_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(cost[rows, cols].mean())
 
 
-def fscore(a: np.ndarray, b: np.ndarray, tau: float) -> float:
-    """F-score of generated points `a` against ground truth `b` at distance `tau`."""
-    precision = np.mean(nearest_distances(a, b)[0] < tau)
-    recall = np.mean(nearest_distances(b, a)[0] < tau)
+def fscore(a: np.ndarray, b: np.ndarray, tau: float, near=None) -> float:
+    """F-score of generated points `a` against ground truth `b` at distance `tau` (`near`: `neighbours(a, b)`)."""
+    d_ab, _, d_ba, _ = neighbours(a, b) if near is None else near
+    precision = np.mean(d_ab < tau)
+    recall = np.mean(d_ba < tau)
     return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
 
 
-def normal_consistency(a: np.ndarray, a_normals: np.ndarray, b: np.ndarray, b_normals: np.ndarray) -> float:
-    """Mean |cos| between each point's normal and its nearest neighbour's, both directions."""
-    _, ab = nearest_distances(a, b)
-    _, ba = nearest_distances(b, a)
+def normal_consistency(a: np.ndarray, a_normals: np.ndarray, b: np.ndarray, b_normals: np.ndarray,
+                       near=None) -> float:
+    """Mean |cos| between each point's normal and its nearest neighbour's, both directions (`near`:
+    `neighbours(a, b)`)."""
+    _, ab, _, ba = neighbours(a, b) if near is None else near
     cos_ab = np.abs(np.sum(a_normals * b_normals[ab], axis=-1))
     cos_ba = np.abs(np.sum(b_normals * a_normals[ba], axis=-1))
     return float((cos_ab.mean() + cos_ba.mean()) / 2)
@@ -106,13 +114,15 @@ def evaluate_mesh(mesh: trimesh.Trimesh | None, gt_points: np.ndarray, gt_normal
         return nan_metrics()
     rng = np.random.default_rng(seed)
     points, normals = sdf_lib.sample_surface(mesh, chamfer_points, rng)
-    result = {"chamfer": 1000.0 * chamfer_distance(normalization.to_original(points),
-                                                   normalization.to_original(gt_points))}
+    # Nearest neighbours are the same in both frames (the original is the normalised one scaled by 1 / scale and
+    # moved), and distances scale by 1 / scale: one query each way serves every metric.
+    near = neighbours(points, gt_points)
+    result = {"chamfer": 1000.0 * chamfer_distance(points, gt_points, near) / normalization.scale**2}
     gen_idx = rng.choice(len(points), size=min(emd_points, len(points)), replace=False)
     gt_idx = rng.choice(len(gt_points), size=min(emd_points, len(gt_points)), replace=False)
     count = min(len(gen_idx), len(gt_idx))
     result["emd"] = earth_movers_distance(points[gen_idx[:count]], gt_points[gt_idx[:count]])
     for tau in FSCORE_THRESHOLDS:
-        result[f"fscore@{tau}"] = fscore(points, gt_points, tau)
-    result["normal_consistency"] = normal_consistency(points, normals, gt_points, gt_normals)
+        result[f"fscore@{tau}"] = fscore(points, gt_points, tau, near)
+    result["normal_consistency"] = normal_consistency(points, normals, gt_points, gt_normals, near)
     return result

@@ -45,7 +45,9 @@ def main(argv):
         summary = optimize.sketch_to_shape(f.config, f.workdir, sketch_paths=f.sketch or None, views=views,
                                             out_dir=f.out_dir or None, user_set=f.user_set or None)
     if summary["means"]:
-        print(tables.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()]))
+        print(f"mean over {len(summary['names'])} sketches (refined: sketch2shape; encoder: its start; retrieval: "
+              "the nearest training shape)")
+        print(tables.format_table([{**m, "obj_id": method} for method, m in summary["means"].items()], "method"))
     print(f"meshes, latents and pictures in {summary['out_dir']}")
     for name in summary["names"][:4]:
         print(f"picture: {os.path.join(summary['out_dir'], 'pictures', name + '.png')}")

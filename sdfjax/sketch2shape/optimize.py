@@ -170,12 +170,14 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
 
 def user_set_batch(config, manifest_path: str, resolution: int) -> tuple[SketchBatch, list[dict]]:
     """User-style PNGs of known shapes (data_gen.user_sketches' sketches.json: file, obj_id, azimuth, elevation
-    and, optionally, mesh per entry), one object each, and the records of their shapes: from whichever split of
+    and, optionally, mesh per entry; the first config.fit.max_shapes when > 0), one object each, and the records
+    of their shapes: from whichever split of
     config.data.root holds them, else computed from the entry's mesh file (sdfjax.data.pipeline.surface_record),
     so a sketch set that carries its meshes is scored without a dataset."""
     folder = os.path.dirname(manifest_path)
     try:
         entries = json.loads(storage.read_text(manifest_path))
+        entries = entries[:int(config.fit.get("max_shapes", 0)) or len(entries)]  # as on a split: the first ones
         files = [os.path.join(folder, e["file"]) for e in entries]
         views = [(float(e["azimuth"]), float(e["elevation"])) for e in entries]
         obj_ids = [str(e["obj_id"]) for e in entries]
