@@ -70,7 +70,7 @@ app: $(STAMP)
 # Every results table (docs/results.md), from generation to the report; resumes where it stopped.
 results: $(STAMP)
 	$(PY) -m sdfjax.launch.results --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN) \
-	  --readme=docs/results.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu
+	  --readme=docs/results.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu --headline=README.md
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling

@@ -49,21 +49,30 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def fast_compute_dtype() -> str:
+ACCELERATORS = ("gpu", "cuda", "rocm", "tpu")  # jax.default_backend()'s "gpu" and jax.export's platform names
+
+
+def platform_or_backend(platform: str | None) -> str:
+    """`platform` ("cpu", "cuda", "rocm", "tpu"), or the running backend when None: every choice made by backend
+    takes it as an argument, so a test can ask for an accelerator's choice on a CPU (and export for it)."""
+    return platform or jax.default_backend()
+
+
+def fast_compute_dtype(platform: str | None = None) -> str:
     """"bfloat16" where bf16 products are native (GPU, TPU, x86 with AMX-BF16 or AVX512_BF16), else "float32".
 
     Without those units XLA emulates bf16 products through float32 and they are slower than
     float32 ones (an AVX2-only AMD EPYC: 103 against 132 GFLOP/s, benchmarks/train_step).
     """
-    if jax.default_backend() in ("gpu", "tpu"):
+    if platform_or_backend(platform) in ACCELERATORS:
         return "bfloat16"
     return "bfloat16" if cpu_flags() & set(BF16_CPU_FLAGS) else "float32"
 
 
-def resolve_compute_dtype(name: str) -> str:
-    """A config's compute dtype: "auto" becomes `fast_compute_dtype()`; "float32" / "bfloat16" stay."""
+def resolve_compute_dtype(name: str, platform: str | None = None) -> str:
+    """A config's compute dtype: "auto" becomes `fast_compute_dtype(platform)`; "float32" / "bfloat16" stay."""
     if name == "auto":
-        return fast_compute_dtype()
+        return fast_compute_dtype(platform)
     if name not in ("float32", "bfloat16"):
         raise ValueError(f"compute_dtype={name!r}: expected 'auto', 'float32' or 'bfloat16'")
     return name

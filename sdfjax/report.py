@@ -231,14 +231,35 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     return markdown
 
 
-def update_readme(path: str, markdown: str) -> None:
-    """Replaces what stands between the results markers of `path` (ValueError when they are missing); picture
-    links are made relative to `path`'s folder."""
+HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
+HEADLINE_RUNS = (("sketch2shape", "sketch to shape, dataset sketches"),
+                 ("sketch2shape_user", "sketch to shape, user-style drawings (tests/data/user_sketches)"))
+
+
+def headline(workdir: str) -> str:
+    """A README's few lines: the test chairs' median Chamfer x1000 for DeepSDF fitting and, per sketch set, for
+    the refined shape, the encoder's start and retrieval (the files `write_report` reads)."""
+    lines = ["| test chairs (never trained on), median Chamfer x1000 | refined | encoder's start | retrieval | "
+             "SDF fit |", "|---|---|---|---|---|"]
+    _, medians = reconstruction_table(workdir)
+    if medians.get("test") is not None:
+        lines.append(f"| DeepSDF reconstruction from SDF samples | | | | {_fmt(medians['test'])} |")
+    for run, label in HEADLINE_RUNS:
+        if storage.exists(storage.join(results_dir(workdir), run, "metrics.csv")):
+            values = [_fmt(_median_chamfer(workdir, run, m)) for m in ("sketch2shape", "encoder", "retrieval",
+                                                                        "sdf_fit")]
+            lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(path: str, markdown: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replaces what stands between the `begin` and `end` markers of `path` (ValueError when they are missing);
+    picture links are made relative to `path`'s folder."""
     folder = os.path.dirname(os.path.abspath(path))
     markdown = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)",
                       lambda m: f"![{m.group(1)}]({os.path.relpath(os.path.abspath(m.group(2)), folder)})", markdown)
     text = storage.read_text(path)
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{path}: no {BEGIN} ... {END} markers to write the results between")
-    new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{markdown}{END}", text, flags=re.S)
+    if begin not in text or end not in text:
+        raise ValueError(f"{path}: no {begin} ... {end} markers to write the results between")
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{markdown}{end}", text, flags=re.S)
     storage.atomic_write_text(path, new)

@@ -14,13 +14,14 @@ def _results(tmp_path):
     return subprocess.run([sys.executable, "-m", "sdfjax.launch.results", "--config=configs/chairs256.py:tiny",
                            f"--config.data.root={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}",
                            f"--readme={tmp_path / 'README.md'}", f"--pictures={tmp_path / 'pictures'}",
-                           f"--pretrained={tmp_path / 'shipped'}"],
+                           f"--pretrained={tmp_path / 'shipped'}", f"--headline={tmp_path / 'HEADLINE.md'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 @pytest.mark.slow
 def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_path):
     (tmp_path / "README.md").write_text("# Title\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
+    (tmp_path / "HEADLINE.md").write_text("# Results\n<!-- headline:begin -->\n<!-- headline:end -->\n")
     first = _results(tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
     out = tmp_path / "run" / "results"
@@ -45,7 +46,11 @@ def test_the_results_command_runs_every_stage_writes_the_tables_and_resumes(tmp_
     from sdfjax import shipped
 
     manifest = shipped.verify(str(tmp_path / "shipped"))  # the inference copy, with checksums
-    assert manifest["config"] == "configs/chairs256.py:tiny" and set(manifest["source_steps"]) == set(shipped.PARTS)
+    assert manifest["config"] == "chairs256:tiny" and set(manifest["source_steps"]) == set(shipped.PARTS)
+    assert "config.json" in manifest["files"] and "retrieval/index.json" in manifest["files"]
+    headline = (tmp_path / "HEADLINE.md").read_text()
+    assert "| DeepSDF reconstruction from SDF samples | | | | " in headline
+    assert headline.count("| sketch to shape, dataset sketches | ") == 1
     assert not list(tmp_path.glob(".shipped.partial*"))
 
     again = _results(tmp_path)  # everything done: only the report and the (unchanged) export run again
@@ -70,6 +75,25 @@ def test_sketch_table_counts_refinements_that_beat_their_start_and_the_ratios(tm
     assert "| sketch2shape | 3 | 3.000 | 2.000 |" in table and "| retrieval | 3 | 5.333 | 4.000 |" in table
     assert "refinement better than its start (the encoder) on 2 of 3 sketches" in table
     assert "median Chamfer 0.50 x retrieval's" in table and "median Chamfer 4.00 x SDF fitting's" in table
+
+
+def test_the_headline_gives_the_medians_of_each_method(tmp_path):
+    from sdfjax import report
+    from sdfjax.evaluators import tables
+
+    chamfers = {"sketch2shape": [1.0, 2.0, 6.0], "encoder": [2.0, 3.0, 5.0], "retrieval": [4.0, 4.0, 8.0]}
+    rows = [{"obj_id": f"s{i}", "method": m, "chamfer": c[i], "emd": 0.1} for m, c in chamfers.items()
+            for i in range(3)]
+    for run in ("sketch2shape_user", "fit_test"):
+        (tmp_path / "results" / run).mkdir(parents=True)
+    tables.write_metrics_csv(str(tmp_path / "results" / "sketch2shape_user" / "metrics.csv"), rows, group_by="method")
+    tables.write_metrics_csv(str(tmp_path / "results" / "fit_test" / "metrics.csv"),
+                             [{"obj_id": f"t{i}", "chamfer": c, "emd": 0.1, "fscore@0.01": 0.5, "fscore@0.02": 0.7,
+                               "normal_consistency": 0.9} for i, c in enumerate([0.5, 0.7, 0.9, 3.0])])
+    text = report.headline(str(tmp_path))
+    assert "| DeepSDF reconstruction from SDF samples | | | | 0.800 |" in text
+    assert "| sketch to shape, user-style drawings (tests/data/user_sketches) | 2.000 | 3.000 | 4.000 | n/a |" in text
+    assert "dataset sketches" not in text  # a set that was not run has no row
 
 
 def test_a_stage_run_again_counts_once_with_its_last_time():

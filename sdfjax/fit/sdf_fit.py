@@ -47,6 +47,7 @@ class FitSettings:
     code_reg_weight: float = 1e-4
     fourier_frequencies: int = 0
     points_per_chunk: int = chunking.AUTO  # per decoder pass; -1: chunking.CPU_POINTS_PER_CHUNK on a CPU, else one pass
+    platform: str | None = None  # whose choice -1 makes ("cpu", "cuda", "tpu"); None: the running backend
 
     def __post_init__(self):
         chunking.resolve(self.points_per_chunk, "fit")  # refuses a bad value here, not in a trace
@@ -131,7 +132,7 @@ def _errors_sum(folded, z, chunk, settings: FitSettings):
 def _chunks(points, settings: FitSettings):
     """points (N, 5) as (C, P, 5) chunks and (C, P) weights, 0 on the padding (copies of the last row)."""
     n = points.shape[0]
-    count, size = chunking.padded_layout(n, chunking.resolve(settings.points_per_chunk, "fit"))
+    count, size = chunking.padded_layout(n, chunking.resolve(settings.points_per_chunk, "fit", settings.platform))
     pad = count * size - n
     padded = jnp.pad(points, ((0, pad), (0, 0)), mode="edge")
     weights = (jnp.arange(count * size) < n).astype(jnp.float32)
@@ -222,7 +223,7 @@ class FitResult:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(settings: FitSettings, mesh):
+def compiled_steps(settings: FitSettings, mesh):
     """The jitted init, step and final-loss functions (compiled once per settings and mesh)."""
     sharded, replicated = parallel.data_sharded(mesh), parallel.replicated(mesh)
     init_fn = lambda z: init_fit_state(settings, z)  # noqa: E731
@@ -254,7 +255,7 @@ def fit_latents(folded: dict, samples: ShapeSamples, initial: np.ndarray, settin
     sharded, replicated = parallel.data_sharded(mesh), parallel.replicated(mesh)
     data = {k: jax.device_put(getattr(samples, k), sharded) for k in ("xyz_bounds", "num_positive", "num_samples")}
     folded = jax.device_put(folded, replicated)
-    init, step, evaluate = _compiled(dataclasses.replace(settings, num_iterations=0), mesh)
+    init, step, evaluate = compiled_steps(dataclasses.replace(settings, num_iterations=0), mesh)
     state = init(jax.device_put(jnp.asarray(initial, jnp.float32), sharded))
     fit_key, eval_key = jax.random.split(key)
     curve = []

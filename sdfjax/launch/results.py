@@ -27,7 +27,7 @@ ALWAYS_RUN = ("export", "report")  # cheap, and their outputs live outside the w
 
 
 def stages(config_args: list[str], config, workdir: str, readme: str, pictures: str,
-           pretrained: str = "") -> list[tuple[str, list[str]]]:
+           pretrained: str = "", headline: str = "") -> list[tuple[str, list[str]]]:
     """(name, command) of every stage, in order; `config_args` are this command's --config flags, passed on.
 
     With `pretrained`, the run's inference weights are also exported there (sdfjax.shipped).
@@ -71,7 +71,8 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                                        f"--out_dir={storage.join(out, 'sketch2shape_user')}"])]
           if config.results.get("user_sketches") else []),
         *([("export", py + ["sdfjax.launch.export", *run, f"--out={pretrained}"])] if pretrained else []),
-        ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}"]),
+        ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}",
+                         f"--headline={headline}"]),
     ]
 
 
@@ -108,7 +109,7 @@ def main(argv):
     storage.makedirs(out)
     config_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
     digest = config_digest(f.config)
-    for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained):
+    for name, command in stages(config_args, f.config, f.workdir, f.readme, f.pictures, f.pretrained, f.headline):
         marker = storage.join(out, f"{name}.done")
         record = stage_record(command, digest)
         if name not in ALWAYS_RUN and storage.exists(marker):
@@ -133,4 +134,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("readme", "", "Also write the tables into this markdown file's results markers.")
     flags.DEFINE_string("pictures", "", "Folder for the result pictures (default: <workdir>/results).")
     flags.DEFINE_string("pretrained", "", "Also export the run's inference weights to this folder (the shipped model).")
+    flags.DEFINE_string("headline", "", "Also write the headline medians into this markdown file's headline markers.")
     common.run_trainer(main, "Run folder: checkpoints, results/ (tables, pictures, timings).")

@@ -306,7 +306,9 @@ class Decoder(nn.Module):
         return shapes + [(previous, 1)]
 
 
-def from_config(model_config) -> Decoder:
+def from_config(model_config, platform: str | None = None) -> Decoder:
+    """The decoder `model_config` describes, its "auto" compute dtype chosen for `platform` (default: this
+    backend; sdfjax.parallel.fast_compute_dtype)."""
     return Decoder(
         latent_dim=model_config.latent_dim,
         hidden_dim=model_config.hidden_dim,
@@ -314,7 +316,7 @@ def from_config(model_config) -> Decoder:
         skip_layers=tuple(model_config.skip_layers),
         dropout_rate=model_config.dropout_rate,
         weight_norm=model_config.weight_norm,
-        compute_dtype=parallel.resolve_compute_dtype(model_config.compute_dtype),
+        compute_dtype=parallel.resolve_compute_dtype(model_config.compute_dtype, platform),
         fourier_frequencies=model_config.get("fourier_frequencies", 0),
     )
 

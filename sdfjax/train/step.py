@@ -85,16 +85,18 @@ def state_shardings(abstract_state, mesh, shard_latents: bool):
     return jax.tree_util.tree_map_with_path(choose, abstract_state)
 
 
-def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps_per_epoch: int, seed: int):
+def make_train_step(decoder: decoder_lib.Decoder, optimizer, train_config, steps_per_epoch: int, seed: int,
+                    platform: str | None = None):
     """step(state, batch) -> (state, metrics); batch = {labels (B,), xyz (B,S,3), sdf (B,S)}.
 
     The batch's points pass through the decoder in chunks of about `train.points_per_chunk`
-    (sdfjax.chunking: -1 is its CPU size on a CPU, one pass on a GPU or TPU), every
-    scene in every chunk, each chunk with its own dropout masks; the loss is the same mean.
+    (sdfjax.chunking: -1 is its CPU size on a CPU, one pass on a GPU or TPU; `platform`, default
+    this backend, says which), every scene in every chunk, each chunk with its own dropout
+    masks; the loss is the same mean.
     """
     base_key = jax.random.key(seed)
     plain = decoder.clone(weight_norm=False)  # applied to fold_weight_norm's params
-    points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), "train")
+    points_per_chunk = chunking.resolve(train_config.get("points_per_chunk", chunking.AUTO), "train", platform)
 
     def step(state, batch):
         epoch = state["step"] // steps_per_epoch
