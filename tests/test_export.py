@@ -85,3 +85,16 @@ def test_the_accelerators_choices_are_asked_for_by_name():
     model = config_files.load("chair16").model
     model.compute_dtype = "auto"
     assert decoder_lib.from_config(model, "tpu").compute_dtype == "bfloat16"
+
+
+@pytest.mark.slow
+def test_the_device_benchmark_runs_its_tiny_version_and_trains():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.device", "--tiny", "--repeats=2"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "device" and result["tiny"] and result["backend"] == jax.default_backend()
+    for key in ("train_points_per_s", "train_tflops", "matmul_tflops", "fit_shapes_per_s", "tracer_rays_per_s"):
+        assert result[key] > 0, key
+    assert 0 < result["train_peak_share"] and result["peak_memory_gb"] is None  # a CPU reports no device memory
+    assert result["run_epochs"] == 3 and result["run_loss_last"] < result["run_loss_first"]

@@ -69,7 +69,8 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
     norm = json.loads(open(os.path.join(shape, layout.NORMALIZATION)).read())
     np.testing.assert_array_equal(record["offset"], np.float32(norm["offset"]))
     assert record["scale"] == np.float32(norm["scale"])
-    np.testing.assert_allclose(record["normalized_mesh"].vertices, normalized.vertices, atol=1e-6)
+    assert record["normalized_mesh"].area == pytest.approx(normalized.area, rel=1e-6)
+    np.testing.assert_allclose(record["normalized_mesh"].bounds, normalized.bounds, atol=1e-6)
 
 
 @pytest.mark.slow
