@@ -91,8 +91,8 @@ class Model:
         the decoder frozen, started from the mean trained latent.
 
         Either `samples` (N, 4): points and their signed distances (as a dataset's sdf_samples), or
-        `points` (N, 3) on the surface with outward unit `normals` (N, 3): a scan, turned into samples just
-        inside and outside the surface along the normals (sdfjax.fit.partial.oriented_point_samples).
+        `points` (N, 3) on the surface with outward `normals` (N, 3): a scan, turned into samples along the
+        normals and in free space, signed by the nearest point's normal (sdfjax.fit.partial.oriented_point_samples).
         `iterations` defaults to config.fit.num_iterations.
         """
         if (samples is None) == (points is None):

@@ -53,10 +53,20 @@ def test_a_folder_carries_its_config_as_data_and_launchers_find_it(tmp_path):
 def test_scan_samples_lie_on_both_sides_of_the_surface_along_the_normals():
     points = np.array([[0.0, 0.0, 0.5], [0.2, 0.0, 0.0]])
     normals = np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])  # not unit: normalised
-    samples = partial.oriented_point_samples(points, normals, offset=0.01)
-    np.testing.assert_allclose(samples[:, 3], [0, 0, 0.01, 0.01, -0.01, -0.01])
+    samples = partial.oriented_point_samples(points, normals, offsets=(0.01,), free_points=0)
+    np.testing.assert_allclose(samples[:, 3], [0, 0, 0.01, 0.01, -0.01, -0.01], atol=1e-7)
     np.testing.assert_allclose(samples[2, :3], [0.0, 0.0, 0.51], atol=1e-7)
     np.testing.assert_allclose(samples[5, :3], [0.19, 0.0, 0.0], atol=1e-7)
+    # a thin slab scanned on both faces: a point pushed through it is outside again, at its distance to the far face
+    slab = partial.oriented_point_samples([[0, 0, 0.01], [0, 0, -0.01]], [[0, 0, 1], [0, 0, -1]], offsets=(0.03,),
+                                          free_points=0)
+    np.testing.assert_allclose(slab[4], [0, 0, -0.02, 0.01], atol=1e-7)  # the top point moved 0.03 down
+    # uniform points: their distance to the nearest scan point, signed by its normal
+    free = partial.oriented_point_samples(points, normals, offsets=(), free_points=500, seed=3)[2:]
+    nearest = np.argmin(np.linalg.norm(free[:, None, :3] - points[None], axis=2), axis=1)
+    distance = np.linalg.norm(free[:, :3] - points[nearest], axis=1)
+    side = np.sign(np.sum((free[:, :3] - points[nearest]) * normals[nearest], axis=1))
+    np.testing.assert_allclose(free[:, 3], side * distance, atol=1e-6)
     for bad, message in (((points, None), "normals: surface points need their normals"),
                          ((points[:, :2], normals), r"points: expected \(N, 3\)"),
                          ((points, normals[:1]), "2 points but 1 normals"),

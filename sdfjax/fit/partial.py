@@ -19,10 +19,11 @@ The camera is one of sdfjax.render.camera's pinhole cameras; the depth map is a 
 of the shape's normalised mesh (sdfjax.render.mesh_caster), as a depth sensor would see it.
 
 A scan given as surface points with normals (no camera) is observed as DeepSDF observes
-one: a sample `offset` outside and one inside along each normal, sdf = +offset and
--offset, beside the point itself at sdf = 0:
+one, by samples moved along and against each normal, and here also uniform ones, each with
+its signed distance to the scan (nearest point, signed by that point's normal), beside the
+points themselves at sdf = 0:
 
-    samples = oriented_point_samples(points, normals)   # (3N, 4) x, y, z, sdf
+    samples = oriented_point_samples(points, normals)   # (M, 4) x, y, z, sdf
 """
 
 from __future__ import annotations
@@ -88,13 +89,21 @@ def depth_observations(vertices: np.ndarray, faces: np.ndarray, camera: camera_l
     return np.concatenate([rows_surface, rows_free]).astype(np.float32)
 
 
-# Normalised units (the unit sphere): well inside the decoder's clamp (0.1) and the thinnest parts of a chair.
-NORMAL_OFFSET = 0.005
+# Normalised units (the unit sphere): offsets along the normals within the decoder's clamp (0.1), the first one
+# inside the thinnest parts of a chair, the second one a band around the surface.
+NORMAL_OFFSETS = (0.005, 0.03)
 
 
-def oriented_point_samples(points, normals, offset: float = NORMAL_OFFSET) -> np.ndarray:
-    """(3N, 4) float32 SDF samples x, y, z, sdf of N surface points (N, 3) with outward normals (N, 3), normalised
-    frame: each point at sdf 0 and moved `offset` along (+offset) and against (-offset) its normal.
+def oriented_point_samples(points, normals, offsets=NORMAL_OFFSETS, free_points: int | None = None,
+                           seed: int = 0) -> np.ndarray:
+    """(M, 4) float32 SDF samples x, y, z, sdf of a scan: N surface points (N, 3) with outward normals (N, 3),
+    normalised frame.
+
+    Each point at sdf 0; each point moved by every `offset` along and against its normal; and
+    `free_points` (default N) uniform points in the unit cube. The moved and uniform points get
+    the signed distance to the scan: the distance to the nearest scan point, positive on the side
+    its normal points to (exact near a densely sampled surface, as DeepSDF's samples along the
+    normals assume; a point moved into a thin leg and out of its far side is outside again).
 
     ValueError naming the input when the arrays are not (N, 3), empty, of different lengths, not finite, or a
     normal has no direction."""
@@ -113,9 +122,15 @@ def oriented_point_samples(points, normals, offset: float = NORMAL_OFFSET) -> np
     if np.any(length < 1e-8):
         raise ValueError(f"normals: {int(np.sum(length < 1e-8))} have zero length")
     unit = normals / length
-    rows = [np.concatenate([points + sign * offset * unit, np.full((len(points), 1), sign * offset)], axis=1)
-            for sign in (0.0, 1.0, -1.0)]
-    return np.concatenate(rows).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    moved = [points + sign * t * unit for t in offsets for sign in (1.0, -1.0)]
+    free = rng.uniform(-1.0, 1.0, (len(points) if free_points is None else free_points, 3))
+    queries = np.concatenate([*moved, free])
+    distance, nearest = scipy.spatial.cKDTree(points).query(queries)
+    side = np.sign(np.sum((queries - points[nearest]) * unit[nearest], axis=1))
+    sdf = np.where(side == 0, 1.0, side) * distance
+    return np.concatenate([np.concatenate([points, np.zeros((len(points), 1))], axis=1),
+                           np.concatenate([queries, sdf[:, None]], axis=1)]).astype(np.float32)
 
 
 def partial_camera(config) -> camera_lib.Camera:
