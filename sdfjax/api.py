@@ -18,6 +18,7 @@ stored in its checkpoint), read as data; pass `config=` to override it.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -119,10 +120,10 @@ class Model:
         encoder's latent, refined (with `refine`) until the latent's renders match the drawing
         (sdfjax.sketch2shape.optimize), then meshed at `resolution` (default config.mesh.resolution).
 
-        `image`: a file path, or an array (H, W) grey in [0, 1] or uint8 grey/RGB/RGBA, dark lines on white.
+        `image`: a file path (str or os.PathLike), or an array (H, W) grey in [0, 1] or uint8 grey/RGB/RGBA, dark lines on white.
         The first call loads the Siamese and sketch encoders and compiles the refinement (a minute on a CPU).
         """
-        grey = sketches_lib.load_image(image) if isinstance(image, str) else _grey(image)
+        grey = sketches_lib.load_image(os.fspath(image)) if isinstance(image, (str, os.PathLike)) else _grey(image)
         if self._sketch_models is None:
             self._sketch_models = SketchToShape(self.config, self.folder)
         s2s = self._sketch_models
