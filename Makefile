@@ -45,16 +45,16 @@ test-quick: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 # The demo's sketch to shape, sized so the whole demo stays within ten minutes on 2 cores: the first 8 of the 12
-# drawings in one batch, 10 refinement steps (the results use 30), meshes scored at 64 voxels a side (128) and
+# drawings in one batch, 8 refinement steps (the results use 30), meshes scored at 64 voxels a side (128) and
 # pictures at 64 px (128).
-DEMO_SKETCH_FLAGS ?= --config.fit.max_shapes=8 --config.sketch.batch=8 --config.sketch.iterations=10 \
+DEMO_SKETCH_FLAGS ?= --config.fit.max_shapes=8 --config.sketch.batch=8 --config.sketch.iterations=8 \
 	--config.mesh.resolution=64 --config.mesh.coarse_to_fine=False --config.render.preview_resolution=64
 
 # DeepSDF on 16 procedural chairs from nothing (generate, preprocess, train, fit the val chairs), then sketch to
 # shape with the shipped model on drawings of unseen chairs from tests/data/user_sketches (no dataset needed).
 demo: $(STAMP)
 	test -f $(DATA)/metainfo.csv || $(PY) -m data_gen.synthetic --out=$(DATA)
-	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA)
+	$(PY) -m data_gen.preprocess --config=$(CONFIG) --config.data.root=$(DATA) --skip=render  # DeepSDF needs no views
 	$(PY) -m sdfjax.launch.train --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR)
 	$(PY) -m sdfjax.launch.fit --config=$(CONFIG) --config.data.root=$(DATA) --workdir=$(WORKDIR) --config.fit.split=val \
 	  --out_dir=$(WORKDIR)/fit_val
