@@ -73,7 +73,7 @@ def main(argv):
     s2s = interactive.SketchToShape(config, _WORKDIR.value,
                                     warm_mesh_resolutions=(interactive.QUICK_MESH_RESOLUTION,))  # as the page
     startup = time.perf_counter() - start
-    source = tfds_builder.data_source(config, "test")
+    source = tfds_builder.data_source(config, "test", renders=True)
     examples = [source[i % len(source)] for i in range(max(_SKETCHES.value, config.sketch.batch))]
     cameras = [camera_lib.Camera(*map(float, e["views"][_VIEW.value]), width=s2s.resolution, height=s2s.resolution)
                for e in examples]

@@ -160,10 +160,12 @@ def traverse() -> ml_collections.ConfigDict:
 
 
 def render() -> ml_collections.ConfigDict:
-    """The dataset's views (Sketch2Shape's) and the sphere tracer."""
+    """The dataset's views and the sphere tracer."""
     c = ml_collections.ConfigDict()
-    c.azimuths = tuple(range(0, 360, 20))  # degrees
-    c.elevations = (-50, -30, -10, 10, 30)  # degrees (sdfjax.render.camera says which side is up)
+    c.azimuths = tuple(range(0, 360, 20))  # degrees, 0 the chair's front: people draw chairs from every side
+    # degrees above the seat (sdfjax.render.camera): a near-level side view, the 15-35 degrees people draw
+    # three-quarter views from, and a high one; view index = azimuth index * 5 + elevation index
+    c.elevations = (5, 15, 25, 35, 50)
     c.resolution = 256  # pixels per side
     c.focal = 512.0  # pixels at `resolution`
     c.distance = 4.0  # camera to the origin, in the normalised frame
@@ -175,7 +177,7 @@ def render() -> ml_collections.ConfigDict:
     # jump through thin parts (sdfjax.render.tracer)
     c.max_step = 0.1
     c.latents = "mean"  # render launcher: comma-separated mean | <row> | <obj_id> | <npz>:<obj_id>
-    c.preview_views = (0, 16, 47, 62)  # view indices shown in picture grids
+    c.preview_views = (0, 16, 47, 62)  # view indices shown in picture grids: front, right, back, left
     c.preview_resolution = 128
     return c
 
@@ -243,9 +245,9 @@ def encoder() -> ml_collections.ConfigDict:
 def sketch() -> ml_collections.ConfigDict:
     """Sketch to shape: the encoder's start, then latent refinement through the tracer (sdfjax.sketch2shape)."""
     c = ml_collections.ConfigDict()
-    c.azimuth = 40.0  # --sketch=<png>: the view the sketch was drawn from (degrees)
-    c.elevation = -30.0
-    c.views = (11,)  # --config.fit.split mode: dataset view indices of each shape's sketches
+    c.azimuth = 40.0  # --sketch=<png>: the view the sketch was drawn from (degrees): front right,
+    c.elevation = 25.0  # and from above
+    c.views = (12,)  # --config.fit.split mode: dataset view indices of each shape's sketches
     c.views_together = False  # split mode: True: each shape is one object drawn from all those views
     c.style = "dataset"  # split mode: dataset | hand_drawn (each stroke redrawn; evaluation only)
     c.init = "encoder"  # encoder | retrieval (mean of the top-k retrieved train latents) | mean

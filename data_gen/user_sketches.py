@@ -1,7 +1,7 @@
 r"""User-style sketch PNGs of dataset shapes, drawn stroke by stroke outside the dataset's sketch pipeline.
 
     python -m data_gen.user_sketches --data=data/chairs256 --out=tests/data/user_sketches \
-        --obj_ids=chair_000_0288,chair_000_0290,chair_000_0293 --views=30:-20,90:-10,200:-25
+        --obj_ids=chair_000_0288,chair_000_0290,chair_000_0293 --views=30:20,320:25,90:5
 
 The dataset's sketches are Canny edges of rendered normal and depth maps at the render
 resolution. These are drawn the way a drawing program would: the mesh's visible feature
@@ -135,6 +135,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("data", "data/chairs256", "Preprocessed dataset root (normalised meshes).")
     flags.DEFINE_string("out", "tests/data/user_sketches", "Folder for the PNGs and sketches.json.")
     flags.DEFINE_list("obj_ids", ["chair_000_0288", "chair_000_0290", "chair_000_0293"], "Shapes to draw.")
-    flags.DEFINE_list("views", ["40:-30", "100:-10", "220:-20"], "azimuth:elevation per shape (degrees).")
+    flags.DEFINE_list("views", ["40:25", "320:15", "90:5"], "azimuth:elevation per shape (degrees, positive above).")
     flags.DEFINE_integer("line_width", 3, "Stroke width in pixels.")
     app.run(main)

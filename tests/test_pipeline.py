@@ -74,6 +74,34 @@ def test_preprocess_writes_skips_and_overwrites(tiny_dataset):
 
 
 @pytest.mark.slow
+def test_renders_of_another_view_set_are_refused_by_name_and_re_rendered_alone(tiny_dataset):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    pipeline.preprocess_dataset(config, progress=False)
+    obj_id = layout.read_metainfo(root)[0].obj_id
+    before = _files(root, obj_id)
+    moved = config.copy_and_resolve_references()
+    moved.render.elevations = (-10,)  # from below: another view set
+    for split in ("train", "test"):
+        with pytest.raises(errors.DataError) as refused:
+            tfds_builder.data_source(moved, split, renders=True)
+        message = str(refused.value)
+        assert root in message and "elevations [10.0] against 2 views, elevations [-10.0]" in message
+        assert "python -m data_gen.preprocess" in message and "--only=render,tfds" in message
+    tfds_builder.data_source(moved, "train")  # DeepSDF training reads no renders: not refused
+    # the CLI's --only re-renders every shape with the new views, and nothing else
+    out = _run("data_gen.preprocess", "--config=configs/chair16.py:smoke", f"--config.data.root={root}",
+               "--config.render.elevations=(-10,)", "--only=render,tfds")
+    assert out.returncode == 0, out.stderr
+    after = _files(root, obj_id)
+    assert {k for k in after if after[k] != before[k]} == {layout.VIEWS, "normals", "sketches"}  # the renders alone
+    views = json.loads(open(os.path.join(layout.shape_dir(root, obj_id), layout.VIEWS)).read())["views"]
+    assert [v["elevation"] for v in views] == [-10.0, -10.0]
+    assert tfds_builder.data_source(moved, "train", renders=True)[0]["views"][0, 1] == -10.0
+    with pytest.raises(errors.DataError, match="rendered from other views"):
+        tfds_builder.data_source(config, "train", renders=True)
+
+
+@pytest.mark.slow
 def test_parallel_workers_match_serial(tiny_dataset, tmp_path):
     serial = tiny_dataset
     pipeline.preprocess_dataset(serial, stages=("normalize", "sdf"), progress=False)

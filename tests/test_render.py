@@ -56,8 +56,44 @@ def test_camera_conventions():
     np.testing.assert_allclose([forward @ right, forward @ up, right @ up], 0, atol=1e-12)
     assert up[1] > 0 and right[0] > 0  # from +z, +x is to the right
     views = camera_lib.view_set()
-    assert len(views) == 90 and (views[1].azimuth, views[1].elevation) == (0.0, -30.0)
+    assert len(views) == 90 and (views[1].azimuth, views[1].elevation) == (0.0, 15.0)
     assert views[5].azimuth == 20.0 and views[0].focal == 512 and views[0].distance == 4
+    assert all(v.position[1] > 0 for v in views)  # every dataset view looks from above the seat
+
+
+def _sketch2shape_camera(azim: float, elev: float, dist: float = 4.0):
+    """Sketch2Shape's camera as its paper's code states it: world_to_camera = T(dist) Rx(elev) Ry(azim),
+    the camera looking along its +z, pixel offsets (x, y) from the image centre on the plane point (-x, -y, 1).
+    Returns (position, forward, image right, image up) in the world frame."""
+    a, e = np.radians(azim), np.radians(elev)
+    rot_x = np.array([[1, 0, 0, 0], [0, np.cos(e), -np.sin(e), 0], [0, np.sin(e), np.cos(e), 0], [0, 0, 0, 1]])
+    rot_y = np.array([[np.cos(a), 0, np.sin(a), 0], [0, 1, 0, 0], [-np.sin(a), 0, np.cos(a), 0], [0, 0, 0, 1]])
+    translate = np.eye(4)
+    translate[2, 3] = dist
+    camera_to_world = np.linalg.inv(translate @ rot_x @ rot_y)
+    position = camera_to_world[:3, 3]
+
+    def towards(x, y):  # the world direction of the ray through image-plane offset (x, y)
+        plane = camera_to_world @ np.array([-x, -y, 1.0, 1.0])
+        return plane[:3] - position
+
+    forward = towards(0, 0)
+    return position, forward, towards(1, 0) - forward, -(towards(0, 1) - forward)  # rows grow downwards
+
+
+@pytest.mark.parametrize("azim,elev", [(0, 0), (0, -20), (45, -25), (-90, -15), (130, 30), (270, -50)])
+def test_camera_convention_matches_sketch2shape_at_the_mapped_angles(azim, elev):
+    position, forward, right, up = _sketch2shape_camera(azim, elev)
+    azimuth, elevation = camera_lib.from_sketch2shape(azim, elev)
+    ours = camera_lib.Camera(float(azimuth), float(elevation), distance=4.0)
+    np.testing.assert_allclose(ours.position, position, atol=1e-9)
+    our_forward, our_right, our_up = ours.axes()
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    np.testing.assert_allclose(our_forward, unit(forward), atol=1e-9)
+    np.testing.assert_allclose(our_right, unit(right), atol=1e-9)
+    np.testing.assert_allclose(our_up, unit(up), atol=1e-9)
+    # Sketch2Shape's "above" is a negative elevation: ours is positive, the camera's height the same
+    assert (position[1] > 0) == (elev < 0) == (elevation > 0) or elev == 0
 
 
 @pytest.mark.slow

@@ -21,7 +21,9 @@ from sdfjax import errors
 from sdfjax.app.service import OTHER_AZIMUTHS, OTHER_ELEVATION, ShapeService, View
 from sdfjax.render.pictures import upsample
 
-DEFAULT_VIEWS = ((30.0, 10.0), (120.0, 10.0), (300.0, 30.0))  # azimuth, elevation of each sketch tab
+# azimuth, elevation (degrees, sdfjax.render.camera: 0 the chair's front, positive from above) of each sketch tab:
+# where people draw chairs from (three-quarter front left and right from above, the side nearly level)
+DEFAULT_VIEWS = ((320.0, 25.0), (40.0, 25.0), (90.0, 5.0))
 CANVAS = 512  # pixels per side of the drawing canvas
 UPLOAD_LIMIT = "25mb"  # gradio refuses larger uploads before our own checks
 SHAPE_REQUESTS = 8  # "Sketch to shape" requests served at once (their refinements still take turns)
@@ -88,7 +90,7 @@ def build_page(service: ShapeService) -> gr.Blocks:
                                 with gr.Column(scale=3):
                                     az = gr.Slider(0, 355, value=azimuth, step=5, label="Azimuth (degrees)",
                                                    elem_id=f"azimuth{tab}")
-                                    el = gr.Slider(-50, 50, value=elevation, step=5, label="Elevation (degrees)",
+                                    el = gr.Slider(-30, 60, value=elevation, step=5, label="Elevation (degrees above)",
                                                    elem_id=f"elevation{tab}")
                                     upload = gr.File(label="…or upload a drawing (PNG, JPEG)", type="filepath",
                                                      elem_id=f"upload{tab}", height=90)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import json
 import functools
 import multiprocessing
 import os
@@ -91,9 +92,22 @@ def _rng(settings: Settings, obj_id: str, stage: str) -> np.random.Generator:
     return np.random.default_rng([settings.seed, zlib.crc32(obj_id.encode()), SHAPE_STAGES.index(stage)])
 
 
-def pending_stages(shape_path: str, stages: Sequence[str], overwrite: bool) -> list[str]:
-    return [s for s in stages if overwrite or not all(
-        os.path.isfile(os.path.join(shape_path, f)) for f in STAGE_OUTPUTS[s])]
+def pending_stages(shape_path: str, stages: Sequence[str], overwrite: bool, views: Sequence = ()) -> list[str]:
+    """The `stages` to run for one shape: those whose outputs are missing (all with `overwrite`), and `render`
+    when its views.json records other views than `views` (so a changed view set re-renders, never mixes)."""
+    def done(stage):
+        if not all(os.path.isfile(os.path.join(shape_path, f)) for f in STAGE_OUTPUTS[stage]):
+            return False
+        return stage != "render" or _rendered_views(shape_path) == [v.to_json() for v in views]
+    return [s for s in stages if overwrite or not done(s)]
+
+
+def _rendered_views(shape_path: str) -> list | None:
+    """The views a shape's views.json records (None when it cannot be read)."""
+    try:
+        return json.loads(storage.read_text(os.path.join(shape_path, layout.VIEWS)))["views"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def normalized_shape(mesh_path: str):
@@ -126,7 +140,7 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     """Runs the pending `stages` for one shape; never raises for bad input."""
     shape_path = layout.shape_dir(root, obj_id)
     storage.remove_stale_temporaries(shape_path)  # left by a run killed mid-write; this worker owns the folder
-    todo = pending_stages(shape_path, stages, overwrite)
+    todo = pending_stages(shape_path, stages, overwrite, settings.views)
     if not todo:
         return ShapeResult(obj_id, "skipped")
     try:

@@ -31,6 +31,7 @@ from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from sdfjax import errors, storage
 from sdfjax.data import layout
+from sdfjax.render import camera
 
 DATASET_NAME = "sdf_shapes"
 VERSION = "1.0.0"
@@ -223,8 +224,12 @@ def split_index(config, split: str) -> tuple[list[str], list[int]]:
     return [p[0] for p in pairs], [int(p[1]) for p in pairs]
 
 
-def data_source(config, split: str):
-    """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays."""
+def data_source(config, split: str, renders: bool = False):
+    """Random-access source of one split: `len(src)`, `src[i]` -> dict of numpy arrays.
+
+    With `renders` (callers that read the sketches, normal maps or views), the split's
+    records must hold renders of config.render's view set (`check_views`).
+    """
     path = dataset_path(config)
     if not storage.exists(path):  # config.data.tfds_dir may be a bucket (gs://...)
         raise errors.DataError(f"{path}: no TFDS dataset; run python -m data_gen.preprocess "
@@ -233,4 +238,25 @@ def data_source(config, split: str):
     if split not in builder.info.splits:
         raise errors.DataError(f"{path}: split {split!r} has no preprocessed shapes "
                                f"(splits: {list(builder.info.splits)})")
-    return builder.as_data_source(split=split)
+    source = builder.as_data_source(split=split)
+    if renders and len(source):
+        check_views(config, source[0], path)
+    return source
+
+
+def check_views(config, record: dict, where: str) -> None:
+    """DataError, naming `where` and the command that re-renders it, unless `record` holds renders of
+    config.render's views (azimuths, elevations and distance), so that images of two view sets never mix."""
+    root = config.data.root
+    rerender = (f"re-render them (the render stage alone): python -m data_gen.preprocess --config=<this config> "
+                f"--config.data.root={root} --only=render,tfds")
+    if "views" not in record:
+        raise errors.DataError(f"{where}: the dataset has no sketches or normal maps; {rerender}")
+    have = np.round(np.asarray(record["views"], np.float64)[:, :3], 3)
+    want = np.round(np.asarray([[c.azimuth, c.elevation, c.distance]
+                                for c in camera.views_from_config(config.render)], np.float64), 3)
+    if have.shape != want.shape or not np.array_equal(have, want):
+        raise errors.DataError(
+            f"{where}: rendered from other views than config.render's ({len(have)} views, elevations "
+            f"{sorted(set(have[:, 1].tolist()))} against {len(want)} views, elevations "
+            f"{sorted(set(want[:, 1].tolist()))}: sdfjax.render.camera's positive elevations look from above); {rerender}")

@@ -91,7 +91,7 @@ def val_shape_errors(config, model, params, deepsdf: trained.TrainedModel) -> di
     split. `val_score_x1000` is the median of (near + far) / 2, the two regions weighed equally."""
     ec = config.encoder
     try:
-        source = tfds_builder.data_source(config, "val")
+        source = tfds_builder.data_source(config, "val", renders=True)
     except errors.DataError:
         return {}
     if not len(source) or not ec.get("eval_views", 0):

@@ -71,7 +71,7 @@ def reconstruction_picture(config, workdir: str, fit_dir: str, count: int) -> np
         return None
     saved = storage.load_npz(storage.join(fit_dir, "latents.npz"))
     trained = trained_lib.load_trained(config, workdir)
-    source = tfds_builder.data_source(config, "test")
+    source = tfds_builder.data_source(config, "test", renders=True)
     ids, _ = tfds_builder.split_index(config, "test")
     views = list(config.results.test_views)
     settings = tracer.TraceSettings.from_config(config.render)

@@ -86,7 +86,7 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
     """Fits the shapes `config.fit` selects to their normal maps; returns {"out_dir", "rows", "mean", "losses"}."""
     fc = config.fit
     trained = trained_lib.load_trained(config, workdir)
-    obj_ids, examples = reconstruct.load_examples(config)
+    obj_ids, examples = reconstruct.load_examples(config, renders=True)
     if "normal_maps" not in examples[0]:
         raise errors.DataError(f"{config.data.root}: the dataset has no normal maps; run python -m "
                                f"data_gen.preprocess --config.data.root={config.data.root} (its render stage)")

@@ -54,10 +54,11 @@ def select_shapes(config, split: str, obj_ids: str = "") -> tuple[list[int], lis
     return [ids.index(o) for o in wanted], wanted
 
 
-def load_examples(config) -> tuple[list[str], list[dict]]:
-    """(obj_ids, dataset records) of the shapes `config.fit` selects (split and obj_ids)."""
+def load_examples(config, renders: bool = False) -> tuple[list[str], list[dict]]:
+    """(obj_ids, dataset records) of the shapes `config.fit` selects (split and obj_ids); with `renders`, records
+    that must hold renders of config.render's views (tfds_builder.check_views)."""
     indices, obj_ids = select_shapes(config, config.fit.split, config.fit.obj_ids)
-    source = tfds_builder.data_source(config, config.fit.split)
+    source = tfds_builder.data_source(config, config.fit.split, renders=renders)
     return obj_ids, [source[i] for i in indices]
 
 

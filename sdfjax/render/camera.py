@@ -1,20 +1,28 @@
 """Pinhole cameras on a sphere around the object, and their rays.
 
-Frame: the normalised object frame (DeepSDF's unit sphere), y up. A camera at azimuth
-`a` and elevation `e` (degrees) and distance `r` sits at
+Frame: the normalised object frame (DeepSDF's unit sphere), y up; a chair's seat faces +y
+and its front +z (data_gen.synthetic). The one view convention of sdfjax: a camera at
+azimuth `a` and elevation `e` (degrees) and distance `r` sits at
 
     position = r * (cos e sin a, sin e, cos e cos a)
 
-(azimuth 0 looks at the object from +z, azimuth 90 from +x, positive elevation from
-above) and looks at the origin. Its image has H x W pixels, row i from the top and
-column j from the left; the ray of pixel (i, j) goes through the pixel's centre:
+and looks at the origin: azimuth 0 sees the object from the front (+z), azimuth 90 from
++x, and a **positive elevation looks from above** (the seat's top side), a negative one
+from below. Its image has H x W pixels, row i from the top and column j from the left,
+image up the projection of +y; the ray of pixel (i, j) goes through the pixel's centre:
 
     d = normalize(forward + (j + 0.5 - W/2) / f * right - (i + 0.5 - H/2) / f * up)
 
 with `forward` towards the origin, `right = normalize(forward x y)`, `up = right x forward`,
-and focal length f in pixels. Sketch2Shape's views (docs/design.md, "Published numbers"): 18 azimuths 0..340 step
-20 x 5 elevations -50..30 step 20, 256 x 256, f = 512, r = 4; view index =
-azimuth index * 5 + elevation index.
+and focal length f in pixels.
+
+Sketch2Shape writes its camera as world_to_camera = T(r) Rx(e') Ry(a') (4 x 4 matrices,
+camera looking along its +z): the same camera is ours at azimuth 180 - a' and elevation
+-e' (`from_sketch2shape`), so its views "from above" have negative elevations. Its
+view set (docs/design.md, "Published numbers") is 18 azimuths x 5 elevations at 256 x 256,
+f = 512, r = 4; the dataset's views here (config.render) keep its azimuths, distance and
+focal length, with elevations from above, where people draw chairs from (DATASET_ELEVATIONS);
+view index = azimuth index * len(elevations) + elevation index.
 """
 
 from __future__ import annotations
@@ -25,8 +33,14 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 
-SKETCH2SHAPE_AZIMUTHS = tuple(range(0, 360, 20))
-SKETCH2SHAPE_ELEVATIONS = tuple(range(-50, 31, 20))
+DATASET_AZIMUTHS = tuple(range(0, 360, 20))  # degrees: all around, every 20
+# degrees above the seat: a near-level side view, the 15-35 degrees people draw three-quarter views from, a high view
+DATASET_ELEVATIONS = (5, 15, 25, 35, 50)
+
+
+def from_sketch2shape(azimuth_deg, elevation_deg) -> tuple:
+    """(azimuth, elevation) in this module's convention of Sketch2Shape's camera at (azim, elev), in degrees."""
+    return (180.0 - np.asarray(azimuth_deg)) % 360.0, -np.asarray(elevation_deg)
 
 
 def direction_from_angles(azimuth_deg, elevation_deg) -> np.ndarray:
@@ -81,9 +95,9 @@ class Camera:
                                    height=resolution)
 
 
-def view_set(azimuths=SKETCH2SHAPE_AZIMUTHS, elevations=SKETCH2SHAPE_ELEVATIONS, resolution: int = 256,
+def view_set(azimuths=DATASET_AZIMUTHS, elevations=DATASET_ELEVATIONS, resolution: int = 256,
              focal: float = 512.0, distance: float = 4.0) -> list[Camera]:
-    """Cameras for every (azimuth, elevation) pair, azimuth-major (Sketch2Shape's 90 views)."""
+    """Cameras for every (azimuth, elevation) pair, azimuth-major (90 views by default)."""
     return [Camera(float(a), float(e), distance, focal, resolution, resolution)
             for a, e in itertools.product(azimuths, elevations)]
 

@@ -131,7 +131,7 @@ def split_batch(config, resolution: int) -> tuple[SketchBatch, list[dict]]:
     config.sketch.views_together, each shape is one object drawn from all those views
     (named `<obj_id>_v11+47+62`), as a user who draws front and side."""
     sk = config.sketch
-    obj_ids, examples = reconstruct.load_examples(config)
+    obj_ids, examples = reconstruct.load_examples(config, renders=True)
     if "sketches" not in examples[0]:
         raise errors.DataError(f"{config.data.root}: the dataset has no sketches; run python -m data_gen.preprocess "
                                f"--config.data.root={config.data.root} (its render stage)")

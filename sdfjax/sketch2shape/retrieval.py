@@ -38,7 +38,7 @@ def read_images(config, splits) -> tuple[list[str], np.ndarray, np.ndarray, np.n
     for split in splits:
         if split not in layout.SPLITS:
             raise ValueError(f"split {split!r}: expected one of {layout.SPLITS}")
-        source = tfds_builder.data_source(config, split)
+        source = tfds_builder.data_source(config, split, renders=True)
         ids, _ = tfds_builder.split_index(config, split)
         for i, obj_id in enumerate(ids):
             s, n, v = batching.images_and_views(source[i])

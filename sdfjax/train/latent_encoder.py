@@ -159,7 +159,7 @@ def train_encoder(config, workdir: str, progress: bool = True, stop_after_steps:
     deepsdf = trained.load_trained(config, workdir)
     out = trained.encoder_dir(workdir)
     rows = latent_rows(config, deepsdf)
-    source = tfds_builder.data_source(config, "train")
+    source = tfds_builder.data_source(config, "train", renders=True)
     _, _, views = images_and_views(source[0])
     kept, held = holdout_views(ec, len(views))
     batcher = ViewBatcher(source, rows, ec, config.seed, (jax.process_index(), jax.process_count()),

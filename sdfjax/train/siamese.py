@@ -116,7 +116,7 @@ def train_siamese(config, workdir: str, progress: bool = True, stop_after_steps:
     sc = config.siamese
     out = trained.siamese_dir(workdir)
     _, labels = tfds_builder.split_index(config, "train")
-    source = tfds_builder.data_source(config, "train")
+    source = tfds_builder.data_source(config, "train", renders=True)
     batcher = ViewBatcher(source, np.asarray(labels), sc, config.seed, (jax.process_index(), jax.process_count()))
     resolution = batcher.shapes[0][0].shape[-1]
     mesh = parallel.make_mesh()
