@@ -181,7 +181,7 @@ def test_bad_uploads_and_a_blank_canvas_get_a_message_and_the_page_keeps_serving
     page.reload()  # a real drawing uploaded: it lands on the canvas and shapes as usual
     page.locator("#run").wait_for()
     page.locator("#upload0 input[type=file]").set_input_files(
-        os.path.join(USER_SKETCHES, "chair_000_0290_az100_el-10.png"))
+        os.path.join(USER_SKETCHES, "chair_000_0290_front.png"))
     page.locator("#live img").wait_for(timeout=30000)
     page.locator("#run").click()
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120000)

@@ -1,6 +1,10 @@
 """Drawings as the sketch loss reads them: outline masks, line bands, carvable rays, hand-drawn strokes, bad files."""
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -182,3 +186,47 @@ def test_a_view_must_be_finite_degrees_with_the_elevation_within_a_half_turn():
     for azimuth, elevation in ((float("nan"), 10.0), (30.0, float("inf")), (30.0, 91.0), ("left", 0.0), (None, 0.0)):
         with pytest.raises(errors.DataError, match="sketch 1: "):
             checked_view(azimuth, elevation, "sketch 1")
+
+
+PEOPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "user_sketches")
+
+
+def test_the_people_style_drawings_are_remade_exactly_from_views_above_by_their_generator():
+    from data_gen import user_sketches
+
+    entries = json.loads(open(os.path.join(PEOPLE, "sketches.json")).read())
+    assert len(entries) >= 64 and len({e["obj_id"] for e in entries}) >= 16
+    kinds = {name: k for k, (name, _, _) in enumerate(user_sketches.VIEW_KINDS)}
+    for e in entries:
+        view = e["file"][len(e["obj_id"]) + 1:-len(".png")]
+        assert (view, e["azimuth"], e["elevation"]) == user_sketches.view_of(e["obj_id"], kinds[view])
+        assert 0 <= e["elevation"] <= 35  # from above, or (the side view) nearly level
+    assert {e["file"][len(e["obj_id"]) + 1:-4] for e in entries[:8]} == set(kinds)  # the first few: every view kind
+    for e in entries[:2]:  # the same command draws the same pixels
+        mesh = user_sketches.normalized_mesh(os.path.join(PEOPLE, e["mesh"]))
+        view = e["file"][len(e["obj_id"]) + 1:-4]
+        again = user_sketches.draw_user_sketch(mesh, e["azimuth"], e["elevation"],
+                                               seed=zlib.crc32(f"{e['obj_id']}_{view}".encode()))
+        stored = np.asarray(Image.open(os.path.join(PEOPLE, e["file"])))
+        np.testing.assert_array_equal(again, stored)
+        assert stored.shape == (300, 360) and 0.01 < np.mean(stored < 128) < 0.2
+
+
+def test_the_people_style_generator_shares_no_code_with_the_training_augmentation():
+    probe = ("import sys, data_gen.user_sketches; "
+             "print([m for m in sys.modules if m.startswith(('sdfjax.train', 'sdfjax.sketch2shape'))])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=root))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # neither the augmentation (sdfjax.train.augment) nor the hand-drawn style
+
+
+def test_joined_strokes_follow_a_line_across_its_pieces_and_not_around_a_corner():
+    from data_gen import user_sketches
+
+    pieces = [np.array([[0.0, 0.0], [5.0, 0.0]]), np.array([[11.0, 0.0], [5.5, 0.0]]),  # one line, a piece reversed
+              np.array([[11.2, 0.5], [11.2, 8.0]])]  # a right angle at its end: another stroke
+    strokes = user_sketches.join_strokes(pieces, join=1.0)
+    assert len(strokes) == 2
+    np.testing.assert_allclose(strokes[0][[0, -1]], [[0.0, 0.0], [11.0, 0.0]])
