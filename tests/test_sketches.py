@@ -8,6 +8,7 @@ import sys
 import zlib
 
 import numpy as np
+import scipy.ndimage
 import pytest
 from PIL import Image
 
@@ -230,3 +231,24 @@ def test_joined_strokes_follow_a_line_across_its_pieces_and_not_around_a_corner(
     strokes = user_sketches.join_strokes(pieces, join=1.0)
     assert len(strokes) == 2
     np.testing.assert_allclose(strokes[0][[0, -1]], [[0.0, 0.0], [11.0, 0.0]])
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_a_thin_and_a_thick_pen_read_alike(resolution):
+    """Lines 1 and 5 px wide on a 256 px page come out as the same one-pixel lines (the dataset's sketches' width)."""
+    from PIL import ImageDraw
+
+    def drawn(width):
+        page = Image.new("L", (256, 256), 255)
+        pen = ImageDraw.Draw(page)
+        pen.line([(40, 200), (40, 60), (200, 60), (200, 200)], fill=0, width=width, joint="curve")  # a chair's back
+        pen.line([(40, 140), (200, 140)], fill=0, width=width)  # and seat
+        return np.asarray(page, np.float32) / 255
+
+    thin, thick = (sketches.normalize_sketch(drawn(w), resolution, fill=0.8) < 128 for w in (1, 5))
+    for a, b in ((thin, thick), (thick, thin)):
+        distance = scipy.ndimage.distance_transform_edt(~b)
+        assert distance[a].max() <= 2 and distance[a].mean() <= 0.5  # every line pixel within a pixel or two
+    assert abs(int(thin.sum()) - int(thick.sum())) <= 0.1 * thin.sum()  # no doubled or widened lines
+    # one pixel wide: no 2 x 2 block of ink
+    assert not (thick[:-1, :-1] & thick[1:, :-1] & thick[:-1, 1:] & thick[1:, 1:]).any()
