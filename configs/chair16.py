@@ -205,6 +205,7 @@ def siamese() -> ml_collections.ConfigDict:
     c.rotation_degrees = 10.0  # sketch augmentation: rotation in +-this
     c.max_dilation = 2  # sketch augmentation: lines thickened by 0..this pixels
     c.flip = True  # horizontal flip of a sketch and its normal map together
+    hand_strokes(c)
     c.index_split = "val"  # eval_siamese: normal maps of this split form the index
     c.query_split = "val"  # eval_siamese: sketches of this split are the queries
     c.picture_queries = 6  # eval_siamese: queries shown with their top-5
@@ -239,7 +240,18 @@ def encoder() -> ml_collections.ConfigDict:
     c.max_dilation = 1  # lines thickened by 0..this pixels
     c.drop_boxes = 3  # erased boxes (dropped and broken strokes)
     c.drop_size = 4  # pixels a side, at most
+    hand_strokes(c)
     return c
+
+
+def hand_strokes(c: ml_collections.ConfigDict) -> None:
+    """Sketch augmentation of both encoders: lines drawn as a hand draws them (sdfjax.train.augment.hand_strokes),
+    mild enough that a 64 px sketch's neighbouring lines stay apart."""
+    c.overshoot_pixels = 2  # lines run past their ends and corners by 1..this pixels
+    c.overshoot_share = 0.3  # at this share of those places
+    c.twice_share = 0.1  # share of the image drawn a second time beside the first
+    c.twice_pixels = 0.8  # about this far from it
+    c.wide_share = 0.1  # share of the image where the pen is a pixel wider
 
 
 def sketch() -> ml_collections.ConfigDict:

@@ -9,6 +9,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.ndimage
 import pytest
 from PIL import Image
 
@@ -87,6 +88,43 @@ def test_rotation_and_line_thickening():
     assert np.all(thick[3:6, 0:9] == 0.0) and np.all(thick[:3] == 1.0)  # 1 px -> 3 px, ends grown by 1
     np.testing.assert_array_equal(augment.thicken_lines(jnp.asarray(image), jnp.asarray(0), 2), image)
     assert np.sum(np.asarray(augment.thicken_lines(jnp.asarray(image), jnp.asarray(2), 2)) == 0) == 5 * 11 - 4 * 2 - 2
+
+
+def test_overshoot_runs_lines_on_past_their_ends_and_corners_and_nowhere_else():
+    image = np.ones((20, 20), np.float32)
+    image[10, 5:13] = 0.0  # a horizontal line, columns 5..12
+    always = np.asarray(augment.overshoot_lines(jax.random.key(0), jnp.asarray(image), 3, share=1.0))
+    ink = np.flatnonzero(always[10] == 0)
+    assert np.all(np.diff(ink) == 1) and 2 <= ink[0] <= 4 and 13 <= ink[-1] <= 15  # 1..3 px on at each end
+    assert np.all(always[np.arange(20) != 10] == 1.0)  # along the line only
+    np.testing.assert_array_equal(augment.overshoot_lines(jax.random.key(0), jnp.asarray(image), 3, share=0.0), image)
+    some = np.asarray(augment.overshoot_lines(jax.random.key(1), jnp.asarray(image), 3, share=0.5))
+    assert np.all(some[10, 5:13] == 0.0) and np.all(some[np.arange(20) != 10] == 1.0)
+    corner = np.ones((20, 20), np.float32)
+    corner[5, 5:15] = corner[5:15, 5] = 0.0  # an L: both sides meet at (5, 5)
+    over = np.asarray(augment.overshoot_lines(jax.random.key(0), jnp.asarray(corner), 2, share=1.0))
+    assert over[5, 4] == 0.0 and over[4, 5] == 0.0  # each side runs on past the corner
+    assert over[4, 4] == 1.0 and over[3, 3] == 1.0  # along itself, not across the corner's diagonal
+    assert np.all(over[6:, 6:] == 1.0)  # nothing inside the corner
+
+
+def test_hand_strokes_add_ink_only_beside_the_lines_and_none_at_zero_shares():
+    rng = np.random.default_rng(0)
+    image = np.ones((64, 64), np.float32)
+    for _ in range(12):  # random straight strokes
+        (r0, c0), (r1, c1) = rng.integers(8, 56, (2, 2))
+        t = np.linspace(0, 1, 80)
+        image[np.round(r0 + (r1 - r0) * t).astype(int), np.round(c0 + (c1 - c0) * t).astype(int)] = 0.0
+    same = augment.hand_strokes(jax.random.key(0), jnp.asarray(image), 0, 0.0, 0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(same, image)
+    drawn = np.asarray(augment.hand_strokes(jax.random.key(3), jnp.asarray(image), 2, 0.3, 0.1, 0.8, 0.1))
+    again = np.asarray(augment.hand_strokes(jax.random.key(3), jnp.asarray(image), 2, 0.3, 0.1, 0.8, 0.1))
+    np.testing.assert_array_equal(drawn, again)  # a function of its key
+    new_ink = (drawn < 0.5) & (image >= 0.5)
+    assert new_ink.sum() > 0.05 * (image < 0.5).sum()  # it draws something
+    distance = scipy.ndimage.distance_transform_edt(image >= 0.5)
+    assert distance[new_ink].max() <= 3.0  # ... only beside the lines
+    assert np.all(drawn <= image + 1e-6)  # and removes none of them
 
 
 def _sphere_normal_map(centre, camera):

@@ -3,8 +3,10 @@
 Sketches are float images in [0, 1], dark lines on a white background (1.0), so every
 warp fills with white. The Siamese trainer (sdfjax.train.siamese) rotates, thickens
 and flips; the sketch-to-latent trainer (sdfjax.train.latent_encoder) also scales, shifts,
-wobbles and breaks strokes (`augment_sketch`), the variations a person's drawing has
-and the dataset's clean edge maps do not.
+wobbles and breaks strokes (`augment_sketch`), and both draw the lines as a hand would
+(`hand_strokes`: lines run past their ends and corners, some parts drawn twice a little
+apart, the pen wider in places): the variations a person's drawing has and the dataset's
+clean edge maps do not. (The dataset's sketches hold no hidden lines, as people draw.)
 """
 
 from __future__ import annotations
@@ -79,17 +81,82 @@ def erase_boxes(key: jax.Array, image: jax.Array, count: int, max_size: int) -> 
     return jnp.where(jnp.any(inside, axis=0), 1.0, image)
 
 
+# the 8 neighbour steps (down, right) in pixels
+NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def _shifted(mask: jax.Array, di: int, dj: int) -> jax.Array:
+    """`mask` (H, W) moved by (di, dj) pixels (down, right), False where nothing moved in."""
+    h, w = mask.shape
+    padded = jnp.pad(mask, ((abs(di), abs(di)), (abs(dj), abs(dj))))
+    return jax.lax.dynamic_slice(padded, (abs(di) - di, abs(dj) - dj), (h, w))
+
+
+def overshoot_lines(key: jax.Array, sketch: jax.Array, max_pixels: int, share: float, run: int = 4) -> jax.Array:
+    """Lines run on past where they stop (their ends, and each side of a corner) by 1..max_pixels pixels, at a
+    random `share` of those places: wherever `run` line pixels in a row along one of the 8 directions end at a
+    pixel with at most two line neighbours (an end or a corner, not the side of a thick line), the line goes on
+    along that direction (a hand that overshoots its target)."""
+    line = sketch < 0.5
+    k_where, k_length = jax.random.split(key)
+    length = jnp.where(jax.random.uniform(k_where, line.shape) < share,
+                       jax.random.randint(k_length, line.shape, 1, max_pixels + 1), 0)
+    neighbours = sum(_shifted(line, di, dj).astype(jnp.int32) for di, dj in NEIGHBOURS)
+    grown = jnp.zeros_like(line)
+    for di, dj in NEIGHBOURS:
+        behind = line & (neighbours <= 2)
+        for t in range(1, run + 1):  # `run` line pixels behind this one along (-di, -dj)
+            behind = behind & _shifted(line, di * t, dj * t)
+        stops = behind & ~_shifted(line, -di, -dj)  # ... and none ahead: the line stops here
+        for t in range(1, max_pixels + 1):
+            grown = grown | _shifted(stops & (length >= t), di * t, dj * t)
+    return jnp.where(grown, jnp.minimum(sketch, 0.0), sketch)
+
+
+def smooth_mask(key: jax.Array, shape: tuple[int, int], share: float, cells: int = 6) -> jax.Array:
+    """(H, W) bool: `share` of the image, in smooth blobs (regions of a hand's drawing that vary together)."""
+    field = jax.image.resize(jax.random.normal(key, (cells, cells)), shape, "linear")
+    return field > jnp.quantile(field, 1.0 - share)
+
+
+def hand_strokes(key: jax.Array, sketch: jax.Array, overshoot_pixels: int, overshoot_share: float,
+                 twice_share: float, twice_pixels: float, wide_share: float) -> jax.Array:
+    """A clean edge sketch (H, W) drawn as a hand draws: lines overshoot their ends and corners
+    (`overshoot_lines`), in about `twice_share` of the image drawn a second time about `twice_pixels` away
+    (a displaced copy), and in about `wide_share` of it one pixel wider. Zero shares leave the sketch as it is."""
+    h, w = sketch.shape
+    k = jax.random.split(key, 5)
+    if overshoot_pixels > 0 and overshoot_share > 0:
+        sketch = overshoot_lines(k[0], sketch, overshoot_pixels, overshoot_share)
+    if twice_share > 0:
+        second = warp_image(sketch, shift=jax.random.normal(k[1], (2,)) * twice_pixels,
+                            offsets=smooth_offsets(k[2], (h, w), twice_pixels / 2))
+        sketch = jnp.where(smooth_mask(k[3], (h, w), twice_share), jnp.minimum(sketch, second), sketch)
+    if wide_share > 0:
+        sketch = thicken_lines(sketch, smooth_mask(k[4], (h, w), wide_share).astype(jnp.int32), 1)
+    return sketch
+
+
+def hand_strokes_from_config(key: jax.Array, sketch: jax.Array, section) -> jax.Array:
+    """`hand_strokes` with a config section's settings (config.encoder or config.siamese); absent fields: none."""
+    return hand_strokes(key, sketch, int(section.get("overshoot_pixels", 0)), float(section.get("overshoot_share", 0)),
+                        float(section.get("twice_share", 0)), float(section.get("twice_pixels", 0)),
+                        float(section.get("wide_share", 0)))
+
+
 def augment_sketch(key: jax.Array, sketch: jax.Array, encoder_config) -> jax.Array:
     """One sketch (H, W) in [0, 1] as a person might have drawn it (sdfjax.train.latent_encoder's augmentation).
 
     Small rotation (+-rotation_degrees), scale (1 +- scale_range), shift (+-shift_fraction
     of the side), a smooth wobble of std `wobble_pixels`, lines thickened by
     0..max_dilation pixels, and `drop_boxes` erased boxes of up to `drop_size` pixels
-    (dropped and broken strokes), each drawn independently per sketch.
+    (dropped and broken strokes), each drawn independently per sketch; first, the lines are
+    drawn as a hand draws them (`hand_strokes`).
     """
     ec = encoder_config
     h, w = sketch.shape
-    k = jax.random.split(key, 6)
+    k = jax.random.split(key, 7)
+    sketch = hand_strokes_from_config(k[6], sketch, ec)
     limit = np.radians(ec.rotation_degrees)
     angle = jax.random.uniform(k[0], (), minval=-limit, maxval=limit)
     scale = 1.0 + jax.random.uniform(k[1], (), minval=-ec.scale_range, maxval=ec.scale_range)

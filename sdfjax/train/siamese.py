@@ -7,8 +7,9 @@ embeddings whose label is their shape. The triplet loss (Hermans et al. 2017;
 sdfjax.losses.triplet_loss) pulls together embeddings of one shape, whatever the
 modality or view, and pushes other shapes at least `margin` further away.
 
-Augmentation, on the device inside the step: the sketch is rotated by a small random
-angle and its lines thickened by 0..`max_dilation` pixels; half the pairs are flipped
+Augmentation, on the device inside the step: the sketch's lines are drawn as a hand draws
+them (sdfjax.train.augment.hand_strokes), it is rotated by a small random angle and its
+lines thickened by 0..`max_dilation` pixels; half the pairs are flipped
 left-right together, the normal map's normals reflected across the camera's vertical
 plane so that it stays the normal map of the mirrored shape.
 
@@ -31,14 +32,15 @@ from sdfjax.data import tfds_builder
 from sdfjax.data.batching import ViewBatcher
 from sdfjax.models import siamese as siamese_lib
 from sdfjax.train import loop
-from sdfjax.train.augment import flip_pair, rotate_image, thicken_lines
+from sdfjax.train.augment import flip_pair, hand_strokes_from_config, rotate_image, thicken_lines
 from sdfjax.losses import pairwise_distances, triplet_loss
 
 # --- augmentation -------------------------------------------------------------------------
 
 def augment_pair(key: jax.Array, sketch: jax.Array, normal_map: jax.Array, right: jax.Array, siamese_config):
     """One training pair augmented (see the module docstring); float images in [0, 1]."""
-    k_flip, k_angle, k_thick = jax.random.split(key, 3)
+    k_flip, k_angle, k_thick, k_hand = jax.random.split(key, 4)
+    sketch = hand_strokes_from_config(k_hand, sketch, siamese_config)
     if siamese_config.flip:
         flipped = flip_pair(sketch, normal_map, right)
         do = jax.random.bernoulli(k_flip)
