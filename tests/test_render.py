@@ -370,3 +370,23 @@ def test_the_shipped_decoder_is_traced_whole_from_behind():
     assert ref.sum() > 300
     assert np.mean(ours == ref) >= 0.999, (ours.sum(), ref.sum())
     assert unlimited.sum() < 0.9 * ref.sum()  # the loss this test guards against is real on this latent
+
+
+def test_a_shaded_mesh_is_lit_from_above_and_keeps_its_colours_in_a_glb(tmp_path):
+    import trimesh
+
+    from sdfjax.render import pictures
+
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    shaded = pictures.shaded_mesh(sphere)
+    assert shaded is not sphere and np.array_equal(shaded.faces, sphere.faces)
+    colours = np.asarray(shaded.visual.vertex_colors)
+    brightness = colours[:, :3].astype(float).mean(axis=1)
+    key = np.asarray(pictures.KEY_LIGHT) / np.linalg.norm(pictures.KEY_LIGHT)
+    facing = sphere.vertex_normals @ key
+    assert brightness[facing > 0.9].mean() > 1.8 * brightness[facing < -0.9].mean()  # lit side against shadow
+    assert brightness[sphere.vertex_normals[:, 1] > 0.9].mean() > brightness[sphere.vertex_normals[:, 1] < -0.9].mean()
+    path = tmp_path / "shape.glb"
+    shaded.export(path)
+    back = trimesh.load(path, force="mesh")
+    assert back.visual.kind == "vertex" and np.asarray(back.visual.vertex_colors)[:, :3].std() > 10

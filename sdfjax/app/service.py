@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from sdfjax import errors
-from sdfjax.render.pictures import to_uint8
+from sdfjax.render.pictures import shaded_mesh, to_uint8
 from sdfjax.sketch2shape.interactive import QUICK_MESH_RESOLUTION, SketchToShape
 from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image
 
@@ -198,9 +198,9 @@ class ShapeService:
                        "Try a clearer drawing, another view, or a second sketch.")
             vertices = 0
         else:
-            for kind in ("obj", "ply", "glb"):
-                files[kind] = os.path.join(folder, f"shape.{kind}")
-                mesh.export(files[kind])
+            for kind, shown in (("obj", mesh), ("ply", mesh), ("glb", shaded_mesh(mesh))):
+                files[kind] = os.path.join(folder, f"shape.{kind}")  # the page shows the GLB: shaded to read
+                shown.export(files[kind])
             vertices = len(mesh.vertices)
             message = f"{stage} shape: {vertices:,} vertices, {time.monotonic() - start:.1f} s after the request"
         return Shape(stage=stage, latent=np.asarray(z, np.float32), normal_maps=images, files=files,
