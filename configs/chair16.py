@@ -53,6 +53,10 @@ def data() -> ml_collections.ConfigDict:
     c.near_surface_variances = (0.005, 0.0005)  # the two Gaussian perturbations of surface points (DeepSDF)
     c.num_surface_samples = 30_000  # surface points per shape, for Chamfer and EMD
     c.num_workers = 2  # preprocessing processes
+    # limits on one shape's preprocessing (its time, and its memory beyond the worker's own): a huge or
+    # pathological mesh fails alone, named in failures.csv; 0: none
+    c.shape_seconds = 900.0
+    c.shape_memory_mb = 8192
     c.tfds_dir = ""  # empty: <root>/tfds
     return c
 
@@ -280,6 +284,9 @@ def sketch() -> ml_collections.ConfigDict:
     c.line_band = 0  # background within this many pixels of the lines is not known (a hand's lines lie off it)
     c.gap_carve_margin = -1  # soft: a drawing with gaps is carved only farther than this from its lines; -1: never
     c.outline_tolerance = 0  # pixels the lines grow before deciding what they enclose (closes gaps of 2k px)
+    # the refined latent replaces the start only when it lowers the loss by this share: a drawing's gaps and wobble
+    # are weak evidence, and a small gain in the loss is no gain in shape
+    c.min_improvement = 0.0
     c.prior_weight = 1e-2  # Gaussian (Mahalanobis) prior fitted to the trained latents
     c.prior_shrinkage = 0.1  # covariance shrinkage towards its mean variance
     c.batch = 8  # objects optimised by one vmapped step

@@ -11,8 +11,9 @@ Then: `python -m data_gen.preprocess --config=configs/chair16.py --config.data.r
 Each mesh is loaded (multi-part scenes become one mesh), checked, and written as
 `<out>/shapes/<obj_id>/mesh.obj` in its original frame; `metainfo.csv` gets the
 split. The selection (`--limit`) and the split are a deterministic function of the
-sorted source ids and `--seed`. Meshes that fail to load are listed in
-`<out>/failures.csv` and left out; the import fails only if none loads.
+sorted source ids and `--seed`. Meshes that fail to load, or go over the time or memory
+limit per mesh (`--shape_seconds`, `--shape_memory_mb`: a huge file fails alone), are listed
+in `<out>/failures.csv` and left out; the import fails only if none loads.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from io import StringIO
 import numpy as np
 from absl import app, flags
 
-from sdfjax import errors, storage
+from sdfjax import errors, limits, storage
 from sdfjax.data import layout
 from sdfjax.geometry import mesh as mesh_lib
 
@@ -71,9 +72,11 @@ def split_ids(obj_ids: Sequence[str], num_val: int, num_test: int, limit: int, s
             "train": sorted(chosen[num_val + num_test:])}
 
 
-def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test: int = 0,
-                  seed: int = 0) -> tuple[list[layout.ShapeInfo], list[tuple[str, str, str]]]:
-    """Imports; returns the shapes written and the (obj_id, path, reason) failures."""
+def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test: int = 0, seed: int = 0,
+                  shape_seconds: float = 0.0, shape_memory_mb: int = 0
+                  ) -> tuple[list[layout.ShapeInfo], list[tuple[str, str, str]]]:
+    """Imports; returns the shapes written and the (obj_id, path, reason) failures. Each mesh is loaded and
+    written within `shape_seconds` and `shape_memory_mb` (sdfjax.limits; 0: no limit)."""
     from tqdm import tqdm
 
     if os.path.isfile(layout.metainfo_path(out)):
@@ -86,11 +89,12 @@ def import_meshes(src: str, out: str, limit: int = 0, num_val: int = 0, num_test
     for split, ids in splits.items():
         for obj_id in tqdm(ids, desc=f"import {split}", unit="mesh", file=sys.stderr):
             try:
-                mesh = mesh_lib.load_mesh(sources[obj_id])
-            except mesh_lib.MeshError as e:
+                with limits.shape_limits(sources[obj_id], shape_seconds, shape_memory_mb):
+                    mesh = mesh_lib.load_mesh(sources[obj_id])
+                    storage.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
+            except (mesh_lib.MeshError, limits.LimitExceeded) as e:
                 failures.append((obj_id, sources[obj_id], str(e)))
                 continue
-            storage.atomic_export_mesh(os.path.join(layout.shape_dir(out, obj_id), layout.MESH), mesh)
             ok[split].append(obj_id)
     if not any(ok.values()):
         raise errors.DataError(f"--src={src}: none of {len(sources)} meshes could be imported; "
@@ -110,7 +114,8 @@ def main(argv):
     del argv
     f = flags.FLAGS
     try:
-        shapes, failures = import_meshes(f.src, f.out, f.limit, f.num_val, f.num_test, f.seed)
+        shapes, failures = import_meshes(f.src, f.out, f.limit, f.num_val, f.num_test, f.seed, f.shape_seconds,
+                                         f.shape_memory_mb)
     except errors.DataError as e:
         sys.exit(f"error: {e}")
     counts = {split: sum(s.split == split for s in shapes) for split in layout.SPLITS}
@@ -126,5 +131,7 @@ if __name__ == "__main__":  # flags live here so that importing this module defi
     flags.DEFINE_integer("num_val", 0, "Validation shapes.")
     flags.DEFINE_integer("num_test", 0, "Test shapes.")
     flags.DEFINE_integer("seed", 0, "Seed of the selection and split.")
+    flags.DEFINE_float("shape_seconds", 900.0, "Time limit per mesh (seconds; 0: none).")
+    flags.DEFINE_integer("shape_memory_mb", 8192, "Memory limit per mesh beyond the importer's own (MB; 0: none).")
     flags.mark_flags_as_required(["src", "out"])
     app.run(main)

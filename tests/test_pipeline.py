@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import trimesh
 
 from data_gen import import_meshes, synthetic
-from sdfjax import errors, storage
+from sdfjax import errors, limits, storage
 from sdfjax.data import layout, pipeline, tfds_builder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +159,66 @@ def test_a_worker_that_dies_fails_only_its_shape(tiny_dataset):
         rows = list(csv.DictReader(f))
     assert [r["obj_id"] for r in rows] == ["chair_000_0001"] and "worker process died" in rows[0]["reason"]
     assert tfds_builder.split_index(config, "train")[0] == ["chair_000_0000"]
+
+
+def test_shape_limits_stop_a_slow_or_greedy_block_by_name_and_are_lifted_after_it():
+    with pytest.raises(limits.LimitExceeded, match="chair_7: over the 0.3 s time limit per shape"):
+        with limits.shape_limits("chair_7", seconds=0.3):
+            while True:
+                pass
+    with pytest.raises(limits.LimitExceeded, match="big.obj: over the 256 MB memory limit per shape"):
+        with limits.shape_limits("big.obj", memory_mb=256):
+            np.ones(2**30, np.uint8)  # 1 GB
+    with limits.shape_limits("small", seconds=5, memory_mb=256):
+        np.ones(2**20)  # within both
+    assert np.ones(2**30, np.uint8).nbytes == 2**30  # the memory limit is gone after the block
+    time.sleep(0.4)  # ... and so is the timer
+
+
+def _greedy_chair_1(mesh_path):
+    if "chair_000_0001" in mesh_path:
+        np.ones(2**31, np.uint8)  # 2 GB for one mesh
+    return REAL_NORMALIZED_SHAPE(mesh_path)
+
+
+REAL_NORMALIZED_SHAPE = pipeline.normalized_shape
+
+
+@pytest.mark.slow
+def test_a_shape_over_its_limits_fails_alone_with_the_limit_named(tiny_dataset, monkeypatch):
+    config, root = tiny_dataset, tiny_dataset.data.root
+    config.data.shape_memory_mb = 512
+    monkeypatch.setattr(pipeline, "normalized_shape", _greedy_chair_1)
+    results = pipeline.preprocess_dataset(config, stages=("normalize", "sdf"), progress=False)
+    assert {r.obj_id: r.status for r in results} == {
+        "chair_000_0000": "done", "chair_000_0001": "failed", "chair_000_0002": "done", "chair_000_0003": "done"}
+    with open(os.path.join(root, "failures.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["obj_id"] == "chair_000_0001" and "over the 512 MB memory limit per shape" in rows[0]["reason"]
+    config.data.shape_seconds = 0.2
+    monkeypatch.setattr(pipeline, "normalized_shape", lambda path: time.sleep(30))  # every shape too slow
+    started = time.monotonic()
+    results = pipeline.preprocess_dataset(config, stages=("surface",), progress=False)
+    assert time.monotonic() - started < 10
+    assert all(r.status == "failed" and "over the 0.2 s time limit per shape" in r.reason for r in results)
+
+
+def test_import_leaves_a_mesh_over_its_memory_limit_out(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    trimesh.creation.box().export(src / "box.obj")
+    trimesh.creation.icosphere(2).export(src / "huge.obj")
+    load = import_meshes.mesh_lib.load_mesh
+
+    def greedy(path):
+        if "huge" in path:
+            np.ones(2**31, np.uint8)
+        return load(path)
+
+    monkeypatch.setattr(import_meshes.mesh_lib, "load_mesh", greedy)
+    shapes, failures = import_meshes.import_meshes(str(src), str(tmp_path / "out"), shape_memory_mb=512)
+    assert [s.obj_id for s in shapes] == ["box"]
+    assert [f[0] for f in failures] == ["huge"] and "over the 512 MB memory limit per shape" in failures[0][2]
 
 
 @pytest.mark.slow

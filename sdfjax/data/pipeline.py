@@ -41,7 +41,7 @@ from io import StringIO
 import numpy as np
 from tqdm import tqdm
 
-from sdfjax import errors, locks, storage
+from sdfjax import errors, limits, locks, storage
 from sdfjax.data import layout, tfds_builder
 from sdfjax.geometry import mesh as mesh_lib
 from sdfjax.geometry import sdf as sdf_lib
@@ -66,6 +66,8 @@ class Settings:
     num_surface_samples: int
     seed: int
     views: tuple = ()  # sdfjax.render.camera.Camera per view of the `render` stage
+    shape_seconds: float = 0.0  # limits on one shape's work (sdfjax.limits); 0: none
+    shape_memory_mb: int = 0
 
     @classmethod
     def from_config(cls, config) -> "Settings":
@@ -76,7 +78,8 @@ class Settings:
             variances=tuple(float(v) for v in data.near_surface_variances),
         )
         views = tuple(camera.views_from_config(config.render)) if "render" in config else ()
-        return cls(spec, int(data.num_surface_samples), int(config.seed), views)
+        return cls(spec, int(data.num_surface_samples), int(config.seed), views,
+                   float(data.get("shape_seconds", 0.0)), int(data.get("shape_memory_mb", 0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,20 +147,8 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     if not todo:
         return ShapeResult(obj_id, "skipped")
     try:
-        normalization, normalized, field = normalized_shape(os.path.join(shape_path, layout.MESH))
-        outputs: dict[str, object] = {}  # file name -> content, written only once all succeed
-        if "normalize" in todo:
-            outputs[layout.NORMALIZED_MESH] = normalized
-            outputs[layout.NORMALIZATION] = normalization.to_json()
-        if "sdf" in todo:
-            samples = sdf_lib.sample_sdf(field, normalized, settings.sampling, _rng(settings, obj_id, "sdf"))
-            if not np.all(np.isfinite(samples)):
-                raise mesh_lib.MeshError(f"{obj_id}: non-finite SDF samples")
-            outputs[layout.SDF_SAMPLES] = samples
-        if "surface" in todo:
-            outputs[layout.SURFACE_SAMPLES] = surface_samples(normalized, field, settings, obj_id)
-        if "render" in todo:
-            outputs.update(render_views(normalized, settings.views))
+        with limits.shape_limits(obj_id, settings.shape_seconds, settings.shape_memory_mb):
+            outputs = _compute_stages(shape_path, obj_id, settings, todo)
     except Exception as e:  # one bad shape must not stop the others: report it instead.
         reason = str(e) if isinstance(e, (mesh_lib.MeshError, errors.DataError)) else f"{type(e).__name__}: {e}"
         return ShapeResult(obj_id, "failed", tuple(todo), reason)
@@ -175,6 +166,25 @@ def preprocess_shape(root: str, obj_id: str, settings: Settings, stages: Sequenc
     except OSError as e:  # a full disk, a quota: this shape fails (its finished files stay whole), the run goes on
         return ShapeResult(obj_id, "failed", tuple(todo), f"writing {name}: {type(e).__name__}: {e}")
     return ShapeResult(obj_id, "done", tuple(todo))
+
+
+def _compute_stages(shape_path: str, obj_id: str, settings: Settings, todo: Sequence[str]) -> dict[str, object]:
+    """The files of one shape's pending stages (file name -> content), computed before any is written."""
+    normalization, normalized, field = normalized_shape(os.path.join(shape_path, layout.MESH))
+    outputs: dict[str, object] = {}
+    if "normalize" in todo:
+        outputs[layout.NORMALIZED_MESH] = normalized
+        outputs[layout.NORMALIZATION] = normalization.to_json()
+    if "sdf" in todo:
+        samples = sdf_lib.sample_sdf(field, normalized, settings.sampling, _rng(settings, obj_id, "sdf"))
+        if not np.all(np.isfinite(samples)):
+            raise mesh_lib.MeshError(f"{obj_id}: non-finite SDF samples")
+        outputs[layout.SDF_SAMPLES] = samples
+    if "surface" in todo:
+        outputs[layout.SURFACE_SAMPLES] = surface_samples(normalized, field, settings, obj_id)
+    if "render" in todo:
+        outputs.update(render_views(normalized, settings.views))
+    return outputs
 
 
 def render_views(normalized, views) -> dict[str, object]:
