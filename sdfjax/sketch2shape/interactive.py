@@ -112,7 +112,7 @@ class SketchToShape:
                 on_step(done[0], iterations + 1)
 
         best, _ = optimize.optimize_batch(self.step, self.optimizer, self.trained.params, self.prior, z0[None], views,
-                                          iterations, step_done)
+                                          iterations, step_done, float(self.config.sketch.get("min_improvement", 0.0)))
         return best[0]
 
     def mesh(self, z: np.ndarray, resolution: int | None = None):

@@ -234,11 +234,13 @@ def object_views(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], t
 
 
 def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, views: dict, iterations: int,
-                   on_step=None):
+                   on_step=None, min_improvement: float = 0.0):
     """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
 
-    The best iterate is the one with the lowest loss met, the start included; `views` are
-    the objects' `object_views`;
+    The best iterate is the one with the lowest loss met, the start included, and it replaces
+    the start only when it lowers the start's loss by at least the share `min_improvement`
+    (config.sketch.min_improvement: a drawing's gaps and wobble are weak evidence, and a small
+    gain in the loss is no gain in shape); `views` are the objects' `object_views`;
     `on_step()` is called after each of the iterations + 1 steps (a progress bar's update).
     """
     z = jnp.asarray(initial)
@@ -254,7 +256,10 @@ def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, 
         z, opt = new_z, new_opt
         if on_step is not None:
             on_step()
-    return best_z, np.asarray(curve).reshape(iterations + 1, len(initial))
+    curve = np.asarray(curve).reshape(iterations + 1, len(initial))
+    weak = best_loss > (1.0 - min_improvement) * curve[0]
+    best_z[weak] = np.asarray(initial)[weak]
+    return best_z, curve
 
 
 def _padded(a: np.ndarray, size: int) -> np.ndarray:
@@ -398,7 +403,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
             views = {k: jnp.asarray(_padded(a, size)) for k, a in object_views(
                 batch.sketches[part], batch.cameras[part], targets[part], sk).items()}
             best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
-                                           views, sk.iterations, bar.update)
+                                           views, sk.iterations, bar.update, float(sk.get("min_improvement", 0.0)))
             z_all.append(best_z[:count])
             curves.append(curve[:, :count])
     finally:
@@ -427,7 +432,8 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
                                       batch.names[0], out_dir)
         return summary
     rows = reconstruction.score_latents(config, folded, z_final, records, batch.names, out_dir, progress,
-                                        extra=[{"method": "sketch2shape", "fit_loss": float(losses[:, i].min()),
+                                        extra=[{"method": "sketch2shape", "fit_loss": float(
+                                            losses[0, i] if np.array_equal(z_final[i], initial[i]) else losses[:, i].min()),
                                                 "start_loss": float(losses[0, i])} for i in range(b)])
     if "encoder" in starts:
         no_mesh = config.copy_and_resolve_references()
