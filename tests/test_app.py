@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import types
@@ -210,6 +212,107 @@ def test_users_at_once_are_all_answered_each_with_their_own_shape(server):
     assert np.abs(a - b).max() > 1e-3  # another sketch: another shape, not a neighbour's result
 
 
+# A page's user who leaves: a client process that asks for a shape and exits once the encoder's shape is there.
+LEAVING_CLIENT = """
+import os, sys, time
+from gradio_client import Client, handle_file
+url, path, azimuth, elevation = sys.argv[1:5]
+drawing = {"background": None, "layers": [], "composite": handle_file(path)}
+job = Client(url, verbose=False).submit(drawing, float(azimuth), float(elevation), None, 0.0, 10.0, api_name="/shape")
+deadline = time.monotonic() + 240
+while not job.outputs() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("left after the encoder's shape" if job.outputs() else "no answer", flush=True)
+os._exit(0)
+"""
+
+
+def _memory_sampler(pid: int, peak: list, stop: threading.Event):
+    """Keeps peak[0] at the largest resident memory (bytes) of process `pid` seen every 50 ms until `stop`."""
+    import psutil
+
+    process = psutil.Process(pid)
+    while not stop.is_set():
+        try:
+            peak[0] = max(peak[0], process.memory_info().rss)
+        except psutil.Error:  # the page has stopped
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_hostile_requests_at_once_are_refused_by_name_the_good_ones_answered_and_memory_stays_bounded(tmp_path):
+    """12 requests at once, 5 good and 7 bad, through the page's API as a browser sends them (the drawing as the
+    sketchpad's image); then one client over its limit, and one that leaves in the middle of its refinement."""
+    import psutil
+    from gradio_client import Client, handle_file
+
+    with open(os.path.join(USER_SKETCHES, "sketches.json")) as f:
+        entries = json.load(f)
+    good = [(os.path.join(USER_SKETCHES, e["file"]), e["azimuth"], e["elevation"]) for e in entries[:4]]
+    lines = np.asarray(Image.open(os.path.join(USER_SKETCHES, entries[4]["file"])).convert("L"), np.float32) / 255
+    sixteen = tmp_path / "sixteen.png"  # a 16-bit scan: lines at 16,000 on paper at 60,000
+    Image.fromarray((16000 + lines * 44000).astype(np.uint16)).save(sixteen)
+    good.append((str(sixteen), entries[4]["azimuth"], entries[4]["elevation"]))
+    notes, truncated, tiny, huge, blank = (tmp_path / f"{n}.png" for n in ("notes", "truncated", "tiny", "huge",
+                                                                            "blank"))
+    notes.write_text("these are not pixels")
+    with open(good[0][0], "rb") as f:
+        truncated.write_bytes(f.read()[:300])
+    Image.new("L", (1, 1), 0).save(tiny)
+    Image.new("L", (9000, 9000), 255).save(huge)  # 81 megapixels in a few hundred kB
+    Image.new("L", (400, 300), 255).save(blank)
+    bad = [(str(notes), 40.0, 25.0, "not a readable image"), (str(truncated), 40.0, 25.0, "not a readable image"),
+           (str(tiny), 40.0, 25.0, "1 x 1"), (str(huge), 40.0, 25.0, "decompression bomb"),
+           (str(_decompression_bomb(tmp_path / "bomb.png")), 40.0, 25.0, "decompression bomb"),
+           (str(blank), 40.0, 25.0, "blank"), (good[0][0], 40.0, "north", "no angle")]
+    flags = ["--config=configs/chairs256.py:cpu", "--config.sketch.iterations=15", f"--workdir={SHIPPED}",
+             "--config.mesh.resolution=32", "--max_views=2", "--warm_views=1"]
+    watch = {}
+    with running_page(flags, cwd=ROOT, env=optimised_env(PYTHONPATH=ROOT), watch=watch) as url:
+        idle = psutil.Process(watch["pid"]).memory_info().rss
+        peak, stop = [idle], threading.Event()
+        sampler = threading.Thread(target=_memory_sampler, args=(watch["pid"], peak, stop), daemon=True)
+        sampler.start()
+
+        def request(path, azimuth, elevation, client=None):
+            drawing = {"background": None, "layers": [], "composite": handle_file(path)}
+            try:
+                return (client or Client(url, verbose=False)).predict(drawing, azimuth, elevation, None, 0.0, 10.0,
+                                                                      api_name="/shape")[0]
+            except Exception as e:  # noqa: BLE001 (gradio_client's AppError carries the page's message)
+                return f"refused: {e}"
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda case: request(*case[:3]), good + bad))
+        for (path, *_), answer in zip(good, answers[:len(good)]):
+            assert "Refined" in answer, (path, answer)
+        for (path, _, _, expected), answer in zip(bad, answers[len(good):]):
+            assert answer.startswith("refused") and expected in answer and "sketch 1" in answer, (path, answer)
+
+        one_page = Client(url, verbose=False)  # one client, three requests at once: the third waits no turn
+        with ThreadPoolExecutor(3) as pool:
+            answers = pool.map(lambda _: request(*good[0], client=one_page), range(3))
+            # meanwhile a page that leaves after its encoder shape (its process ends: its connections close), its
+            # refinement waiting its turn behind them
+            left = subprocess.run([sys.executable, "-c", LEAVING_CLIENT, url, *map(str, good[1])], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=300)
+            assert left.stdout.strip() == "left after the encoder's shape", left.stderr[-2000:]
+            answers = list(answers)
+        assert sum("requests in flight" in a for a in answers) >= 1, answers
+        assert sum("Refined" in a for a in answers) >= 1, answers
+        deadline = time.monotonic() + 60
+        while not any("a refinement stopped after" in line for line in watch["log"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        sampler.join()
+        log = "".join(watch["log"])
+    stopped = [line for line in watch["log"] if "a refinement stopped after" in line]
+    assert stopped and "of 16 steps" in stopped[0], log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert peak[0] - idle < 2**30, (peak[0] - idle) / 2**20  # MB over the page's idle size
+
+
 class _NoSurface:
     """A model whose every latent has no zero level set (the decoder is positive everywhere)."""
 
@@ -364,3 +467,47 @@ def test_serving_beyond_this_machine_needs_a_login(tmp_path):
     assert app_launcher.login("192.168.1.5", str(tmp_path / "login")) == ("ada", "secret")
     with pytest.raises(ValueError, match="expected user:password"):
         app_launcher.login("0.0.0.0", "ada")
+
+
+def test_one_client_may_have_two_requests_in_flight_and_its_places_come_back():
+    from sdfjax import errors
+    from sdfjax.app.page import ClientRequests
+
+    clients = ClientRequests(2)
+    with clients.admit("a"), clients.admit("a"):
+        with pytest.raises(errors.DataError, match="2 requests in flight"):
+            with clients.admit("a"):
+                pass
+        with clients.admit("b"):  # another page is not held back
+            pass
+    with clients.admit("a"), clients.admit("a"):  # both places came back
+        pass
+    with pytest.raises(RuntimeError), clients.admit("a"):  # ... also when the request failed
+        raise RuntimeError("boom")
+    assert clients._in_flight == {}
+
+
+def test_a_refinement_whose_user_has_gone_stops_and_frees_its_turn(tmp_path):
+    from sdfjax.app.service import Cancelled, ShapeService, View
+
+    class StepwiseRefinement(_HeldRefinement):
+        def refine(self, sketches, cameras, z0, on_step=None):
+            for done in range(1, 101):
+                on_step(done, 100)
+            return z0 + 1.0
+
+    service = ShapeService.__new__(ShapeService)
+    service.model, service.out_root, service.max_views = StepwiseRefinement(), str(tmp_path), 1
+    service.display_resolution, service.resolution, service.quick_mesh_resolution = 8, 8, 8
+    service._refine_turn = threading.Lock()
+    view = View(np.full((8, 8), 255, np.uint8), 0.0, 10.0)
+    steps = []
+
+    def gone_after_three(done, total):
+        steps.append(done)
+        if done > 3:
+            raise Cancelled
+
+    answers = list(service.shape([view], on_step=gone_after_three))
+    assert [a.stage for a in answers] == ["encoder"] and steps == [1, 2, 3, 4]
+    assert service._refine_turn.acquire(blocking=False)  # the turn is free for the next request

@@ -16,6 +16,7 @@ from PIL import Image
 
 from data_gen import user_sketches
 from sdfjax import errors
+from sdfjax.config_files import load as load_config_file
 from sdfjax import trained as trained_lib
 from sdfjax.data import tfds_builder
 from sdfjax.data.batching import images_and_views
@@ -264,6 +265,40 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     assert curve.shape == (41, 1) and curve[:, 0].min() < 0.7 * curve[0, 0], curve[:, 0]
     assert sdf_error(best[0]) < 0.75 * sdf_error(start), (sdf_error(best[0]), sdf_error(start))
     assert silhouette_iou(best[0]) > silhouette_iou(start) + 0.1, (silhouette_iou(best[0]), silhouette_iou(start))
+
+
+@pytest.mark.slow
+def test_refinement_keeps_a_latent_whose_renders_already_match_a_drawing_with_gaps(trained_models):
+    config, workdir, _ = trained_models
+    trained = trained_lib.load_trained(config, workdir)
+    model, enc_params, _ = trained_lib.load_siamese(workdir)
+    sdf_fn = latent_render.decoder_sdf(trained.decoder)
+    truth = trained.latents[0]
+    cameras = [camera_lib.Camera(a, 25.0, 4.0, 64.0, 32, 32) for a in (40.0, 320.0)]
+    trace = _jitted_tracer(sdf_fn)
+    drawn = np.stack([_decoder_sketch(trace, trained.params, truth, c) for c in cameras])
+    rng = np.random.default_rng(0)
+    for sketch in drawn:  # a hand's gaps: a few pieces of line left out
+        rows, cols = np.nonzero(sketch < 128)
+        for k in rng.choice(len(rows), 4, replace=False):
+            sketch[max(rows[k] - 1, 0):rows[k] + 2, max(cols[k] - 1, 0):cols[k] + 2] = 255
+    sk = load_config_file("chairs256:cpu").sketch  # the shipped model's refinement settings, with a 10% gate
+    margin = 0.1
+    settings = losses.RefineSettings.from_config(sk, tracer.TraceSettings(), 32)
+    optimizer, step = optimize.make_step(sdf_fn, encoders.normal_map_encoder(model, enc_params), settings, sk.lr)
+    targets = encoders.embedder(model, enc_params, "sketch")(drawn)
+    views = {k: jnp.asarray(a) for k, a in optimize.object_views(drawn[None], [cameras], targets[None], sk).items()}
+    prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
+    best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, truth[None], views, 10,
+                                          min_improvement=margin)
+    np.testing.assert_array_equal(best[0], truth, err_msg=str(curve[:, 0]))  # the gaps are no evidence to move
+    assert curve[:, 0].min() < curve[0, 0]  # though the loss alone would have moved it a little
+    ungated, _ = optimize.optimize_batch(step, optimizer, trained.params, prior, truth[None], views, 10)
+    assert not np.array_equal(ungated[0], truth)
+    far = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
+    _, far_curve = optimize.optimize_batch(step, optimizer, trained.params, prior, far[None], views, 10)
+    # a start that does not match the drawing has more to gain
+    assert far_curve[0, 0] - far_curve[:, 0].min() > curve[0, 0] - curve[:, 0].min()
 
 
 # --- whole runs and user files ----------------------------------------------------------------------

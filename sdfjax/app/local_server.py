@@ -33,9 +33,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_page(flags: list[str], cwd: str | None = None, env: dict | None = None,
-                 timeout_s: float = 900.0) -> Iterator[str]:
+                 timeout_s: float = 900.0, watch: dict | None = None) -> Iterator[str]:
     """Starts `python -m sdfjax.launch.app <flags> --port=<free>` and yields its URL once a client connects.
 
+    With `watch` (a dict), the page's process id goes to watch["pid"] and every line of its
+    log (stderr) to the list watch["log"], for tests that look at its memory and its log.
     Raises RuntimeError with the end of the page's output when it exits or does not answer within
     `timeout_s`; the process is terminated when the block ends.
     """
@@ -43,14 +45,23 @@ def running_page(flags: list[str], cwd: str | None = None, env: dict | None = No
     process = subprocess.Popen([sys.executable, "-m", "sdfjax.launch.app", *flags, f"--port={port}"], cwd=cwd,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     tail = collections.deque(maxlen=40)
+    log = [] if watch is None else watch.setdefault("log", [])
+    if watch is not None:
+        watch["pid"] = process.pid
+
+    def keep(line):
+        tail.append(line)
+        if watch is not None:
+            log.append(line)
+
     try:
         for line in process.stderr:
-            tail.append(line)
+            keep(line)
             if READY in line:
                 break
         else:
             raise RuntimeError(f"the page did not start (exit {process.wait()}):\n{''.join(tail)}")
-        threading.Thread(target=lambda: tail.extend(process.stderr), daemon=True).start()  # keep the pipe empty
+        threading.Thread(target=lambda: [keep(line) for line in process.stderr], daemon=True).start()  # drained
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + timeout_s
         while True:

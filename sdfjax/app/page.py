@@ -12,14 +12,32 @@ wheel (nothing is fetched from a CDN). Only ids (`elem_id`) that the browser tes
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
+import threading
 
 import gradio as gr
 import numpy as np
+from gradio.context import LocalContext
+from PIL import Image
 
 from sdfjax import errors
-from sdfjax.app.service import OTHER_AZIMUTHS, OTHER_ELEVATION, ShapeService, View
-from sdfjax.render.pictures import upsample
+from sdfjax.app.service import (
+    OTHER_AZIMUTHS,
+    OTHER_ELEVATION,
+    Cancelled,
+    ShapeService,
+    View,
+)
+from sdfjax.render.pictures import to_uint8, upsample
+from sdfjax.sketch2shape.sketches import (
+    MAX_PIXELS,
+    WIDE_MODES,
+    check_image_header,
+    load_image,
+)
 
 # azimuth, elevation (degrees, sdfjax.render.camera: 0 the chair's front, positive from above) of each sketch tab:
 # where people draw chairs from (three-quarter front left and right from above, the side nearly level)
@@ -27,6 +45,8 @@ DEFAULT_VIEWS = ((320.0, 25.0), (40.0, 25.0), (90.0, 5.0))
 CANVAS = 512  # pixels per side of the drawing canvas
 UPLOAD_LIMIT = "25mb"  # gradio refuses larger uploads before our own checks
 SHAPE_REQUESTS = 8  # "Sketch to shape" requests served at once (their refinements still take turns)
+PER_CLIENT = 2  # "Sketch to shape" requests one page (one browser tab or API client) may have in flight
+GRADIO_FILES_SECONDS = 1800  # Gradio's copies of uploads and answers are deleted this long after they were made
 SHOWN = 160  # pixels per side of the sketch as read, the live guess and the result's normal map (enlarged)
 
 INTRO = """\
@@ -36,6 +56,76 @@ there. The encoder's guess follows your drawing; **Sketch to shape** starts from
 shape until its silhouette and normal map agree with your sketch. More sketches of the same chair from
 other views (tabs 2 and 3) all shape one latent.
 """
+
+
+def _checked_drawing(name: str, decode, payload):
+    """A sketchpad's value (gradio's `preprocess`, `decode`) with its images checked from their headers (format,
+    pixels) before gradio decodes them: a huge image or a decompression bomb sent as the drawing is refused by
+    `name`, never decoded; a 16-bit image is scaled to 8 bits first (gradio would clamp its levels to white); a
+    file cut short fails with its name too. (A wrapper, not a subclass: gradio writes stub files for those.)"""
+    if payload is not None:
+        for image in (payload.background, *(payload.layers or ()), payload.composite):
+            if image is not None and getattr(image, "path", None):
+                try:
+                    if check_image_header(image.path)[2] in WIDE_MODES:  # gradio's copy, rewritten in place
+                        Image.fromarray(to_uint8(load_image(image.path))).save(image.path, format="PNG")
+                except errors.DataError as e:
+                    raise gr.Error(f"{name}: {str(e).split(': ', 1)[-1]}", print_exception=False) from None
+    try:  # within the pixel limit now: decoding is safe
+        return decode(payload)
+    except (OSError, ValueError) as e:
+        raise gr.Error(f"{name}: not a readable image ({type(e).__name__}: {e})", print_exception=False) from None
+
+
+def _checked_angle(name: str, slider: gr.Slider, payload):
+    """A slider's value sent by a client (the API takes any JSON): a finite number within the slider's bounds, or
+    one message naming it."""
+    try:
+        value = float(payload)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and slider.minimum <= value <= slider.maximum):
+        raise gr.Error(f"{name}: {payload!r} is no angle from {slider.minimum:g} to {slider.maximum:g} degrees",
+                       print_exception=False)
+    return gr.Slider.preprocess(slider, value)
+
+
+def _waiting(page: gr.Blocks, event_id: str | None) -> bool:
+    """Whether the client of request `event_id` still waits for its answer. Gradio marks a running event dead
+    when its page disconnects, and drops it from the queue's active jobs when its client cancels (the queue is
+    internal to Gradio: read here and nowhere else). Without a queue or an event id, somebody waits."""
+    queue = getattr(page, "_queue", None)
+    if event_id is None or queue is None:
+        return True
+    for job in getattr(queue, "active_jobs", None) or ():
+        for event in job or ():
+            if getattr(event, "_id", None) == event_id:
+                return bool(getattr(event, "alive", True))
+    return False
+
+
+class ClientRequests:
+    """Counts each client's requests in flight (by Gradio's session), so that one client cannot fill the queue."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def admit(self, client: str):
+        """Holds one of `client`'s places; errors.DataError when it has `limit` requests in flight already."""
+        with self._lock:
+            if self._in_flight.get(client, 0) >= self.limit:
+                raise errors.DataError(f"this page has {self.limit} requests in flight already; wait for an answer")
+            self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[client] -= 1
+                if not self._in_flight[client]:
+                    del self._in_flight[client]
 
 
 def _editor_image(value) -> np.ndarray | None:
@@ -73,7 +163,8 @@ def _views(service: ShapeService, values: list, strict: bool, framed: bool = Tru
 
 def build_page(service: ShapeService) -> gr.Blocks:
     """The page over `service`: sketch tabs with camera sliders and previews, live guess, run, results."""
-    with gr.Blocks(title="sdfjax: sketch to shape", analytics_enabled=False) as page:
+    with gr.Blocks(title="sdfjax: sketch to shape", analytics_enabled=False,
+                   delete_cache=(GRADIO_FILES_SECONDS // 6, GRADIO_FILES_SECONDS)) as page:
         gr.Markdown(INTRO)
         inputs, uploads = [], []
         with gr.Row():
@@ -86,12 +177,16 @@ def build_page(service: ShapeService) -> gr.Blocks:
                                                brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=4),
                                                eraser=gr.Eraser(default_size=16), label="Draw here",
                                                elem_id=f"sketch{tab}")
+                            pad.preprocess = functools.partial(_checked_drawing, f"sketch {tab + 1}", pad.preprocess)
                             with gr.Row():
                                 with gr.Column(scale=3):
                                     az = gr.Slider(0, 355, value=azimuth, step=5, label="Azimuth (degrees)",
                                                    elem_id=f"azimuth{tab}")
                                     el = gr.Slider(-30, 60, value=elevation, step=5, label="Elevation (degrees above)",
                                                    elem_id=f"elevation{tab}")
+                                    for slider, angle in ((az, "azimuth"), (el, "elevation")):
+                                        slider.preprocess = functools.partial(_checked_angle,
+                                                                              f"sketch {tab + 1} {angle}", slider)
                                     upload = gr.File(label="…or upload a drawing (PNG, JPEG)", type="filepath",
                                                      elem_id=f"upload{tab}", height=90)
                                 preview = gr.Image(value=service.preview(azimuth, elevation), label="This view",
@@ -124,21 +219,35 @@ def build_page(service: ShapeService) -> gr.Blocks:
             views = _views(service, list(values), strict=False, framed=False)
             return upsample(service.guess(views), SHOWN) if views else None
 
+        clients = ClientRequests(PER_CLIENT)
+
         def shape(*values, progress=gr.Progress()):
+            # Gradio keeps the request and its event in context (it injects neither after *values)
+            event_id = LocalContext.event_id.get(None)
+            client = getattr(LocalContext.request.get(None), "session_hash", None) or "unknown"
+
+            def step(done, total):
+                if not _waiting(page, event_id):  # the page closed or cancelled: stop, free the turn
+                    print(f"[app] a refinement stopped after {done} of {total} steps: its page has gone",
+                          file=sys.stderr, flush=True)
+                    raise Cancelled
+                progress((done, total), desc="refining")
+
             try:
-                views = _views(service, list(values), strict=True)
+                with clients.admit(client):
+                    views = _views(service, list(values), strict=True)
+                    sketch = upsample(views[0].sketch, SHOWN)
+                    for answer in service.shape(views, on_step=step):
+                        files = [answer.files[k] for k in ("obj", "ply", "latent") if k in answer.files]
+                        note = ("Refining…" if answer.stage == "encoder" else "Done.")
+                        more_views = list(answer.normal_maps[1:])  # none yet for the encoder's: the gallery clears
+                        headline = (f"**{answer.stage.capitalize()}** "
+                                    f"({len(views)} sketch{'es' if len(views) > 1 else ''}): "
+                                    f"{answer.message.rstrip('.')}. {note}")
+                        yield (headline, sketch, upsample(answer.normal_maps[0], SHOWN), more_views,
+                               answer.files.get("glb"), files)
             except errors.DataError as e:
                 raise gr.Error(str(e), print_exception=False) from None
-            sketch = upsample(views[0].sketch, SHOWN)
-            for answer in service.shape(views, on_step=lambda done, total: progress((done, total),
-                                                                                    desc="refining")):
-                files = [answer.files[k] for k in ("obj", "ply", "latent") if k in answer.files]
-                note = ("Refining…" if answer.stage == "encoder" else "Done.")
-                more_views = list(answer.normal_maps[1:])  # none yet for the encoder's answer: the gallery clears
-                headline = (f"**{answer.stage.capitalize()}** ({len(views)} sketch{'es' if len(views) > 1 else ''}): "
-                            f"{answer.message.rstrip('.')}. {note}")
-                yield (headline, sketch, upsample(answer.normal_maps[0], SHOWN), more_views,
-                       answer.files.get("glb"), files)
 
         for tab, pad in enumerate(inputs[::3]):  # any tab's drawing updates the guess; one API name for it
             pad.change(guess, inputs, live, trigger_mode="always_last", show_progress="hidden",
@@ -171,6 +280,7 @@ def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: boo
           auth: tuple[str, str] | None = None):
     """Serves `page` on host:port with a request queue, behind a login when `auth` (user, password) is given;
     returns the local URL when `block` is False."""
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check (wherever gradio decodes) at the page's limit
     page.queue(default_concurrency_limit=1, max_size=queue_size)
     _, url, _ = page.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                             max_file_size=UPLOAD_LIMIT, quiet=not block, show_error=True, ssr_mode=False,

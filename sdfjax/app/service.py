@@ -13,6 +13,8 @@ through `on_step(done, total)`, and the refined shape comes with the other views
 at config.mesh. The live guess is rendered at the sketches' resolution. Every request
 writes its own folder of files. Requests may run at once: refinements (the long part) take
 turns behind one lock, so a request's encoder shape never waits for another's refinement.
+`on_step` may raise `Cancelled` (its user has gone): the refinement stops at that step and
+the request ends after its encoder shape.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from sdfjax import errors
 from sdfjax.render.pictures import shaded_mesh, to_uint8
 from sdfjax.sketch2shape.interactive import QUICK_MESH_RESOLUTION, SketchToShape
 from sdfjax.sketch2shape.sketches import MAX_PIXELS, grey_of_pixels, load_image
+
+
+class Cancelled(Exception):
+    """Raised by a request's `on_step` when nobody waits for its answer any more."""
+
 
 OTHER_AZIMUTHS = (90.0, 180.0, 270.0)  # added to the sketch's azimuth for the "other views" row
 OTHER_ELEVATION = 20.0
@@ -163,7 +170,8 @@ class ShapeService:
     def shape(self, views: list[View], on_step: Callable[[int, int], None] | None = None) -> Iterator[Shape]:
         """Yields the encoder's shape (coarse mesh), then the refined one (config.mesh), each with its files.
 
-        The refinement waits for any other request's refinement to finish; the encoder's shape does not.
+        The refinement waits for any other request's refinement to finish; the encoder's shape does not. When
+        `on_step` raises Cancelled, the refinement stops there and nothing more is yielded.
         """
         self._check(views)
         start = time.monotonic()
@@ -173,8 +181,11 @@ class ShapeService:
         cameras = self._cameras(views, self.resolution)
         z0 = self.model.encode(sketches, cameras)
         yield self._answer("encoder", z0, views, out, start, self.quick_mesh_resolution, other_views=False)
-        with self._refine_turn:
-            z = self.model.refine(sketches, cameras, z0, on_step=on_step)
+        try:
+            with self._refine_turn:
+                z = self.model.refine(sketches, cameras, z0, on_step=on_step)
+        except Cancelled:
+            return
         yield self._answer("refined", z, views, out, start, None, other_views=True)
 
     def _remove_old_answers(self) -> None:

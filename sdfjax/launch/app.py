@@ -14,6 +14,7 @@ the folder's own config (its config.json) is used.
 import ipaddress
 import os
 import sys
+import tempfile
 
 from absl import flags
 
@@ -55,6 +56,9 @@ def main(argv):
             shipped.verify(f.workdir)
         print(f"[app] loading {f.workdir} and compiling (about a minute on a 2-core CPU)…", file=sys.stderr)
         service = ShapeService(config, f.workdir, max_views=f.max_views, warm_views=f.warm_views)
+    # Gradio's own files (uploads, the meshes it serves) in a folder only this user can read (mkdtemp: 0700),
+    # unless GRADIO_TEMP_DIR names another; the page deletes them after page_lib.GRADIO_FILES_SECONDS
+    os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="sdfjax_gradio_"))
     page = page_lib.build_page(service)
     print(f"[app] serving on http://{f.host}:{f.port}", file=sys.stderr)
     page_lib.serve(page, host=f.host, port=f.port, auth=auth)

@@ -29,6 +29,28 @@ MAX_PIXELS = 4096 * 4096  # a sketch larger than this is refused before it is de
 
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # as Pillow names them
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # Pillow's one-channel modes of more than 8 bits
+
+
+def check_image_header(path: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int, str]:
+    """(width, height, Pillow's mode) of an image file read from its header alone; errors.DataError naming the
+    file when it is not an image of an accepted format or has more than `max_pixels` (never decoded: a
+    decompression bomb is a small file that decodes to gigabytes)."""
+    try:
+        with Image.open(path, formats=FORMATS) as im:
+            (width, height), mode = im.size, im.mode
+    except Image.DecompressionBombError as e:  # Pillow's own header check, for sizes far above ours
+        raise errors.DataError(f"{path}: refused as a decompression bomb ({e}); a sketch may have at most "
+                               f"{max_pixels:,} pixels") from None
+    except UnidentifiedImageError:
+        raise errors.DataError(f"{path}: not a readable image in an accepted format ({', '.join(FORMATS[:2])}, "
+                               "WebP, BMP or GIF)") from None
+    except (OSError, ValueError) as e:
+        raise errors.DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    if width * height > max_pixels:
+        raise errors.DataError(f"{path}: the image is {width} x {height} pixels, more than the "
+                               f"{max_pixels:,} a sketch may have; scale it down")
+    return width, height, mode
 
 
 def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -42,26 +64,18 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """
     if not os.path.isfile(path):
         raise errors.DataError(f"{path}: no such sketch file")
+    check_image_header(path, max_pixels)
     try:
         with Image.open(path, formats=FORMATS) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise errors.DataError(f"{path}: the image is {width} x {height} pixels, more than the "
-                                       f"{max_pixels:,} a sketch may have; scale it down")
             if getattr(im, "n_frames", 1) > 1:
                 warnings.warn(f"{path}: an animated image; its first frame is the sketch", stacklevel=2)
             im.load()
             im = ImageOps.exif_transpose(im)
-            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # one channel of more than 8 bits
+            if im.mode in WIDE_MODES:
                 wide = np.asarray(im, np.float32)
                 top = 65535.0 if im.mode != "F" and wide.max() <= 65535 else max(float(wide.max()), 1e-12)
                 return np.clip(wide / top, 0.0, 1.0)
             rgba = im.convert("RGBA")
-    except errors.DataError:
-        raise
-    except Image.DecompressionBombError as e:  # Pillow's own header check, for sizes far above ours
-        raise errors.DataError(f"{path}: refused as a decompression bomb ({e}); a sketch may have at most "
-                               f"{max_pixels:,} pixels") from None
     except UnidentifiedImageError:
         raise errors.DataError(f"{path}: not a readable image in an accepted format ({', '.join(FORMATS[:2])}, "
                                "WebP, BMP or GIF)") from None
