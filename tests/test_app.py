@@ -296,7 +296,7 @@ def test_hostile_requests_at_once_are_refused_by_name_the_good_ones_answered_and
             # meanwhile a page that leaves after its encoder shape (its process ends: its connections close), its
             # refinement waiting its turn behind them
             left = subprocess.run([sys.executable, "-c", LEAVING_CLIENT, url, *map(str, good[1])], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=300)
+                                  capture_output=True, text=True, timeout=300, check=False)
             assert left.stdout.strip() == "left after the encoder's shape", left.stderr[-2000:]
             answers = list(answers)
         assert sum("requests in flight" in a for a in answers) >= 1, answers
@@ -475,9 +475,8 @@ def test_one_client_may_have_two_requests_in_flight_and_its_places_come_back():
 
     clients = ClientRequests(2)
     with clients.admit("a"), clients.admit("a"):
-        with pytest.raises(errors.DataError, match="2 requests in flight"):
-            with clients.admit("a"):
-                pass
+        with pytest.raises(errors.DataError, match="2 requests in flight"), clients.admit("a"):
+            pass
         with clients.admit("b"):  # another page is not held back
             pass
     with clients.admit("a"), clients.admit("a"):  # both places came back
