@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # degrees above (12), the side nearly level (20), three-quarter front left 15 degrees above (81)
     config.results.test_views = (12, 20, 81)
     config.results.sketch_shapes = 64  # sketch-to-shape tables: the first this many test chairs
-    # user-style PNGs of test chairs drawn outside the dataset pipeline (data_gen.user_sketches); "": none
+    # 64 drawings of test chairs made the way people draw (data_gen.user_sketches); "": none
     config.results.user_sketches = "tests/data/user_sketches/sketches.json"
     config.results.picture_shapes = 8  # rows of the picture grids
     # The refinement tuned on this set's val chairs (docs/experiments.md, "Sketch refinement").

@@ -90,7 +90,8 @@ def reconstruction_table(workdir: str) -> tuple[str, dict]:
 
 SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"),
                ("sketch2shape_views", "dataset sketches, each chair one object drawn from all the views (one latent)"),
-               ("sketch2shape_user", "user-style PNGs drawn outside the dataset pipeline (tests/data/user_sketches)"))
+               ("sketch2shape_user", "drawings made the way people draw, stroke by stroke from views above "
+                                     "(tests/data/user_sketches)"))
 
 
 def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
@@ -233,7 +234,7 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
 
 HEADLINE_BEGIN, HEADLINE_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 HEADLINE_RUNS = (("sketch2shape", "sketch to shape, dataset sketches"),
-                 ("sketch2shape_user", "sketch to shape, user-style drawings (tests/data/user_sketches)"))
+                 ("sketch2shape_user", "sketch to shape, drawings made the way people draw (tests/data/user_sketches)"))
 
 
 def headline(workdir: str) -> str:

@@ -92,7 +92,8 @@ def test_the_headline_gives_the_medians_of_each_method(tmp_path):
                                "normal_consistency": 0.9} for i, c in enumerate([0.5, 0.7, 0.9, 3.0])])
     text = report.headline(str(tmp_path))
     assert "| DeepSDF reconstruction from SDF samples | | | | 0.800 |" in text
-    assert "| sketch to shape, user-style drawings (tests/data/user_sketches) | 2.000 | 3.000 | 4.000 | n/a |" in text
+    assert ("| sketch to shape, drawings made the way people draw (tests/data/user_sketches) | 2.000 | 3.000 | 4.000 "
+            "| n/a |") in text
     assert "dataset sketches" not in text  # a set that was not run has no row
 
 
