@@ -105,7 +105,8 @@ def _waiting(page: gr.Blocks, event_id: str | None) -> bool:
 
 
 class ClientRequests:
-    """Counts each client's requests in flight (by Gradio's session), so that one client cannot fill the queue."""
+    """Counts each client's requests in flight (a browser page or an API client, as Gradio tells them apart), so
+    that one client cannot fill the queue."""
 
     def __init__(self, limit: int):
         self.limit = limit
