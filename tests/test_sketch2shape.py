@@ -225,16 +225,24 @@ def _decoder_sketch(trace, decoder_params, z, camera):
                                     np.asarray(out["hit"]).reshape(h, w))
 
 
-@pytest.mark.slow
-def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(trained_models):
+def _refinement_case(trained_models, elevation: float, azimuths: tuple[float, float]):
+    """(config, trained run, Siamese model and params, decoder SDF, its tracer, the first training latent, two
+    32 px cameras and the sketches of that latent from them) for the refinement tests."""
     config, workdir, _ = trained_models
     trained = trained_lib.load_trained(config, workdir)
     model, enc_params, _ = trained_lib.load_siamese(workdir)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     truth = trained.latents[0]
-    cameras = [camera_lib.Camera(a, 10.0, 4.0, 64.0, 32, 32) for a in (30.0, 120.0)]
+    cameras = [camera_lib.Camera(a, elevation, 4.0, 64.0, 32, 32) for a in azimuths]
     trace = _jitted_tracer(sdf_fn)
     drawn = np.stack([_decoder_sketch(trace, trained.params, truth, c) for c in cameras])
+    return config, trained, model, enc_params, sdf_fn, trace, truth, cameras, drawn
+
+
+@pytest.mark.slow
+def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(trained_models):
+    config, trained, model, enc_params, sdf_fn, trace, truth, cameras, drawn = _refinement_case(
+        trained_models, 10.0, (30.0, 120.0))
     sk = config.sketch.copy_and_resolve_references()
     sk.lr, sk.embedding_weight, sk.prior_weight = 0.02, 0.0, 0.0
     settings = losses.RefineSettings.from_config(sk, tracer.TraceSettings(), 32)
@@ -269,14 +277,8 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
 
 @pytest.mark.slow
 def test_refinement_keeps_a_latent_whose_renders_already_match_a_drawing_with_gaps(trained_models):
-    config, workdir, _ = trained_models
-    trained = trained_lib.load_trained(config, workdir)
-    model, enc_params, _ = trained_lib.load_siamese(workdir)
-    sdf_fn = latent_render.decoder_sdf(trained.decoder)
-    truth = trained.latents[0]
-    cameras = [camera_lib.Camera(a, 25.0, 4.0, 64.0, 32, 32) for a in (40.0, 320.0)]
-    trace = _jitted_tracer(sdf_fn)
-    drawn = np.stack([_decoder_sketch(trace, trained.params, truth, c) for c in cameras])
+    _, trained, model, enc_params, sdf_fn, _, truth, cameras, drawn = _refinement_case(
+        trained_models, 25.0, (40.0, 320.0))
     rng = np.random.default_rng(0)
     for sketch in drawn:  # a hand's gaps: a few pieces of line left out
         rows, cols = np.nonzero(sketch < 128)
