@@ -9,8 +9,9 @@
 A user's drawing may be grey or colour, with or without alpha, dark lines on light or
 light on dark, of any size; `normalize_sketch` crops it to the drawing, centres it,
 scales its longer side to `fill` of the image and thins its lines to one pixel, like
-the sketches of the dataset (sdfjax.render.edges). Lines are thinned to their centres
-before anything else, so the pen's width changes neither the framing nor the lines.
+the sketches of the dataset (sdfjax.render.edges). A wide pen's lines (over PEN_PIXELS)
+are thinned to their centres before anything else, so the pen's width changes neither the
+framing nor the lines.
 """
 
 from __future__ import annotations
