@@ -312,14 +312,15 @@ def test_import_any_folder_and_shapenet(tmp_path):
     trimesh.Scene([trimesh.creation.box(), trimesh.creation.icosphere(1)]).export(src / "two_parts.glb")
     (src / "broken.obj").write_text("v nan nan nan\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     out = str(tmp_path / "out")
-    shapes, failures = import_meshes.import_meshes(str(src), out, num_val=1, num_test=1, seed=3)
+    drawn = import_meshes.Selection(num_val=1, num_test=1, seed=3)
+    shapes, failures = import_meshes.import_meshes(str(src), out, drawn)
     assert [f[0] for f in failures] == ["broken"] and os.path.isfile(os.path.join(out, "failures.csv"))
     ids = {s.obj_id for s in shapes}
     assert ids == {"box", "box_1", "ball", "can", "two_parts"}
     assert sorted(s.split for s in shapes) == ["test", "train", "train", "train", "val"]
     glb = trimesh.load(os.path.join(layout.shape_dir(out, "two_parts"), layout.MESH), force="mesh")
     assert len(glb.faces) == 12 + 80
-    again, _ = import_meshes.import_meshes(str(src), str(tmp_path / "again"), num_val=1, num_test=1, seed=3)
+    again, _ = import_meshes.import_meshes(str(src), str(tmp_path / "again"), drawn)
     assert again == shapes  # deterministic
     with pytest.raises(errors.DataError, match="already exists"):
         import_meshes.import_meshes(str(src), out)
@@ -329,8 +330,51 @@ def test_import_any_folder_and_shapenet(tmp_path):
         model = shapenet / f"model{i}" / "models"
         model.mkdir(parents=True)
         synthetic.make_shape("chair", 0, i).export(model / "model_normalized.obj")
-    shapes, _ = import_meshes.import_meshes(str(shapenet), str(tmp_path / "sn"), limit=3, num_val=1)
+    shapes, _ = import_meshes.import_meshes(str(shapenet), str(tmp_path / "sn"), import_meshes.Selection(3, 1))
     assert len(shapes) == 3 and {s.obj_id for s in shapes} <= {f"model{i}" for i in range(4)}
+
+
+def _shapenet_root(root, models):
+    """A ShapeNetCore v2 layout: root/<synset>/<model>/models/model_normalized.obj of procedural shapes."""
+    for k, (synset, model) in enumerate(models):
+        folder = root / synset / model / "models"
+        folder.mkdir(parents=True)
+        category = "table" if synset == "04379243" else "chair"
+        synthetic.make_shape(category, 0, k).export(folder / "model_normalized.obj")
+
+
+def test_import_deepsdf_split_files_of_two_synsets_keeps_their_splits_and_categories(tmp_path):
+    chairs = [("03001627", f"c{i}") for i in range(4)]
+    tables = [("04379243", f"t{i}") for i in range(3)]
+    _shapenet_root(tmp_path / "ShapeNetCore.v2", chairs + tables + [("03001627", "unlisted")])
+    train = {"ShapeNetV2": {"03001627": ["c0", "c1", "c2"], "04379243": ["t0", "t1"]}}
+    test = {"ShapeNetV2": {"03001627": ["c3", "missing"], "04379243": ["t2"]}}
+    (tmp_path / "sv2_mixed_train.json").write_text(json.dumps(train))
+    (tmp_path / "held_out.json").write_text(json.dumps(test))
+    out = str(tmp_path / "out")
+    result = _run("data_gen.import_meshes", f"--src={tmp_path / 'ShapeNetCore.v2'}", f"--out={out}",
+                  f"--splits={tmp_path / 'sv2_mixed_train.json'},test={tmp_path / 'held_out.json'}")
+    assert result.returncode == 0, result.stderr
+    shapes = layout.read_metainfo(out)
+    assert [(s.obj_id, s.split, s.category) for s in shapes] == [
+        ("c0", "train", "03001627"), ("c1", "train", "03001627"), ("c2", "train", "03001627"),
+        ("t0", "train", "04379243"), ("t1", "train", "04379243"),
+        ("c3", "test", "03001627"), ("t2", "test", "04379243")]
+    assert [s.label for s in shapes] == list(range(7))
+    with open(os.path.join(out, "failures.csv")) as f:
+        assert [(r["obj_id"], r["reason"]) for r in csv.DictReader(f)] == [("missing", "not found")]
+    assert "skipped missing: not found" in result.stderr
+    # A model in two files, a file whose split its name does not say, and a malformed one: one line each.
+    (tmp_path / "more_train.json").write_text(json.dumps({"ShapeNetV2": {"03001627": ["c3"]}}))
+    (tmp_path / "chairs.json").write_text(json.dumps(train))
+    (tmp_path / "bad_test.json").write_text(json.dumps({"ShapeNetV2": ["c0"]}))
+    for splits, message in [(f"{tmp_path / 'more_train.json'},test={tmp_path / 'held_out.json'}",
+                             "model c3 is listed in"),
+                            (f"{tmp_path / 'chairs.json'}", "cannot tell the split of"),
+                            (f"{tmp_path / 'bad_test.json'}", "must map each synset to a list of model ids")]:
+        bad = _run("data_gen.import_meshes", f"--src={tmp_path / 'ShapeNetCore.v2'}", f"--out={tmp_path / 'x'}",
+                   f"--splits={splits}")
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
 TFDS_ROUND_TRIP = textwrap.dedent("""
@@ -378,3 +422,46 @@ def test_a_dataset_larger_than_tfds_shuffle_buffer_packs_without_tensorflow(tiny
     pipeline.preprocess_dataset(tiny_dataset, progress=False)
     assert len(tfds_builder.data_source(tiny_dataset, "train")) == 2
     assert tfds_shuffle.MAX_MEM_BUFFER_SIZE == 1024  # restored after packing
+
+
+def _tree_bytes(root):
+    """relative path -> bytes of every file under a dataset root (its own path written as <root>), but the run's
+    statistics."""
+    out = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if name != "preprocess_stats.json":
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = f.read().replace(root.encode(), b"<root>")
+    return out
+
+
+@pytest.mark.slow
+def test_beam_direct_runner_writes_the_local_pools_bytes_and_lists_failures_alike(tiny_dataset, tmp_path):
+    local_root = tiny_dataset.data.root
+    beam_root = str(tmp_path / "beam")
+    synthetic.write_dataset(beam_root, "chair", num_train=2, num_val=1, num_test=1)
+    for root in (local_root, beam_root):  # one shape of each set cannot be read
+        with open(os.path.join(layout.shape_dir(root, "chair_000_0002"), layout.MESH), "w") as f:
+            f.write("garbage")
+    common = ["--config=configs/chair16.py:smoke", "--config.data.num_workers=2"]
+    local = _run("data_gen.preprocess", *common, f"--config.data.root={local_root}")
+    beam = _run("data_gen.preprocess", *common, f"--config.data.root={beam_root}", "--beam_runner=DirectRunner")
+    assert local.returncode == 0 and beam.returncode == 0, beam.stderr[-3000:]
+    assert "on Beam's DirectRunner: 3 done, 0 already done, 1 failed" in beam.stdout
+    local_files, beam_files = _tree_bytes(local_root), _tree_bytes(beam_root)
+    assert sorted(local_files) == sorted(beam_files)
+    assert any(p.endswith(".array_record-00000-of-00001") for p in beam_files)
+    different = [p for p in local_files if local_files[p] != beam_files[p]]
+    assert not different, different
+    assert b"chair_000_0002" in beam_files["failures.csv"]
+    assert not os.path.exists(os.path.join(beam_root, ".beam"))
+    with open(os.path.join(beam_root, "preprocess_stats.json")) as f:
+        assert json.load(f)["engine"] == "Apache Beam FnApiRunner"
+    with open(os.path.join(local_root, "preprocess_stats.json")) as f:
+        assert json.load(f)["engine"] == "local processes"
+    # A second run finds every stage done, on Beam too.
+    again = _run("data_gen.preprocess", *common, f"--config.data.root={beam_root}", "--beam_runner=DirectRunner",
+                 "--skip=tfds")
+    assert "0 done, 3 already done, 1 failed" in again.stdout, again.stdout

@@ -1,7 +1,8 @@
 """The on-disk layout of a dataset, `data/<name>/`, shared with Sketch2Shape.
 
     data/<name>/
-      metainfo.csv                 obj_id,label,split  (label = row of the latent code)
+      metainfo.csv                 obj_id,label,split[,category]  (label = row of the latent code;
+                                   category, e.g. a ShapeNet synset, in sets of several categories)
       failures.csv                 obj_id,stage,reason of the last preprocessing run
       shapes/<obj_id>/
         mesh.obj                   the mesh as imported, original frame
@@ -30,7 +31,7 @@ from sdfjax.errors import DataError
 from sdfjax.storage import atomic_write_text
 
 SPLITS = ("train", "val", "test")
-METAINFO_COLUMNS = ("obj_id", "label", "split")
+METAINFO_COLUMNS = ("obj_id", "label", "split")  # and an optional "category"
 _OBJ_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 MESH = "mesh.obj"
@@ -56,6 +57,7 @@ class ShapeInfo:
     obj_id: str
     label: int
     split: str
+    category: str = ""  # e.g. a ShapeNet synset id; "" in a set of one category
 
 
 def shape_dir(root: str, obj_id: str) -> str:
@@ -100,7 +102,7 @@ def read_metainfo(root: str) -> list[ShapeInfo]:
                 label = int(row["label"])
             except ValueError:
                 raise DataError(f"{where}: label {row['label']!r} of {obj_id!r} is not an integer") from None
-            shapes.append(ShapeInfo(obj_id, label, split))
+            shapes.append(ShapeInfo(obj_id, label, split, (row.get("category") or "").strip()))
     if not shapes:
         raise DataError(f"{path}: no shapes listed")
     train_labels = sorted(s.label for s in shapes if s.split == "train")
@@ -114,18 +116,21 @@ def read_metainfo(root: str) -> list[ShapeInfo]:
 
 
 def write_metainfo(root: str, shapes: Sequence[ShapeInfo]) -> None:
+    """Writes `metainfo.csv`, with the category column when some shape has a category."""
+    categorised = any(s.category for s in shapes)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METAINFO_COLUMNS)
+    writer.writerow(METAINFO_COLUMNS + (("category",) if categorised else ()))
     for s in shapes:
-        writer.writerow([s.obj_id, s.label, s.split])
+        writer.writerow([s.obj_id, s.label, s.split] + ([s.category] if categorised else []))
     atomic_write_text(metainfo_path(root), buf.getvalue())
 
 
-def assign_labels(obj_ids_by_split: dict[str, Sequence[str]]) -> list[ShapeInfo]:
-    """Labels 0..T-1 for train shapes (latent rows), then val, then test."""
+def assign_labels(obj_ids_by_split: dict[str, Sequence[str]], categories: dict[str, str] | None = None
+                  ) -> list[ShapeInfo]:
+    """Labels 0..T-1 for train shapes (latent rows), then val, then test; `categories`: obj_id -> category."""
     shapes = []
     for split in SPLITS:
         for obj_id in obj_ids_by_split.get(split, ()):
-            shapes.append(ShapeInfo(obj_id, len(shapes), split))
+            shapes.append(ShapeInfo(obj_id, len(shapes), split, (categories or {}).get(obj_id, "")))
     return shapes

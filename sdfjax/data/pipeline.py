@@ -256,10 +256,13 @@ def _run_in_workers(obj_ids: Sequence[str], workers: int, run_one, stages: Seque
 
 def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bool = False,
                        obj_ids: Sequence[str] | None = None, progress: bool = True,
-                       shape_fn=None) -> list[ShapeResult]:
+                       shape_fn=None, runner=None) -> list[ShapeResult]:
     """Preprocesses every shape of `config.data.root` (or `obj_ids`), then packs TFDS.
 
-    `shape_fn` (default `preprocess_shape`, same arguments) does one shape; shapes whose
+    `shape_fn` (default `preprocess_shape`, same arguments) does one shape, in local worker
+    processes; or `runner(root, obj_ids, settings, stages, overwrite) -> [ShapeResult]`, named
+    by its `engine`, runs `preprocess_shape` for every shape elsewhere
+    (sdfjax.data.beam_pipeline.BeamRunner). Shapes whose
     files cannot be packed are listed in failures.csv with the stage `tfds`. The data root
     is locked for the run (sdfjax.locks): a second run on it refuses in one line.
 
@@ -268,10 +271,10 @@ def preprocess_dataset(config, stages: Sequence[str] = ALL_STAGES, overwrite: bo
         process is preprocessing the same data root.
     """
     with locks.hold(config.data.root, "preprocessing", enabled=os.path.isdir(config.data.root)):
-        return _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn)
+        return _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn, runner)
 
 
-def _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn) -> list[ShapeResult]:
+def _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn, runner) -> list[ShapeResult]:
     unknown = [s for s in stages if s not in ALL_STAGES]
     if unknown:
         raise errors.DataError(f"unknown preprocessing stage(s) {unknown}; expected some of {ALL_STAGES}")
@@ -293,7 +296,10 @@ def _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn) 
                unit="shape", disable=not progress, file=sys.stderr)
     workers = max(1, min(int(config.data.num_workers), len(ids)))
     run_one = functools.partial(shape_fn, root, settings=settings, stages=shape_stages, overwrite=overwrite)
-    if workers == 1:
+    if runner is not None:
+        results = runner(root, ids, settings, shape_stages, overwrite)
+        bar.update(len(results))
+    elif workers == 1:
         for obj_id in ids:
             results.append(run_one(obj_id))
             bar.update()
@@ -310,12 +316,14 @@ def _preprocess_dataset(config, stages, overwrite, obj_ids, progress, shape_fn) 
         results = [ShapeResult(r.obj_id, "failed", r.stages + ("tfds",), bad[r.obj_id]) if r.obj_id in bad else r
                    for r in results]
         write_failures(root, results)
-    _write_stats(root, results, shape_stages, workers, shape_seconds, time.perf_counter() - started)
+    engine = runner.engine if runner is not None else "local processes"
+    _write_stats(root, results, shape_stages, (engine, workers), shape_seconds, time.perf_counter() - started)
     return results
 
 
-def _write_stats(root: str, results, stages, workers: int, shape_seconds: float, seconds: float) -> None:
-    """`<root>/preprocess_stats.json`: this run's throughput (shapes done per minute) and peak memory.
+def _write_stats(root: str, results, stages, engine: tuple[str, int], shape_seconds: float, seconds: float) -> None:
+    """`<root>/preprocess_stats.json`: this run's engine (what ran the shapes, and its local workers), throughput
+    (shapes done per minute) and peak memory.
 
     A run that preprocessed no shape (all done before) keeps the file of the run that did.
     """
@@ -324,7 +332,7 @@ def _write_stats(root: str, results, stages, workers: int, shape_seconds: float,
         return
     storage.atomic_write_json(os.path.join(root, "preprocess_stats.json"), {
         "shapes": len(results), "done": done, "failed": sum(r.status == "failed" for r in results),
-        "stages": list(stages), "workers": workers, "seconds": round(seconds, 2),
+        "stages": list(stages), "engine": engine[0], "workers": engine[1], "seconds": round(seconds, 2),
         "shape_stage_seconds": round(shape_seconds, 2),
         "shapes_per_minute": round(60 * done / shape_seconds, 2) if done and shape_seconds > 0 else None,
         # Linux reports KiB; the largest worker process (spawned) counts under RUSAGE_CHILDREN.

@@ -27,6 +27,7 @@ from unittest import mock
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from sdfjax import errors, storage
@@ -185,6 +186,12 @@ def _packed_bytes(root: str, shapes) -> int:
     return total
 
 
+def _serialize_deterministically(serializer, example) -> bytes:
+    """TFDS's record bytes with the proto's map entries in one order (its default order changes with each process's
+    hash seed), so that the same shapes pack into the same bytes on any machine and runner."""
+    return serializer.get_tf_example(example).SerializeToString(deterministic=True)
+
+
 def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, str]]]:
     """Builds the array_record dataset of `config.data.root`.
 
@@ -206,7 +213,8 @@ def pack_dataset(config, overwrite: bool = False) -> tuple[str, list[tuple[str, 
     # TFDS spills a shuffle buffer over 1 GB to disk through tf.io.gfile, i.e. TensorFlow, which is
     # not a dependency (a 352-chair set at the cpu spec is 1.4 GB): keep the records in memory instead.
     needed = 2 * _packed_bytes(config.data.root, ready)
-    with mock.patch.object(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", max(tfds_shuffle.MAX_MEM_BUFFER_SIZE, needed)):
+    with mock.patch.object(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", max(tfds_shuffle.MAX_MEM_BUFFER_SIZE, needed)), \
+            mock.patch.object(example_serializer.ExampleSerializer, "serialize_example", _serialize_deterministically):
         builder.download_and_prepare()
     old = tfds_dir(config) + ".old"
     shutil.rmtree(old, ignore_errors=True)

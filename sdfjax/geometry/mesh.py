@@ -93,12 +93,17 @@ class Normalization:
 
 
 def compute_normalization(mesh: trimesh.Trimesh) -> Normalization:
-    """DeepSDF's normalisation: bounding-box centre, farthest vertex at 1/1.03."""
-    used = np.asarray(mesh.vertices, np.float64)[np.unique(mesh.faces)]
-    centre = 0.5 * (used.min(axis=0) + used.max(axis=0))
-    radius = float(np.max(np.linalg.norm(used - centre, axis=1)))
+    """DeepSDF's normalisation of a mesh's used vertices (`points_normalization`)."""
+    return points_normalization(np.asarray(mesh.vertices, np.float64)[np.unique(mesh.faces)], "mesh")
+
+
+def points_normalization(points: np.ndarray, name: str = "points") -> Normalization:
+    """DeepSDF's normalisation: bounding-box centre of (N, 3) points at the origin, the farthest at 1/1.03.
+    MeshError naming `name` when they are a single point."""
+    centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+    radius = float(np.max(np.linalg.norm(points - centre, axis=1)))
     if not radius > 0:
-        raise MeshError("mesh has a single point: it cannot be normalised")
+        raise MeshError(f"{name} has a single point: it cannot be normalised")
     return Normalization(offset=-centre, scale=1.0 / (radius * NORMALIZATION_MARGIN))
 
 
