@@ -16,7 +16,7 @@ PYTHON312 := $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 RESULTS_CONFIG ?= configs/chairs256.py:cpu
 RESULTS_RUN ?= runs/chairs256_cpu
 
-.PHONY: setup test test-quick demo app results bench clean-venv
+.PHONY: setup test test-quick demo app results results-mixed bench clean-venv
 
 setup: $(STAMP)
 
@@ -71,6 +71,14 @@ app: $(STAMP)
 results: $(STAMP)
 	$(PY) -m sdfjax.launch.results --config=$(RESULTS_CONFIG) --workdir=$(RESULTS_RUN) \
 	  --readme=docs/results.md --pictures=docs/results --pretrained=pretrained/chairs256_cpu --headline=README.md
+
+# One DeepSDF for chairs and tables, reported per category, beside a model of each category alone at the same
+# budget per shape (configs/mixed.py): docs/results_mixed.md.
+results-mixed: $(STAMP)
+	$(PY) -m sdfjax.launch.results --config=configs/mixed.py:cpu_chair --workdir=runs/mixed_cpu_chair
+	$(PY) -m sdfjax.launch.results --config=configs/mixed.py:cpu_table --workdir=runs/mixed_cpu_table
+	$(PY) -m sdfjax.launch.results --config=configs/mixed.py:cpu --workdir=runs/mixed_cpu \
+	  --readme=docs/results_mixed.md --pictures=docs/results_mixed
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.sdf_sampling

@@ -427,23 +427,25 @@ def write_dataset(out: str, category: str = "chair", num_train: int = 16, num_va
     """Writes `out/shapes/<obj_id>/mesh.obj` and `out/metainfo.csv`; returns the shapes.
 
     `category` may list several (`chair,table`): shapes take them in turn, in every split,
-    for a multi-category set (one latent table, labels from metainfo.csv as for one).
+    for a multi-category set (one latent table, labels from metainfo.csv as for one, the
+    category in its category column). Each category numbers its own shapes, so a category's
+    shapes in a mixed set of n per split are those of its own set of n / len(categories).
     """
     categories = [c.strip() for c in category.split(",") if c.strip()]
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
         raise ValueError(f"--category={category!r}: expected one or more of {sorted(CATEGORIES)}")
     counts = {"train": num_train, "val": num_val, "test": num_test}
-    ids, made, index = {}, {}, 0
+    ids, made, index = {}, {}, dict.fromkeys(categories, 0)
     for split, n in counts.items():
         ids[split] = []
         for k in range(n):
-            kind = categories[(index + k) % len(categories)]
-            obj_id = f"{kind}_{seed:03d}_{index + k:04d}"
+            kind = categories[k % len(categories)]
+            obj_id = f"{kind}_{seed:03d}_{index[kind]:04d}"
             ids[split].append(obj_id)
-            made[obj_id] = (kind, index + k)
-        index += n
-    shapes = layout.assign_labels(ids)
+            made[obj_id] = (kind, index[kind])
+            index[kind] += 1
+    shapes = layout.assign_labels(ids, {o: kind for o, (kind, _) in made.items()} if len(categories) > 1 else None)
     for shape in shapes:
         path = os.path.join(layout.shape_dir(out, shape.obj_id), layout.MESH)
         storage.atomic_export_mesh(path, make_shape(made[shape.obj_id][0], seed, made[shape.obj_id][1]))

@@ -9,13 +9,14 @@ The Python API is `sdfjax.api` (docs/api.md); the command lines are `python -m s
 
 from sdfjax.version import __version__
 
-__all__ = ["__version__", "load_pretrained"]
+_API = ("load_pretrained", "read_point_scan", "read_depth_image", "DepthScan", "Intrinsics")
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name):
     # The API pulls in JAX, Flax and the models: loaded on first use, so `import sdfjax.<module>` stays light.
-    if name == "load_pretrained":
-        from sdfjax.api import load_pretrained
+    if name in _API:
+        from sdfjax import api
 
-        return load_pretrained
+        return getattr(api, name)
     raise AttributeError(f"module 'sdfjax' has no attribute {name!r}")

@@ -7,6 +7,7 @@
     d = model.sdf(z, xyz)                                          # (N,) signed distances at (N, 3) points
     z_fit = model.fit(samples=sdf_samples)                         # DeepSDF reconstruction from (N, 4) samples
     z_fit = model.fit(points=xyz, normals=n)                       # ... or from surface points with normals
+    shape = model.fit_scan(sdfjax.read_point_scan("scan.ply"))     # your own scan: shape.mesh in its units
     shape = model.sketch_to_shape("chair.png", azimuth=40, elevation=20)   # shape.latent, shape.mesh
 
 Coordinates are in the model's normalised frame (DeepSDF's: the training shapes centred
@@ -26,8 +27,9 @@ import trimesh
 
 from sdfjax import config_files, shipped
 from sdfjax import trained as trained_lib
-from sdfjax.fit import meshing, partial, sdf_fit
+from sdfjax.fit import meshing, partial, reconstruct, sdf_fit
 from sdfjax.fit.folded import fold_decoder
+from sdfjax.fit.scans import DepthScan, Intrinsics, read_depth_image, read_point_scan  # noqa: F401 (sdfjax.<name>)
 from sdfjax.sketch2shape import sketches as sketches_lib
 from sdfjax.sketch2shape.interactive import SketchToShape
 
@@ -40,6 +42,16 @@ class SketchShape:
     mesh: trimesh.Trimesh | None  # normalised frame; None when the latent's SDF has no surface
     encoder_latent: np.ndarray  # (L,): the sketch-to-latent encoder's guess, before refinement
     sketch: np.ndarray  # (R, R) uint8: the drawing as the models read it (framed, resampled)
+
+
+@dataclasses.dataclass
+class ScanShape:
+    """What `Model.fit_scan` returns: the fitted latent, the frame between the scan and the model, the mesh."""
+
+    latent: np.ndarray  # (L,)
+    frame: object  # sdfjax.geometry.mesh.Normalization: scan frame -> normalised frame
+    mesh: trimesh.Trimesh | None  # the scan's frame and units; None when the latent's SDF has no surface
+    fit_loss: float
 
 
 class Model:
@@ -113,6 +125,20 @@ class Model:
         result = sdf_fit.fit_latents(self._folded, sdf_fit.ShapeSamples.from_list([observations]), initial,
                                      settings, jax.random.key(seed))
         return result.latents[0]
+
+    def fit_scan(self, scan, frame=None, iterations: int | None = None) -> ScanShape:
+        """DeepSDF reconstruction of your own scan, in its own frame and units (sdfjax.fit.scans): `scan` is a
+        `scans.PointScan` (surface points with normals; `read_point_scan(path)`) or a `scans.DepthScan` (one
+        depth image, its intrinsics and view); `frame` (a geometry.mesh.Normalization from the scan's frame
+        to the model's) defaults to one estimated from the scan. ScanError names what is wrong with a scan."""
+        config = self.config
+        if iterations is not None:
+            config = config.copy_and_resolve_references()
+            config.fit.num_iterations = int(iterations)
+        latent, fit_loss, frame, _ = reconstruct.fit_scan_latent(config, self._folded, self.latents.mean(axis=0),
+                                                                 scan, frame)
+        mesh, _ = reconstruct.scan_mesh(config, self._folded, latent, frame)
+        return ScanShape(latent, frame, mesh, fit_loss)
 
     def sketch_to_shape(self, image, azimuth: float, elevation: float, refine: bool = True,
                         resolution: int | None = None) -> SketchShape:

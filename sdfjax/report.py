@@ -66,26 +66,52 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def reconstruction_table(workdir: str) -> tuple[str, dict]:
-    """Markdown rows of mean and median metrics per split, and the median Chamfer of each split."""
+    """Markdown rows of mean and median metrics per split (and per category, in a set of several), and the
+    median Chamfer of each split (keys "test", and "test chair", ... per category)."""
     lines = ["| split | shapes | Chamfer x1000 mean | median | EMD | F@0.01 | F@0.02 | NC | empty meshes |",
              "|---|---|---|---|---|---|---|---|---|"]
     medians = {}
     for split, label in (("train", "train (trained latents)"), ("val", "val (fitted)"), ("test", "test (fitted)")):
         shapes = _shape_rows(_rows(storage.join(results_dir(workdir), f"fit_{split}", "metrics.csv")))
-        if not shapes:
-            continue
-        chamfer = [float(r["chamfer"]) for r in shapes]
-        finite = [c for c in chamfer if np.isfinite(c)]
-        medians[split] = statistics.median(finite) if finite else None
-
-        def mean(key):
-            values = [float(r[key]) for r in shapes if np.isfinite(float(r[key]))]
-            return float(np.mean(values)) if values else None
-
-        lines.append(f"| {label} | {len(shapes)} | {_fmt(mean('chamfer'))} | {_fmt(medians[split])} | "
-                     f"{_fmt(mean('emd'))} | {_fmt(mean('fscore@0.01'))} | {_fmt(mean('fscore@0.02'))} | "
-                     f"{_fmt(mean('normal_consistency'))} | {len(chamfer) - len(finite)} |")
+        categories = sorted({r.get("category") or "" for r in shapes} - {""})
+        groups = [(split, label, shapes)] + [(f"{split} {c}", f"{label}, {c}", [r for r in shapes
+                                                                              if r.get("category") == c])
+                                             for c in categories]
+        for key, name, members in groups if shapes else ():
+            medians[key] = _median_of_rows(members)
+            lines.append(_reconstruction_row(name, members, medians[key]))
     return "\n".join(lines), medians
+
+
+def category_comparison(workdir: str, single_runs) -> str:
+    """Markdown: per category, the test median Chamfer of this run (several categories) and of each run of one
+    category in `single_runs` (its test shapes all of that category), and their ratio."""
+    _, mixed = reconstruction_table(workdir)
+    lines = ["| category | one model for all | a model per category | ratio |", "|---|---|---|---|"]
+    for single in single_runs:
+        shapes = _shape_rows(_rows(storage.join(results_dir(single), "fit_test", "metrics.csv")))
+        category = shapes[0]["obj_id"].split("_")[0] if shapes else "?"
+        alone, together = _median_of_rows(shapes) if shapes else None, mixed.get(f"test {category}")
+        ratio = together / alone if together is not None and alone else None
+        lines.append(f"| {category} | {_fmt(together)} | {_fmt(alone)} | {_fmt(ratio, 2)} |")
+    return "\n".join(lines)
+
+
+def _median_of_rows(shapes: list[dict]) -> float | None:
+    finite = [float(r["chamfer"]) for r in shapes if np.isfinite(float(r["chamfer"]))]
+    return statistics.median(finite) if finite else None
+
+
+def _reconstruction_row(label: str, shapes: list[dict], median: float | None) -> str:
+    """One markdown row of reconstruction_table: means of the shapes' metrics, their median Chamfer, empties."""
+    def mean(key):
+        values = [float(r[key]) for r in shapes if np.isfinite(float(r[key]))]
+        return float(np.mean(values)) if values else None
+
+    empty = sum(not np.isfinite(float(r["chamfer"])) for r in shapes)
+    return (f"| {label} | {len(shapes)} | {_fmt(mean('chamfer'))} | {_fmt(median)} | {_fmt(mean('emd'))} | "
+            f"{_fmt(mean('fscore@0.01'))} | {_fmt(mean('fscore@0.02'))} | {_fmt(mean('normal_consistency'))} | "
+            f"{empty} |")
 
 
 SKETCH_RUNS = (("sketch2shape", "dataset sketches"), ("sketch2shape_hand", "hand-drawn style (each stroke redrawn)"),
@@ -164,7 +190,8 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
     retrieval = json.loads(storage.read_text(retrieval_path)) if storage.exists(retrieval_path) else None
     table, medians = reconstruction_table(workdir)
 
-    parts = [f"Config `{config.variant}` of `configs/chairs256.py`, data `{config.data.root}`, run `{workdir}`."]
+    parts = [f"Config `{config.variant}` of `configs/{config.get('name', 'chairs256')}.py`, data `{config.data.root}`, "
+             f"run `{workdir}`."]
     if stats:
         parts.append(f"Preprocessing: {stats['done']} shapes ({', '.join(stats['stages'])}) at "
                      f"{_fmt(stats['shapes_per_minute'], 1)} shapes/min with {stats['workers']} worker(s); peak memory "
@@ -200,7 +227,11 @@ def write_report(config, workdir: str, picture_dir: str | None = None) -> str:
                      f"(near {val['val_near_x1000']:.2f}, away {val['val_far_x1000']:.2f}); the mean trained "
                      f"latent's: {val['val_mean_latent_score_x1000']:.2f}.")
         parts += ["", line]
-    views = ", ".join(str(v) for v in config.results.test_views)
+    if config.results.get("single_runs"):
+        parts += ["", "Each category in this one model against a model of that category alone, at the same budget "
+                  "per shape (test shapes, median Chamfer x1000):", "", category_comparison(workdir,
+                                                                                             config.results.single_runs)]
+    views = ", ".join(str(v) for v in config.results.get("test_views", ()))
     for run, label in SKETCH_RUNS:
         if storage.exists(storage.join(out, run)):
             where = f"views {views}" if run != "sketch2shape_user" else "each at its own view"

@@ -122,3 +122,49 @@ def test_a_stage_runs_again_when_its_command_or_config_changed():
     changed_record = results.stage_record(fit, results.config_digest(changed))
     assert results.rerun_reason(json.dumps(record), changed_record) == "the config changed"
     assert results.rerun_reason("12.5\n", record) == "its marker records no settings"
+
+
+@pytest.mark.slow
+def test_chairs_and_tables_in_one_model_are_fitted_and_reported_per_category(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sdfjax.launch.results", "--config=configs/mixed.py:tiny",
+                             f"--config.data.root={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = tmp_path / "run" / "results"
+    stages = [json.loads(line)["stage"] for line in (out / "timings.jsonl").read_text().splitlines()]
+    assert stages == ["generate", "preprocess", "train", "fit_train", "fit_val", "fit_test"]  # DeepSDF alone
+    import csv
+
+    with open(out / "fit_test" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["obj_id"], r["category"]) for r in rows] == [
+        ("chair_000_0003", "chair"), ("table_000_0003", "table"),
+        ("mean_metric", "chair"), ("mean_metric", "table"), ("mean_metric", "all")]
+    assert float(rows[2]["chamfer"]) == pytest.approx(float(rows[0]["chamfer"]))
+    assert float(rows[4]["chamfer"]) == pytest.approx((float(rows[0]["chamfer"]) + float(rows[1]["chamfer"])) / 2,
+                                                      rel=1e-5)  # 6 significant digits in the file
+    report = (out / "results.md").read_text()
+    assert "configs/mixed.py" in report
+    for line in ("| test (fitted) | 2 |", "| test (fitted), chair | 1 |", "| test (fitted), table | 1 |",
+                 "| train (trained latents), table | 2 |"):
+        assert line in report, report
+    assert not (tmp_path / "data" / "shapes" / "chair_000_0000" / "views.json").exists()  # never rendered
+
+
+def test_the_category_comparison_divides_each_categorys_median_by_its_own_models(tmp_path):
+    from sdfjax import report
+
+    def metrics(run, rows):
+        folder = tmp_path / run / "results" / "fit_test"
+        folder.mkdir(parents=True)
+        lines = ["obj_id,category,chamfer,emd,fscore@0.01,fscore@0.02,normal_consistency"] + [
+            f"{o},{c},{v},0,0,0,0" for o, c, v in rows] + ["mean_metric,all,9,0,0,0,0"]
+        (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+    metrics("mixed", [("chair_0", "chair", 1.0), ("chair_1", "chair", 3.0), ("chair_2", "chair", 2.0),
+                      ("table_0", "table", 8.0)])
+    metrics("chairs", [("chair_0", "", 1.0), ("chair_1", "", 1.5)])
+    metrics("tables", [("table_0", "", 4.0)])
+    table = report.category_comparison(str(tmp_path / "mixed"), [str(tmp_path / "chairs"), str(tmp_path / "tables")])
+    assert "| chair | 2.000 | 1.250 | 1.60 |" in table and "| table | 8.000 | 4.000 | 2.00 |" in table

@@ -99,7 +99,12 @@ def test_a_multi_category_set_alternates_categories_in_every_split(tmp_path):
 
     shapes = synthetic.write_dataset(str(tmp_path / "mixed"), "chair,table", num_train=4, num_val=2, num_test=2)
     assert [s.obj_id.split("_")[0] for s in shapes] == ["chair", "table"] * 4
+    assert [s.category for s in shapes] == ["chair", "table"] * 4
     assert [s.label for s in shapes if s.split == "train"] == [0, 1, 2, 3]
     assert layout.read_metainfo(str(tmp_path / "mixed")) == shapes
-    table = trimesh.load(tmp_path / "mixed" / "shapes" / shapes[1].obj_id / "mesh.obj", force="mesh")
+    table = trimesh.load(tmp_path / "mixed" / "shapes" / shapes[3].obj_id / "mesh.obj", force="mesh")
     np.testing.assert_allclose(table.vertices, synthetic.make_shape("table", 0, 1).vertices, atol=1e-5)
+    # Each category's shapes, splits included, are those of its own set of half the size.
+    tables = synthetic.write_dataset(str(tmp_path / "tables"), "table", num_train=2, num_val=1, num_test=1)
+    assert [(s.obj_id, s.split) for s in tables] == [(s.obj_id, s.split) for s in shapes if s.category == "table"]
+    assert all(s.category == "" for s in tables)

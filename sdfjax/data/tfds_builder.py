@@ -252,6 +252,12 @@ def data_source(config, split: str, renders: bool = False):
     return source
 
 
+def has_renders(config) -> bool:
+    """Whether the dataset exists and was packed with renders (its records hold views, normal maps, sketches)."""
+    path = dataset_path(config)
+    return storage.exists(path) and "normal_maps" in tfds.builder_from_directory(path).info.features
+
+
 def check_views(config, record: dict, where: str) -> None:
     """DataError, naming `where` and the command that re-renders it, unless `record` holds renders of
     config.render's views (azimuths, elevations and distance), so that images of two view sets never mix."""

@@ -13,17 +13,20 @@ from sdfjax.geometry import metrics
 CSV_COLUMNS = ("obj_id",) + metrics.METRIC_NAMES + ("fit_loss",)
 
 
-def write_metrics_csv(path: str, rows: list[dict], group_by: str | None = None):
+def write_metrics_csv(path: str, rows: list[dict], group_by: str | None = None, overall: bool = False):
     """Writes rows plus `mean_metric` rows (NaN-aware means); returns the mean row.
 
     With `group_by` (a column such as "method"), there is one mean row per value of that
-    column and the return value is {value: mean row}. Columns beyond the metrics that the
-    rows carry (e.g. "method", "retrieved") are written after obj_id.
+    column and the return value is {value: mean row}; with `overall` too, a last mean row of
+    every row, under the value "all". Columns beyond the metrics that the rows carry (e.g.
+    "method", "retrieved") are written after obj_id.
     """
     groups = {None: rows} if group_by is None else {}
     if group_by is not None:
         for r in rows:
             groups.setdefault(r[group_by], []).append(r)
+        if overall:
+            groups["all"] = rows
     means = {}
     for key, members in groups.items():
         mean = {"obj_id": "mean_metric", **({group_by: key} if group_by else {})}

@@ -53,18 +53,34 @@ def depth_observations(vertices: np.ndarray, faces: np.ndarray, camera: camera_l
       vertices, faces: the shape's normalised mesh (the unit-sphere frame of the dataset).
       camera: the depth camera.
       rng: draws the free-space points.
-      free_per_ray: points per ray uniform on its free segment inside the unit sphere.
-      near_per_ray: points per hit ray just in front of the hit, at |N(0, near_std^2)| along the ray.
+      free_per_ray, near_per_ray, near_std: as `ray_observations`.
 
     Returns rows x, y, z, lo, hi: hit points (lo = hi = 0) first, then free-space points (lo = 0).
     """
     cast = mesh_caster.cast_mesh(vertices, faces, camera)
     origins, directions = (a.astype(np.float64) for a in camera.rays())
-    hit = cast["hit"]
+    return ray_observations(origins, directions, cast["depth"], cast["hit"], rng, free_per_ray, near_per_ray,
+                            near_std)
+
+
+def ray_observations(origins: np.ndarray, directions: np.ndarray, depth: np.ndarray, hit: np.ndarray,
+                     rng: np.random.Generator, free_per_ray: int = 2, near_per_ray: int = 2,
+                     near_std: float = 0.025) -> np.ndarray:
+    """SDF observations (N, 5) of a depth camera's rays, normalised frame (module docstring).
+
+    Args:
+      origins, directions: (R, 3) each ray's start and unit direction.
+      depth: (R,) distance along each ray to its first surface point; read where `hit` (R,) bool.
+      rng: draws the free-space points.
+      free_per_ray: points per ray uniform on its free segment inside the unit sphere.
+      near_per_ray: points per hit ray just in front of the hit, at |N(0, near_std^2)| along the ray.
+
+    Returns rows x, y, z, lo, hi: hit points (lo = hi = 0) first, then free-space points (lo = 0).
+    """
     t_in, t_out = _sphere_span(origins, directions)
-    t_end = np.where(hit, np.minimum(cast["depth"], t_out), t_out)
+    t_end = np.where(hit, np.minimum(depth, t_out), t_out)
     seen = t_end > t_in  # rays that cross the unit sphere before their hit
-    surface = origins[hit] + cast["depth"][hit, None] * directions[hit]
+    surface = origins[hit] + depth[hit, None] * directions[hit]
 
     starts, ends = t_in[seen], t_end[seen]
     uniform = starts[:, None] + rng.uniform(size=(len(starts), free_per_ray)) * (ends - starts)[:, None]

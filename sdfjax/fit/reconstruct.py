@@ -9,13 +9,26 @@ sdfjax.fit.partial),
 and writes `workdir/fit/<timestamp>/`:
 
     metrics.csv        obj_id, chamfer (x1000, original frame), emd, fscore@0.01, fscore@0.02,
-                       normal_consistency, fit_loss; a last `mean_metric` row (Sketch2Shape)
+                       normal_consistency, fit_loss; a last `mean_metric` row (Sketch2Shape); in a
+                       set of several categories (metainfo.csv), a category column and a
+                       mean row per category before the last, overall one (category "all")
     latents.npz        obj_ids, latents (S, L), fit_loss (S,), restart_losses (S, K)
     meshes/<obj_id>.obj            normalised frame (and meshes_original/ on request)
     fit_loss.png       each shape's fitting loss against the step
 
 Every check on the input (checkpoint, decoder, split, obj_ids, init) runs before the
 first fitting step.
+
+    summary = fit_scan(config, workdir, scan, frame=None)
+
+fits one latent to a person's own scan (sdfjax.fit.scans: surface points with normals, or
+one depth image), outside any dataset, and writes `workdir/fit_scan/<timestamp>/`:
+
+    mesh.obj             the shape in the scan's own frame and units
+    mesh_normalized.obj  the same in the model's normalised frame
+    latent.npz           latent (L,), fit_loss, the frame (offset, scale) between the two
+    metrics.json         observations, fit_loss, the scan's points' distances to the mesh
+                         (mean, median, 90th percentile; the scan's units)
 """
 
 from __future__ import annotations
@@ -27,13 +40,14 @@ import zlib
 
 import jax
 import numpy as np
+import point_cloud_utils as pcu
 import trimesh
 from tqdm import tqdm
 
 from sdfjax import errors, storage, trained as trained_lib
 from sdfjax.data import layout, tfds_builder
 from sdfjax.evaluators import reconstruction, tables
-from sdfjax.fit import partial, sdf_fit
+from sdfjax.fit import meshing, partial, scans, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.optimizer import initial_latents
 
@@ -133,7 +147,64 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
              restart_losses=np.concatenate(restart_losses), init=fc.init, split=fc.split)
     if settings.num_iterations:
         tables.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)
-    rows = reconstruction.score_latents(config, folded, latents, examples, obj_ids, out_dir, progress,
-                                        extra=[{"fit_loss": float(loss)} for loss in losses])
-    mean = tables.write_metrics_csv(os.path.join(out_dir, "metrics.csv"), rows)
-    return {"out_dir": out_dir, "rows": rows, "mean": mean}
+    category = {s.obj_id: s.category for s in layout.read_metainfo(config.data.root)}
+    categorised = any(category.get(o) for o in obj_ids)
+    extra = [{**({"category": category.get(o, "")} if categorised else {}), "fit_loss": float(loss)}
+             for o, loss in zip(obj_ids, losses)]
+    rows = reconstruction.score_latents(config, folded, latents, examples, obj_ids, out_dir, progress, extra=extra)
+    path = os.path.join(out_dir, "metrics.csv")
+    if not categorised:
+        return {"out_dir": out_dir, "rows": rows, "mean": tables.write_metrics_csv(path, rows)}
+    means = tables.write_metrics_csv(path, rows, group_by="category", overall=True)
+    return {"out_dir": out_dir, "rows": rows, "mean": means.pop("all"), "category_means": means}
+
+
+def fit_scan_latent(config, folded: dict, start: np.ndarray, scan, frame=None, progress: bool = False):
+    """(latent (L,), fit loss, the frame used, observations) of one scan (scans.PointScan or scans.DepthScan),
+    fitted from latent `start` (L,) with config.fit's settings; `frame` None: estimated from the scan."""
+    observations, frame = scans.observe(scan, frame, seed=int(config.seed))
+    settings = sdf_fit.FitSettings.from_config(config)
+    bar = tqdm(total=settings.num_iterations, desc="fit scan", unit="step", disable=not progress, file=sys.stderr)
+    try:
+        result = sdf_fit.fit_latents(folded, sdf_fit.ShapeSamples.from_list([observations]),
+                                     np.asarray(start, np.float32)[None, None], settings,
+                                     jax.random.key(config.seed), progress=lambda i: bar.update(i - bar.n))
+    finally:
+        bar.close()
+    return np.asarray(result.latents[0], np.float32), float(result.losses[0]), frame, len(observations)
+
+
+def scan_mesh(config, folded: dict, latent: np.ndarray, frame) -> tuple[trimesh.Trimesh | None, trimesh.Trimesh | None]:
+    """(mesh in the scan's frame, mesh in the normalised frame) of a fitted latent; (None, None) when empty."""
+    normalized = meshing.mesh_of_latent(config, folded, latent)
+    if normalized is None:
+        return None, None
+    return trimesh.Trimesh(frame.to_original(normalized.vertices), normalized.faces, process=False), normalized
+
+
+def fit_scan(config, workdir: str, scan, frame=None, out_dir: str | None = None, progress: bool = True) -> dict:
+    """Fits the latent of one scan (scans.PointScan or scans.DepthScan) from the trained mean, meshes it, writes
+    the files of the module docstring; `frame` (geometry.mesh.Normalization) None: estimated from the scan.
+
+    Returns {"out_dir", "latent", "frame", "mesh" (scan frame, or None), "metrics"}."""
+    scans.observe(scan, frame)  # a bad scan is named before the model loads
+    trained = trained_lib.load_trained(config, workdir)
+    folded = fold_decoder(trained.decoder, trained.params)
+    latent, fit_loss, frame, count = fit_scan_latent(config, folded, trained.latents.mean(axis=0), scan, frame,
+                                                     progress)
+    mesh, normalized = scan_mesh(config, folded, latent, frame)
+    out_dir = storage.run_dir(workdir, "fit_scan", out_dir)
+    metrics = {"observations": count, "fit_loss": fit_loss}
+    if mesh is not None:
+        storage.atomic_export_mesh(storage.join(out_dir, "mesh_normalized.obj"), normalized)
+        storage.atomic_export_mesh(storage.join(out_dir, "mesh.obj"), mesh)
+        distance, _, _ = pcu.closest_points_on_mesh(scans.scan_points(scan), np.asarray(mesh.vertices, np.float64),
+                                                    np.asarray(mesh.faces, np.int64))
+        metrics.update(scan_to_mesh_mean=float(np.mean(distance)), scan_to_mesh_median=float(np.median(distance)),
+                       scan_to_mesh_p90=float(np.percentile(distance, 90)))
+    else:
+        metrics["empty_mesh"] = True
+    storage.save_npz(storage.join(out_dir, "latent.npz"), latent=latent, fit_loss=fit_loss, offset=frame.offset,
+                     scale=frame.scale)
+    storage.atomic_write_json(storage.join(out_dir, "metrics.json"), metrics)
+    return {"out_dir": out_dir, "latent": latent, "frame": frame, "mesh": mesh, "metrics": metrics}

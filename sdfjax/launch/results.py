@@ -36,11 +36,13 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
     out = report.results_dir(workdir)
     base = list(config_args)
     run = base + [f"--workdir={workdir}"]
-    views = ",".join(str(v) for v in config.results.test_views)
+    views = ",".join(str(v) for v in config.results.get("test_views", ()))
     py = [sys.executable, "-m"]
-    return [
+    category = [f"--category={config.data.category}"] if config.data.get("category") else []
+    deepsdf = [
         ("generate", py + ["data_gen.synthetic", f"--out={data}", f"--num_train={config.data.num_train}",
-                           f"--num_val={config.data.num_val}", f"--num_test={config.data.num_test}", "--preview"]),
+                           f"--num_val={config.data.num_val}", f"--num_test={config.data.num_test}", "--preview",
+                           *category]),
         ("preprocess", py + ["data_gen.preprocess", *base]),
         ("train", py + ["sdfjax.launch.train", *run]),
         ("fit_train", py + ["sdfjax.launch.fit", *run, "--config.fit.split=train", "--config.fit.init=prior",
@@ -49,6 +51,13 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
         ("fit_val", py + ["sdfjax.launch.fit", *run, "--config.fit.split=val", f"--out_dir={storage.join(out, 'fit_val')}"]),
         ("fit_test", py + ["sdfjax.launch.fit", *run, "--config.fit.split=test",
                            f"--out_dir={storage.join(out, 'fit_test')}"]),
+    ]
+    report_stage = ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}",
+                                    f"--headline={headline}"])
+    if not config.results.get("sketch", True):  # DeepSDF alone: its views are never rendered
+        deepsdf[1] = ("preprocess", deepsdf[1][1] + ["--skip=render"])
+        return deepsdf + [report_stage]
+    return deepsdf + [
         ("train_siamese", py + ["sdfjax.launch.train_siamese", *run]),
         ("train_encoder", py + ["sdfjax.launch.train_encoder", *run]),
         ("retrieval", py + ["sdfjax.launch.eval_siamese", *run, "--config.siamese.index_split=train,test",
@@ -71,8 +80,7 @@ def stages(config_args: list[str], config, workdir: str, readme: str, pictures: 
                                        f"--out_dir={storage.join(out, 'sketch2shape_user')}"])]
           if config.results.get("user_sketches") else []),
         *([("export", py + ["sdfjax.launch.export", *run, f"--out={pretrained}"])] if pretrained else []),
-        ("report", py + ["sdfjax.launch.report", *run, f"--readme={readme}", f"--pictures={pictures}",
-                         f"--headline={headline}"]),
+        report_stage,
     ]
 
 
