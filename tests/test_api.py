@@ -28,7 +28,7 @@ def test_a_packaged_config_is_found_by_name_from_any_folder(tmp_path, monkeypatc
     assert config_files.load("chair16.py:smoke").to_dict() == config_files.load("configs/chair16.py:smoke").to_dict()
     assert config_files.display(config_files.resolve("chairs256:cpu")) == "chairs256:cpu"
     with pytest.raises(ValueError, match=r"--config=chairs999:cpu: no such file, and no packaged config 'chairs999' "
-                                         r"\(packaged: chair16, chairs256\)"):
+                                         r"\(packaged: chair16, chairs256, mixed\)"):
         config_files.resolve("chairs999:cpu")
 
 
