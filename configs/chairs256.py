@@ -14,27 +14,20 @@ Everything not set here is chair16's (configs/chair16.py) at the same variant. M
 behind the chosen values are in docs/experiments.md.
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from sdfjax import config_files
 
 VARIANTS = ("default", "cpu", "tiny")
 SPLIT_SIZES = {"default": (256, 32, 64), "cpu": (256, 32, 64), "tiny": (8, 2, 2)}
-
-
-def _chair16(variant: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("_chair16_base", os.path.join(os.path.dirname(__file__), "chair16.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "default"
     if variant not in VARIANTS:
         raise ValueError(f"configs/chairs256.py: unknown variant {variant!r}; expected one of {VARIANTS}")
-    config = _chair16({"default": "default", "cpu": "cpu", "tiny": "smoke"}[variant])
+    base = {"default": "default", "cpu": "cpu", "tiny": "smoke"}[variant]  # chair16's variant this one builds on
+    config = config_files.load_beside(__file__, f"chair16.py:{base}")
     config.variant = variant
     train, val, test = SPLIT_SIZES[variant]
     config.data.root = "data/chairs256" if variant != "tiny" else "data/chairs256_tiny"

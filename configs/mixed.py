@@ -13,28 +13,20 @@ Variants (`--config=configs/mixed.py:<variant>`):
 Everything not set here is chair16's `cpu` (tiny: `smoke`) variant (configs/chair16.py).
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from sdfjax import config_files
 
 VARIANTS = ("cpu", "cpu_chair", "cpu_table", "tiny")
 CATEGORIES = {"cpu": "chair,table", "cpu_chair": "chair", "cpu_table": "table", "tiny": "chair,table"}
 SPLIT_SIZES = {"cpu": (32, 4, 16), "cpu_chair": (16, 2, 8), "cpu_table": (16, 2, 8), "tiny": (4, 2, 2)}
 
 
-def _chair16(variant: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("_chair16_base", os.path.join(os.path.dirname(__file__), "chair16.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "cpu"
     if variant not in VARIANTS:
         raise ValueError(f"configs/mixed.py: unknown variant {variant!r}; expected one of {VARIANTS}")
-    config = _chair16("smoke" if variant == "tiny" else "cpu")
+    config = config_files.load_beside(__file__, f"chair16.py:{'smoke' if variant == 'tiny' else 'cpu'}")
     config.name, config.variant = "mixed", variant
     config.data.root = f"data/mixed_{variant}"
     config.data.category = CATEGORIES[variant]  # data_gen.synthetic --category: shapes take them in turn

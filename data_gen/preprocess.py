@@ -26,7 +26,7 @@ import sys
 
 from absl import flags, logging
 
-from sdfjax.data import beam_pipeline, pipeline
+from sdfjax.data import pipeline
 from sdfjax.errors import DataError
 from sdfjax.launch import common
 
@@ -41,6 +41,9 @@ def main(argv):
     stages = [s for s in pipeline.ALL_STAGES if s not in skip and (not only or s in only)]
     runner = None
     if flags.FLAGS.beam_runner:
+        # Imported here: Apache Beam takes seconds to import and logs warnings about cloud clients it lacks.
+        from sdfjax.data import beam_pipeline
+
         args = (beam_pipeline.direct_runner_args(config.data.num_workers) if flags.FLAGS.beam_runner == "DirectRunner"
                 else [f"--runner={flags.FLAGS.beam_runner}"]) + shlex.split(flags.FLAGS.beam_options)
         runner = beam_pipeline.BeamRunner(tuple(args))

@@ -75,6 +75,12 @@ def load(spec: str) -> ml_collections.ConfigDict:
     return module.get_config(arg or None)
 
 
+def load_beside(config_file: str, spec: str) -> ml_collections.ConfigDict:
+    """`load` of `spec` ("chair16.py:cpu") from the folder of `config_file`: a config built on another one
+    reads it from beside itself (a clone's configs/ or the package's)."""
+    return load(os.path.join(os.path.dirname(os.path.abspath(config_file)), spec))
+
+
 def save(config, folder: str) -> str:
     """Writes `config` resolved (every reference replaced by its value) to folder/config.json; returns the path."""
     path = os.path.join(folder, CONFIG_JSON)

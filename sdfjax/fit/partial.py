@@ -105,9 +105,10 @@ def ray_observations(origins: np.ndarray, directions: np.ndarray, depth: np.ndar
     return np.concatenate([rows_surface, rows_free]).astype(np.float32)
 
 
-# Normalised units (the unit sphere): offsets along the normals within the decoder's clamp (0.1), the first one
-# inside the thinnest parts of a chair, the second one a band around the surface.
-NORMAL_OFFSETS = (0.005, 0.03)
+# Normalised units (the unit sphere): offsets along the normals doubling from inside the thinnest parts of a chair
+# to the decoder's clamp (0.1), so the observations cover the band the decoder was trained on, as SDF samples do
+# (docs/experiments.md, "Fitting a scan").
+NORMAL_OFFSETS = (0.005, 0.01, 0.02, 0.04, 0.08)
 
 
 def oriented_point_samples(points, normals, offsets=NORMAL_OFFSETS, free_points: int | None = None,
