@@ -27,7 +27,7 @@ import trimesh
 
 from sdfjax import config_files, shipped
 from sdfjax import trained as trained_lib
-from sdfjax.fit import meshing, partial, reconstruct, sdf_fit
+from sdfjax.fit import meshing, partial, reconstruct, scans, sdf_fit
 from sdfjax.fit.folded import fold_decoder
 from sdfjax.fit.scans import DepthScan, Intrinsics, read_depth_image, read_point_scan  # noqa: F401 (sdfjax.<name>)
 from sdfjax.sketch2shape import sketches as sketches_lib
@@ -135,8 +135,8 @@ class Model:
         if iterations is not None:
             config = config.copy_and_resolve_references()
             config.fit.num_iterations = int(iterations)
-        latent, fit_loss, frame, _ = reconstruct.fit_scan_latent(config, self._folded, self.latents.mean(axis=0),
-                                                                 scan, frame)
+        observations, frame = scans.observe(scan, frame, seed=int(config.seed))
+        latent, fit_loss = reconstruct.fit_observations(config, self._folded, self.latents.mean(axis=0), observations)
         mesh, _ = reconstruct.scan_mesh(config, self._folded, latent, frame)
         return ScanShape(latent, frame, mesh, fit_loss)
 

@@ -130,9 +130,8 @@ def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
     lines = ["| method | sketches | Chamfer x1000 mean | median | EMD | F@0.01 | NC |", "|---|---|---|---|---|---|---|"]
     medians, by_method = {}, {}
     for r in (r for r in rows if r["obj_id"] == "mean_metric"):
-        mine = [float(x["chamfer"]) for x in per_sketch if x["method"] == r["method"]]
-        finite = [c for c in mine if np.isfinite(c)]
-        medians[r["method"]] = statistics.median(finite) if finite else None
+        mine = [x for x in per_sketch if x["method"] == r["method"]]
+        medians[r["method"]] = _median_of_rows(mine)
         by_method[r["method"]] = {x["obj_id"]: float(x["chamfer"]) for x in per_sketch if x["method"] == r["method"]}
         lines.append(f"| {r['method']} | {len(mine)} | {_fmt(float(r['chamfer']))} | {_fmt(medians[r['method']])} | "
                      f"{_fmt(float(r['emd']))} | {_fmt(float(r['fscore@0.01']))} | "
@@ -151,9 +150,8 @@ def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
 
 
 def _median_chamfer(workdir: str, run: str, method: str) -> float | None:
-    values = [float(r["chamfer"]) for r in _rows(storage.join(results_dir(workdir), run, "metrics.csv"))
-              if r["obj_id"] != "mean_metric" and r["method"] == method and np.isfinite(float(r["chamfer"]))]
-    return statistics.median(values) if values else None
+    return _median_of_rows([r for r in _shape_rows(_rows(storage.join(results_dir(workdir), run, "metrics.csv")))
+                            if r["method"] == method])
 
 
 def sketch_picture(workdir: str, count: int) -> np.ndarray | None:

@@ -159,10 +159,10 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
     return {"out_dir": out_dir, "rows": rows, "mean": means.pop("all"), "category_means": means}
 
 
-def fit_scan_latent(config, folded: dict, start: np.ndarray, scan, frame=None, progress: bool = False):
-    """(latent (L,), fit loss, the frame used, observations) of one scan (scans.PointScan or scans.DepthScan),
-    fitted from latent `start` (L,) with config.fit's settings; `frame` None: estimated from the scan."""
-    observations, frame = scans.observe(scan, frame, seed=int(config.seed))
+def fit_observations(config, folded: dict, start: np.ndarray, observations: np.ndarray,
+                     progress: bool = False) -> tuple[np.ndarray, float]:
+    """(latent (L,), fit loss) of one scan's observations (scans.observe), fitted from latent `start` (L,) with
+    config.fit's settings."""
     settings = sdf_fit.FitSettings.from_config(config)
     bar = tqdm(total=settings.num_iterations, desc="fit scan", unit="step", disable=not progress, file=sys.stderr)
     try:
@@ -171,7 +171,7 @@ def fit_scan_latent(config, folded: dict, start: np.ndarray, scan, frame=None, p
                                      jax.random.key(config.seed), progress=lambda i: bar.update(i - bar.n))
     finally:
         bar.close()
-    return np.asarray(result.latents[0], np.float32), float(result.losses[0]), frame, len(observations)
+    return np.asarray(result.latents[0], np.float32), float(result.losses[0])
 
 
 def scan_mesh(config, folded: dict, latent: np.ndarray, frame) -> tuple[trimesh.Trimesh | None, trimesh.Trimesh | None]:
@@ -187,14 +187,13 @@ def fit_scan(config, workdir: str, scan, frame=None, out_dir: str | None = None,
     the files of the module docstring; `frame` (geometry.mesh.Normalization) None: estimated from the scan.
 
     Returns {"out_dir", "latent", "frame", "mesh" (scan frame, or None), "metrics"}."""
-    scans.observe(scan, frame)  # a bad scan is named before the model loads
+    observations, frame = scans.observe(scan, frame, seed=int(config.seed))  # a bad scan is named before loading
     trained = trained_lib.load_trained(config, workdir)
     folded = fold_decoder(trained.decoder, trained.params)
-    latent, fit_loss, frame, count = fit_scan_latent(config, folded, trained.latents.mean(axis=0), scan, frame,
-                                                     progress)
+    latent, fit_loss = fit_observations(config, folded, trained.latents.mean(axis=0), observations, progress)
     mesh, normalized = scan_mesh(config, folded, latent, frame)
     out_dir = storage.run_dir(workdir, "fit_scan", out_dir)
-    metrics = {"observations": count, "fit_loss": fit_loss}
+    metrics = {"observations": len(observations), "fit_loss": fit_loss}
     if mesh is not None:
         storage.atomic_export_mesh(storage.join(out_dir, "mesh_normalized.obj"), normalized)
         storage.atomic_export_mesh(storage.join(out_dir, "mesh.obj"), mesh)
