@@ -4,6 +4,7 @@ import csv
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ from sdfjax.sketch2shape import encoders, losses, optimize, sketches
 from sdfjax.evaluators import latent_encoder as encoder_evaluation
 from sdfjax.train import latent_encoder as encoder_train
 from sdfjax.train import logs
+from sdfjax.train import siamese
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERA = camera_lib.Camera(30.0, 20.0, 4.0, 64.0, 32, 32)
@@ -411,3 +413,39 @@ def test_sketch_to_shape_on_split_and_user_sketches_with_launchers(trained_model
     out = subprocess.run([sys.executable, "-m", "sdfjax.launch.sketch2shape", *flags,
                           f"--sketch={tmp_path / 'bad.png'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode != 0 and "bad.png: not a readable image" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_sketches_at_128_px_flow_through_both_encoders_the_refinement_and_the_page(trained_pair, tmp_path):
+    """The smoke decoder with its dataset re-rendered at 128 px: both encoders train at 128, and the page's
+    service frames a drawing at 128, encodes it, refines it and meshes it."""
+    from sdfjax.app.service import ShapeService
+    from sdfjax.data import pipeline
+
+    config, workdir, _ = trained_pair
+    config = config.copy_and_resolve_references()
+    root, run = tmp_path / "chairs128", tmp_path / "run128"
+    shutil.copytree(config.data.root, root)
+    shutil.copytree(os.path.join(workdir, "checkpoints"), run / "checkpoints")  # the decoder alone
+    config.data.root = str(root)
+    config.render.focal *= 128 / config.render.resolution  # the same field of view
+    config.render.resolution = 128
+    pipeline.preprocess_dataset(config, stages=("render", "tfds"), overwrite=True, progress=False)
+    assert tfds_builder.data_source(config, "train", renders=True)[0]["sketches"].shape[-2:] == (128, 128)
+    config.siamese.num_steps, config.encoder.num_steps = 4, 4
+    siamese.train_siamese(config, str(run), progress=False)
+    encoder_train.train_encoder(config, str(run), progress=False)
+    assert trained_lib.load_siamese(str(run))[2]["resolution"] == 128
+    assert trained_lib.load_encoder(str(run))[2]["resolution"] == 128
+
+    config.sketch.iterations = 3
+    service = ShapeService(config, str(run), max_views=1, out_root=str(tmp_path / "answers"), warm_views=1)
+    assert service.resolution == 128
+    drawing = (_drawing(300, 360) * 255).astype(np.uint8)
+    view = service.view_of(drawing, "sketch 1", 40.0, 25.0)
+    assert view.sketch.shape == (128, 128) and (view.sketch < 128).any()
+    steps = []
+    answers = list(service.shape([view], on_step=lambda k, n: steps.append((k, n))))
+    assert [a.stage for a in answers] == ["encoder", "refined"]
+    assert steps[-1] == (4, 4)  # the start and 3 steps
+    assert all(np.all(np.isfinite(a.latent)) and a.latent.shape == (config.model.latent_dim,) for a in answers)
