@@ -113,7 +113,7 @@ def main(argv):
     initial = s2s.predict(stacked[:, 0], camera_lib.view_angles(cameras[:b]))
     views = {k: jnp.asarray(a) for k, a in optimize.object_views(
         stacked, [[c] for c in cameras[:b]], s2s.embed(stacked[:, 0])[:, None], config.sketch).items()}
-    run = lambda iters: optimize.optimize_batch(s2s.step, s2s.optimizer, s2s.trained.params, s2s.prior,  # noqa: E731
+    run = lambda iters: optimize.optimize_batch((s2s.optimizer, s2s.step), s2s.trained.params, s2s.prior,  # noqa: E731
                                                 initial, views, iters)
     run(1)  # compile the batch-of-b step
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Every hot step built as a platform would run it, jitted with its shardings, for `jax.export`.
 
-    steps = hot_steps(config, platform="cuda", mesh=parallel.make_mesh())   # {name: (jitted, args)}
-    exported = export(*steps["deepsdf_train"], platforms=("cuda", "tpu"))   # ValueError naming what failed
+    step, args = STEPS["deepsdf_train"](config, "cuda", parallel.make_mesh())   # the jitted step, its arguments
+    exported = export(step, args, platforms=("cuda", "tpu"))                   # ValueError naming what failed
     assert not host_callbacks(exported)
 
 A CPU chooses chunks and float32 where an accelerator takes one pass and bf16
@@ -186,11 +186,6 @@ def tracer_render(config, platform: str, mesh) -> tuple:
 
 STEPS = {"deepsdf_train": deepsdf_train, "batched_fit": batched_fit, "siamese_train": siamese_train,
          "encoder_train": encoder_train, "sketch_refinement": sketch_refinement, "tracer_render": tracer_render}
-
-
-def hot_steps(config, platform: str, mesh, names=tuple(STEPS)) -> dict[str, tuple]:
-    """{name: (jitted step, abstract arguments)} of the hot paths `names`, built with `platform`'s choices."""
-    return {name: STEPS[name](config, platform, mesh) for name in names}
 
 
 def export(jitted, args, platforms=("cuda", "tpu")) -> jax.export.Exported:

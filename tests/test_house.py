@@ -141,6 +141,33 @@ def test_project_imports_sit_at_the_top_of_library_modules():
     assert not inside, inside
 
 
+MAX_PARAMETERS = 8  # more belong in a settings dataclass or a batch pytree (docs/design.md)
+
+
+def parameter_count(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The parameters a caller may pass: positional, keyword-only, *args and **kwargs; a method's self/cls not."""
+    a = function.args
+    names = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, (a.vararg, a.kwarg))]
+    bound = bool(a.args) and a.args[0].arg in ("self", "cls") and not a.posonlyargs
+    return len(names) - bound
+
+
+def test_parameter_count_reads_every_kind_of_parameter():
+    tree = ast.parse("def f(a, /, b, *c, d, e=1, **f): pass\nclass K:\n    def m(self, x, y=2): pass")
+    assert [parameter_count(n) for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)] == [6, 2]
+
+
+def test_no_library_function_takes_more_than_eight_parameters():
+    long = []
+    for module, path in MODULES.items():
+        if _in(module, "sdfjax"):
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+            long += [f"{module}.{n.name}: {parameter_count(n)}" for n in ast.walk(tree)
+                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and parameter_count(n) > MAX_PARAMETERS]
+    assert not long, long
+
+
 def test_the_wheel_installs_every_package_of_sdfjax_and_its_configs_and_pins_no_backend():
     import tomllib
 

@@ -253,7 +253,7 @@ def test_refinement_from_two_views_moves_a_perturbed_latent_toward_the_truth(tra
     targets = encoders.embedder(model, enc_params, "sketch")(drawn)
     views = {k: jnp.asarray(a) for k, a in optimize.object_views(drawn[None], [cameras], targets[None], sk).items()}
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
-    best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, start[None], views, 40)
+    best, curve = optimize.optimize_batch((optimizer, step), trained.params, prior, start[None], views, 40)
 
     def hits(z):
         return [np.asarray(trace({"decoder": trained.params, "z": jnp.asarray(z)}, *c.rays())["hit"])
@@ -293,14 +293,14 @@ def test_refinement_keeps_a_latent_whose_renders_already_match_a_drawing_with_ga
     targets = encoders.embedder(model, enc_params, "sketch")(drawn)
     views = {k: jnp.asarray(a) for k, a in optimize.object_views(drawn[None], [cameras], targets[None], sk).items()}
     prior = {k: jnp.asarray(a) for k, a in losses.gaussian_prior(trained.latents).items()}
-    best, curve = optimize.optimize_batch(step, optimizer, trained.params, prior, truth[None], views, 10,
+    best, curve = optimize.optimize_batch((optimizer, step), trained.params, prior, truth[None], views, 10,
                                           min_improvement=margin)
     np.testing.assert_array_equal(best[0], truth, err_msg=str(curve[:, 0]))  # the gaps are no evidence to move
     assert curve[:, 0].min() < curve[0, 0]  # though the loss alone would have moved it a little
-    ungated, _ = optimize.optimize_batch(step, optimizer, trained.params, prior, truth[None], views, 10)
+    ungated, _ = optimize.optimize_batch((optimizer, step), trained.params, prior, truth[None], views, 10)
     assert not np.array_equal(ungated[0], truth)
     far = truth + 0.5 * np.random.default_rng(1).normal(size=truth.shape).astype(np.float32)
-    _, far_curve = optimize.optimize_batch(step, optimizer, trained.params, prior, far[None], views, 10)
+    _, far_curve = optimize.optimize_batch((optimizer, step), trained.params, prior, far[None], views, 10)
     # a start that does not match the drawing has more to gain
     assert far_curve[0, 0] - far_curve[:, 0].min() > curve[0, 0] - curve[:, 0].min()
 

@@ -111,7 +111,7 @@ class SketchToShape:
             if on_step is not None:
                 on_step(done[0], iterations + 1)
 
-        best, _ = optimize.optimize_batch(self.step, self.optimizer, self.trained.params, self.prior, z0[None], views,
+        best, _ = optimize.optimize_batch((self.optimizer, self.step), self.trained.params, self.prior, z0[None], views,
                                           iterations, step_done, float(self.config.sketch.get("min_improvement", 0.0)))
         return best[0]
 

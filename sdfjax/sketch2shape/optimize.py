@@ -233,9 +233,10 @@ def object_views(sketches: np.ndarray, cameras: list[list[camera_lib.Camera]], t
             "inside": masks[:, :, 0], "known": masks[:, :, 1], "carvable": masks[:, :, 2]}
 
 
-def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, views: dict, iterations: int,
+def optimize_batch(refine_step: tuple, decoder_params, prior, initial: np.ndarray, views: dict, iterations: int,
                    on_step=None, min_improvement: float = 0.0):
-    """Runs `iterations` steps from `initial` (B, L); returns (best iterate (B, L), loss curve (T + 1, B)).
+    """Runs `iterations` steps of `refine_step` (`make_step`'s (optimizer, step)) from `initial` (B, L); returns
+    (best iterate (B, L), loss curve (T + 1, B)).
 
     The best iterate is the one with the lowest loss met, the start included, and it replaces
     the start only when it lowers the start's loss by at least the share `min_improvement`
@@ -243,6 +244,7 @@ def optimize_batch(step, optimizer, decoder_params, prior, initial: np.ndarray, 
     gain in the loss is no gain in shape); `views` are the objects' `object_views`;
     `on_step()` is called after each of the iterations + 1 steps (a progress bar's update).
     """
+    optimizer, step = refine_step
     z = jnp.asarray(initial)
     opt = init_states(optimizer, z)
     curve, best_z, best_loss = [], np.array(z), np.full(len(initial), np.inf)
@@ -402,7 +404,7 @@ def sketch_to_shape(config, workdir: str, sketch_paths: list[str] | None = None,
             count = len(batch.names[part])
             views = {k: jnp.asarray(_padded(a, size)) for k, a in object_views(
                 batch.sketches[part], batch.cameras[part], targets[part], sk).items()}
-            best_z, curve = optimize_batch(step, optimizer, trained.params, prior, _padded(initial[part], size),
+            best_z, curve = optimize_batch((optimizer, step), trained.params, prior, _padded(initial[part], size),
                                            views, sk.iterations, bar.update, float(sk.get("min_improvement", 0.0)))
             z_all.append(best_z[:count])
             curves.append(curve[:, :count])
