@@ -112,7 +112,7 @@ def fit() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.split = "val"  # train | val | test
     c.obj_ids = ""  # comma-separated subset of the split; empty: all of it
-    c.init = "normal"  # normal (N(0, init_std^2)) | mean | random | prior | <latent row>
+    c.init = "normal"  # normal (N(0, init_std^2)) | mean | category_mean | random | prior | <latent row>
     c.init_std = 0.01  # DeepSDF's reconstruct.py
     c.restarts = 1  # best of K initialisations by fitting loss (the paper reports K = 2)
     c.num_iterations = 800  # DeepSDF's reconstruct.py

@@ -150,16 +150,28 @@ def test_initial_latents_follow_each_option():
     mean = optimizer.initial_latents("mean", 3, 2, 8, trained, rng)
     np.testing.assert_allclose(mean[:, 0], np.broadcast_to(trained.mean(0), (3, 8)), rtol=1e-6)
     assert not np.allclose(mean[:, 1], mean[:, 0])  # restarts after the first are perturbed
-    prior = optimizer.initial_latents("prior", 2, 1, 8, trained, rng, prior_rows=[5, 7])
+    prior = optimizer.initial_latents("prior", 2, 1, 8, trained, rng, rows=[[5], [7]])
     np.testing.assert_allclose(prior[:, 0], trained[[5, 7]], rtol=1e-6)
+    by_category = optimizer.initial_latents("category_mean", 2, 2, 8, trained, rng, rows=[[0, 1, 2], [3, 9]])
+    np.testing.assert_allclose(by_category[:, 0], [trained[:3].mean(0), trained[[3, 9]].mean(0)], rtol=1e-6)
+    assert 0 < np.abs(by_category[:, 1] - by_category[:, 0]).max() < 0.1  # restarts nearby
     np.testing.assert_allclose(optimizer.initial_latents("3", 2, 1, 8, trained, rng)[:, 0], trained[[3, 3]], rtol=1e-6)
     normal = optimizer.initial_latents("normal", 500, 1, 8, trained, rng, init_std=0.01)
     assert abs(normal.std() - 0.01) < 1e-3 and abs(normal.mean()) < 1e-3
     random = optimizer.initial_latents("random", 2000, 1, 8, trained, rng)
     np.testing.assert_allclose(random[:, 0].mean(0), trained.mean(0), atol=0.05)
-    for bad, message in (("prior", "train split"), ("99", "rows 0..39"), ("median", "expected normal")):
+    for bad, message in (("prior", "train split"), ("category_mean", "category"), ("99", "rows 0..39"),
+                         ("median", "expected normal")):
         with pytest.raises(ValueError, match=message):
             optimizer.initial_latents(bad, 1, 1, 8, trained, rng)
+
+
+def test_category_rows_are_each_categorys_trained_rows_and_a_category_without_any_is_named():
+    trained = ["chair", "table", "chair", "table", "sofa"]
+    assert reconstruct.category_rows(trained, ["table", "chair", "table"]) == [[1, 3], [0, 2], [1, 3]]
+    assert reconstruct.category_rows(["", "", ""], ["", ""]) == [[0, 1, 2], [0, 1, 2]]  # one category: every row
+    with pytest.raises(ValueError, match="no trained shape of category lamp"):
+        reconstruct.category_rows(trained, ["chair", "lamp"])
 
 
 def _depth_view(mesh, azimuth=0.0, elevation=0.0, resolution=64, seed=0):

@@ -106,7 +106,7 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     rng = np.random.default_rng(config.seed)
     z = jnp.asarray(initial_latents(fc.init, len(obj_ids), 1, trained.decoder.latent_dim, trained.latents, rng,
-                                    fc.init_std)[:, 0])
+                                    fc.init_std, reconstruct.start_rows(config, trained, obj_ids))[:, 0])
     optimizer, step = make_step(sdf_fn, settings, fc)
     opt = init_states(optimizer, z)
     render_all = jax.jit(jax.vmap(lambda zz: latent_render.render_views(

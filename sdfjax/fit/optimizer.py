@@ -40,21 +40,24 @@ def init_states(optimizer: optax.GradientTransformation, z: jax.Array):
     return jax.vmap(optimizer.init)(z)
 
 
-INIT_CHOICES = "normal | mean | random | prior | <row index>"
+INIT_CHOICES = "normal | mean | category_mean | random | prior | <row index>"
 
 
 def initial_latents(init: str, num_shapes: int, restarts: int, latent_dim: int, trained: np.ndarray,
                     rng: np.random.Generator, init_std: float = 0.01,
-                    prior_rows: Sequence[int] | None = None) -> np.ndarray:
+                    rows: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Initial codes (S, K, L), Sketch2Shape's `prior_idx` options plus DeepSDF's default.
 
       normal   N(0, init_std^2) per dimension (DeepSDF's reconstruct.py, std 0.01);
       mean     the mean of the trained latents;
+      category_mean  per shape, the mean of the trained latents of its own category (`rows`: the
+               latent rows of each shape's category): in a model of several categories the
+               overall mean lies between them, in no category's part of the latent space;
       random   a draw from the per-dimension normal fitted to the trained latents;
-      prior    each shape's own trained latent (`prior_rows`: training shapes only);
+      prior    each shape's own trained latent (`rows`: [its row] per shape, training shapes only);
       <int>    the trained latent of that row, for every shape.
 
-    Deterministic choices (mean, prior, row) get N(0, init_std^2) noise on restarts
+    Deterministic choices (mean, category_mean, prior, row) get N(0, init_std^2) noise on restarts
     after the first, so K restarts explore K starting points.
     """
     shape = (num_shapes, restarts, latent_dim)
@@ -66,10 +69,12 @@ def initial_latents(init: str, num_shapes: int, restarts: int, latent_dim: int, 
         return (mu + sigma * rng.normal(size=shape)).astype(np.float32)
     if init == "mean":
         base = np.broadcast_to(trained.mean(axis=0), shape)
-    elif init == "prior":
-        if prior_rows is None:
-            raise ValueError("fit.init=prior needs the shapes' own trained latents: use it on the train split")
-        base = np.broadcast_to(trained[np.asarray(prior_rows)][:, None, :], shape)
+    elif init in ("prior", "category_mean"):
+        if rows is None:
+            raise ValueError(f"fit.init={init} needs " + ("the shapes' own trained latents: use it on the train split"
+                                                          if init == "prior" else "each shape's category"))
+        means = np.stack([trained[np.asarray(r, np.int64)].mean(axis=0) for r in rows])
+        base = np.broadcast_to(means[:, None, :], shape)
     elif init.lstrip("-").isdigit():
         row = int(init)
         if not 0 <= row < len(trained):

@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import zlib
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -66,6 +67,38 @@ def select_shapes(config, split: str, obj_ids: str = "") -> tuple[list[int], lis
         raise ValueError(f"config.fit.obj_ids: {', '.join(missing)} not in the preprocessed {split} split of "
                          f"{config.data.root} ({len(ids)} shapes, e.g. {', '.join(ids[:3])})")
     return [ids.index(o) for o in wanted], wanted
+
+
+def category_rows(trained_categories: Sequence[str], categories: Sequence[str]) -> list[list[int]]:
+    """For each of `categories`, the rows of the trained latents whose shapes are of it (`trained_categories`, one
+    per row; all "" in a set of one category, where every row is of every shape's category). ValueError naming a
+    category with no trained shape."""
+    trained_categories = np.asarray(trained_categories, dtype=object)
+    if not any(trained_categories):  # a model of one category: its mean is the category's
+        return [list(range(len(trained_categories)))] * len(categories)
+    rows = [np.flatnonzero(trained_categories == c).tolist() for c in categories]
+    missing = sorted({c or "(none)" for c, r in zip(categories, rows) if not r})
+    if missing:
+        raise ValueError(f"fit.init=category_mean: no trained shape of category {', '.join(missing)} "
+                         f"(the model's: {', '.join(sorted(set(trained_categories)))})")
+    return rows
+
+
+def start_rows(config, trained, obj_ids: Sequence[str]) -> list[list[int]] | None:
+    """Per shape, the trained latent rows whose mean it starts from (optimizer.initial_latents): its own row
+    (fit.init=prior, train split only), its category's rows (category_mean, metainfo.csv's category); None for
+    the other inits."""
+    fc = config.fit
+    if fc.init == "prior":
+        if fc.split != "train":
+            raise ValueError(f"config.fit.init=prior uses each shape's trained latent; split {fc.split!r} has none "
+                             "(use mean, category_mean, random, normal or a row index)")
+        row_of = {o: i for i, o in enumerate(trained.obj_ids)}
+        return [[row_of[o]] for o in obj_ids]
+    if fc.init == "category_mean":
+        category = {s.obj_id: s.category for s in layout.read_metainfo(config.data.root)}
+        return category_rows([category.get(o, "") for o in trained.obj_ids], [category.get(o, "") for o in obj_ids])
+    return None
 
 
 def load_examples(config, renders: bool = False) -> tuple[list[str], list[dict]]:
@@ -102,17 +135,9 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
     trained = trained_lib.load_trained(config, workdir)
     indices, obj_ids = select_shapes(config, fc.split, fc.obj_ids)
     source = tfds_builder.data_source(config, fc.split)
-    if fc.init == "prior":
-        if fc.split != "train":
-            raise ValueError(f"config.fit.init=prior uses each shape's trained latent; split {fc.split!r} has none "
-                             "(use mean, random, normal or a row index)")
-        row_of = {o: i for i, o in enumerate(trained.obj_ids)}
-        prior_rows = [row_of[o] for o in obj_ids]
-    else:
-        prior_rows = None
     rng = np.random.default_rng(config.seed)
     initial = initial_latents(fc.init, len(obj_ids), fc.restarts, trained.decoder.latent_dim, trained.latents, rng,
-                              fc.init_std, prior_rows)
+                              fc.init_std, start_rows(config, trained, obj_ids))
     settings = sdf_fit.FitSettings.from_config(config)
     folded = fold_decoder(trained.decoder, trained.params)
     mesh_paths = [normalized_mesh_path(config, o) for o in obj_ids] if fc.partial else None
