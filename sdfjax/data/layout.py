@@ -115,6 +115,11 @@ def read_metainfo(root: str) -> list[ShapeInfo]:
     return shapes
 
 
+def shape_categories(root: str) -> dict[str, str]:
+    """obj_id -> category of every shape in `metainfo.csv` ("" in a set of one category)."""
+    return {s.obj_id: s.category for s in read_metainfo(root)}
+
+
 def write_metainfo(root: str, shapes: Sequence[ShapeInfo]) -> None:
     """Writes `metainfo.csv`, with the category column when some shape has a category."""
     categorised = any(s.category for s in shapes)

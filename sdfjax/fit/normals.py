@@ -30,6 +30,7 @@ import optax
 from tqdm import tqdm
 
 from sdfjax import errors, storage, trained as trained_lib
+from sdfjax.data import layout
 from sdfjax.evaluators import reconstruction, tables
 from sdfjax.fit import reconstruct
 from sdfjax.fit.folded import fold_decoder
@@ -105,8 +106,9 @@ def fit_normals_split(config, workdir: str, progress: bool = True, out_dir: str 
     settings = tracer.TraceSettings.from_config(config.render)
     sdf_fn = latent_render.decoder_sdf(trained.decoder)
     rng = np.random.default_rng(config.seed)
+    rows = reconstruct.start_rows(config, trained, obj_ids, layout.shape_categories(config.data.root))
     z = jnp.asarray(initial_latents(fc.init, len(obj_ids), 1, trained.decoder.latent_dim, trained.latents, rng,
-                                    fc.init_std, reconstruct.start_rows(config, trained, obj_ids))[:, 0])
+                                    fc.init_std, rows)[:, 0])
     optimizer, step = make_step(sdf_fn, settings, fc)
     opt = init_states(optimizer, z)
     render_all = jax.jit(jax.vmap(lambda zz: latent_render.render_views(

@@ -84,10 +84,10 @@ def category_rows(trained_categories: Sequence[str], categories: Sequence[str]) 
     return rows
 
 
-def start_rows(config, trained, obj_ids: Sequence[str]) -> list[list[int]] | None:
+def start_rows(config, trained, obj_ids: Sequence[str], category: dict[str, str]) -> list[list[int]] | None:
     """Per shape, the trained latent rows whose mean it starts from (optimizer.initial_latents): its own row
-    (fit.init=prior, train split only), its category's rows (category_mean, metainfo.csv's category); None for
-    the other inits."""
+    (fit.init=prior, train split only), its category's rows (category_mean; `category`: obj_id -> category,
+    layout.shape_categories); None for the other inits."""
     fc = config.fit
     if fc.init == "prior":
         if fc.split != "train":
@@ -96,7 +96,6 @@ def start_rows(config, trained, obj_ids: Sequence[str]) -> list[list[int]] | Non
         row_of = {o: i for i, o in enumerate(trained.obj_ids)}
         return [[row_of[o]] for o in obj_ids]
     if fc.init == "category_mean":
-        category = {s.obj_id: s.category for s in layout.read_metainfo(config.data.root)}
         return category_rows([category.get(o, "") for o in trained.obj_ids], [category.get(o, "") for o in obj_ids])
     return None
 
@@ -135,9 +134,10 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
     trained = trained_lib.load_trained(config, workdir)
     indices, obj_ids = select_shapes(config, fc.split, fc.obj_ids)
     source = tfds_builder.data_source(config, fc.split)
+    category = layout.shape_categories(config.data.root)
     rng = np.random.default_rng(config.seed)
     initial = initial_latents(fc.init, len(obj_ids), fc.restarts, trained.decoder.latent_dim, trained.latents, rng,
-                              fc.init_std, start_rows(config, trained, obj_ids))
+                              fc.init_std, start_rows(config, trained, obj_ids, category))
     settings = sdf_fit.FitSettings.from_config(config)
     folded = fold_decoder(trained.decoder, trained.params)
     mesh_paths = [normalized_mesh_path(config, o) for o in obj_ids] if fc.partial else None
@@ -172,7 +172,6 @@ def fit_split(config, workdir: str, progress: bool = True, out_dir: str | None =
              restart_losses=np.concatenate(restart_losses), init=fc.init, split=fc.split)
     if settings.num_iterations:
         tables.plot_loss_curves(os.path.join(out_dir, "fit_loss.png"), np.concatenate(curves, axis=1), obj_ids)
-    category = {s.obj_id: s.category for s in layout.read_metainfo(config.data.root)}
     categorised = any(category.get(o) for o in obj_ids)
     extra = [{**({"category": category.get(o, "")} if categorised else {}), "fit_loss": float(loss)}
              for o, loss in zip(obj_ids, losses)]
