@@ -126,13 +126,13 @@ def sketch_table(workdir: str, run: str = "sketch2shape") -> str:
     rows = _rows(storage.join(results_dir(workdir), run, "metrics.csv"))
     if not rows:
         return "(no sketch-to-shape results)"
-    per_sketch = [r for r in rows if r["obj_id"] != "mean_metric"]
+    per_sketch = _shape_rows(rows)
     lines = ["| method | sketches | Chamfer x1000 mean | median | EMD | F@0.01 | NC |", "|---|---|---|---|---|---|---|"]
     medians, by_method = {}, {}
     for r in (r for r in rows if r["obj_id"] == "mean_metric"):
         mine = [x for x in per_sketch if x["method"] == r["method"]]
         medians[r["method"]] = _median_of_rows(mine)
-        by_method[r["method"]] = {x["obj_id"]: float(x["chamfer"]) for x in per_sketch if x["method"] == r["method"]}
+        by_method[r["method"]] = {x["obj_id"]: float(x["chamfer"]) for x in mine}
         lines.append(f"| {r['method']} | {len(mine)} | {_fmt(float(r['chamfer']))} | {_fmt(medians[r['method']])} | "
                      f"{_fmt(float(r['emd']))} | {_fmt(float(r['fscore@0.01']))} | "
                      f"{_fmt(float(r['normal_consistency']))} |")
